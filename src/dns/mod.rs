@@ -1,0 +1,6 @@
+//! The DNS stub: wire format, cache, upstream forwarding and the listeners.
+
+pub mod cache;
+pub mod server;
+pub mod upstream;
+pub mod wire;

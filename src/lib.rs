@@ -1,0 +1,17 @@
+//! getapr: a forwarding DNS stub that knows which address pairs really work.
+//!
+//! The module map (see `ARCHITECTURE.md` for the why):
+//!
+//! | module | owns | I/O |
+//! |---|---|---|
+//! | [`config`] | raw TOML → validated [`config::Config`] | no |
+//! | [`dns::wire`] | views over DNS wire bytes, in-place edits | no |
+//! | [`dns::cache`] | O(1) LRU with TTL expiry | no |
+//! | [`dns::upstream`] | forwarding to upstream resolvers | yes |
+//! | [`dns::server`] | UDP/TCP listeners, ACL, limits | yes |
+//! | [`daemon`] | wiring, signals, reload | yes |
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod daemon;
+pub mod dns;
