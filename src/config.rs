@@ -76,3 +76,20 @@ pub enum Filter {
     Off,
     Auto,
 }
+
+// TEMPORARY stand-ins until the config module lands.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Error(String);
+pub const DEFAULT_PATH: &str = "/etc/getapr/getapr.toml";
+impl Config {
+    pub fn parse(_text: &str) -> Result<Config, Error> {
+        Err(Error("not yet".into()))
+    }
+    pub fn discover(_explicit: Option<&std::path::Path>) -> Result<(Config, Source), Error> {
+        Err(Error("not yet".into()))
+    }
+}
+pub fn check(_path: &std::path::Path) -> Result<(), Error> {
+    Err(Error("not yet".into()))
+}

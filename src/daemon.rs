@@ -1,0 +1,363 @@
+//! Wiring: binds the listeners, runs them, reloads and shuts down.
+//!
+//! Every server function takes its sockets and its stop signal from here, so
+//! tests run the real daemon on `127.0.0.1:0` in-process.
+
+use std::io;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{self, Config, Source};
+use crate::dns::cache;
+use crate::dns::server::{self, Settings, Shared};
+use crate::dns::upstream::{self, Pool};
+
+/// How long shutdown waits for queries in flight.
+const DRAIN: Duration = Duration::from_secs(2);
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The configuration cannot be used (exit 2).
+    #[error("{0}")]
+    Config(#[from] config::Error),
+    /// The configuration names upstreams that cannot be found (exit 2).
+    #[error("dns.upstreams: {0}")]
+    Upstreams(String),
+    /// A listen address cannot be bound (exit 1).
+    #[error("listen {addr}: {source}{hint}")]
+    Bind {
+        addr: SocketAddr,
+        source: io::Error,
+        hint: &'static str,
+    },
+    #[error("the daemon has stopped")]
+    Stopped,
+    #[error("{0}")]
+    Runtime(#[from] io::Error),
+}
+
+impl Error {
+    /// Exit status for `getapr serve`: 2 for a bad configuration, 1 for a
+    /// runtime failure such as a port in use.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Config(_) | Error::Upstreams(_) => 2,
+            _ => 1,
+        }
+    }
+}
+
+/// Runs the daemon with signals: SIGTERM/SIGINT drain and stop, SIGHUP
+/// reloads the configuration from where it came from.
+pub async fn serve(explicit: Option<PathBuf>) -> Result<(), Error> {
+    use tokio::signal::unix::{SignalKind, signal};
+    // Installed before anything else, so an early SIGHUP cannot kill us.
+    let mut hup = signal(SignalKind::hangup())?;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let (config, source) = Config::discover(explicit.as_deref())?;
+    let daemon = Daemon::bind(config, source).await?;
+    let handle = daemon.handle();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = term.recv() => break,
+                _ = int.recv() => break,
+                _ = hup.recv() => {
+                    let reloaded = match Config::discover(explicit.as_deref()) {
+                        Ok((config, _)) => handle.reload(config).await,
+                        Err(e) => Err(e.into()),
+                    };
+                    match reloaded {
+                        Ok(()) => tracing::info!("configuration reloaded"),
+                        Err(e) => tracing::error!("reload failed, keeping the running configuration: {e}"),
+                    }
+                }
+            }
+        }
+        tracing::info!("stopping: draining queries in flight");
+        handle.shutdown();
+    });
+    daemon.run().await
+}
+
+/// A bound, not yet running daemon.
+#[derive(Debug)]
+pub struct Daemon {
+    shared: Arc<Shared>,
+    config: Config,
+    listeners: Vec<Listener>,
+    commands: mpsc::Receiver<Command>,
+    handle: Handle,
+}
+
+#[derive(Debug)]
+struct Listener {
+    /// As configured (the port may be 0).
+    configured: SocketAddr,
+    local: SocketAddr,
+    sockets: Option<(Arc<UdpSocket>, TcpListener)>,
+    stop: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// Controls a running daemon.
+#[derive(Debug, Clone)]
+pub struct Handle {
+    commands: mpsc::Sender<Command>,
+    stop: CancellationToken,
+}
+
+#[derive(Debug)]
+enum Command {
+    Reload(Box<Config>, oneshot::Sender<Result<(), Error>>),
+}
+
+impl Handle {
+    /// Applies a new configuration atomically: everything it needs (upstreams,
+    /// new listen sockets) is prepared first; on any error nothing changes.
+    pub async fn reload(&self, config: Config) -> Result<(), Error> {
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(Command::Reload(Box::new(config), tx))
+            .await
+            .map_err(|_| Error::Stopped)?;
+        rx.await.map_err(|_| Error::Stopped)?
+    }
+
+    /// Stops accepting queries; `run` returns once those in flight are
+    /// answered, or after 2 s.
+    pub fn shutdown(&self) {
+        self.stop.cancel();
+    }
+}
+
+impl Daemon {
+    /// Resolves the upstreams and binds every `dns.listen` address, UDP and
+    /// TCP on the same port.
+    pub async fn bind(config: Config, source: Source) -> Result<Daemon, Error> {
+        let settings = settings(&config)?;
+        let mut listeners = Vec::new();
+        for &addr in &config.dns.listen {
+            listeners.push(bind_listener(addr)?);
+        }
+        let upstreams: Vec<String> = settings.pool.addrs().map(|a| a.to_string()).collect();
+        let listen: Vec<String> = listeners.iter().map(|l| l.local.to_string()).collect();
+        let from = match &source {
+            Source::File(p) => p.display().to_string(),
+            Source::Embedded => "embedded default".to_string(),
+        };
+        tracing::info!(
+            "getapr {} listening on {} (udp+tcp), upstreams {}, config {from}",
+            env!("CARGO_PKG_VERSION"),
+            listen.join(", "),
+            upstreams.join(", ")
+        );
+        let (tx, rx) = mpsc::channel(4);
+        Ok(Daemon {
+            shared: Arc::new(Shared::new(settings, config.dns.cache_size)),
+            config,
+            listeners,
+            commands: rx,
+            handle: Handle {
+                commands: tx,
+                stop: CancellationToken::new(),
+            },
+        })
+    }
+
+    /// The bound DNS addresses, one per `dns.listen` entry.
+    pub fn dns_addrs(&self) -> Vec<SocketAddr> {
+        self.listeners.iter().map(|l| l.local).collect()
+    }
+
+    pub fn handle(&self) -> Handle {
+        self.handle.clone()
+    }
+
+    /// Serves until [`Handle::shutdown`], then drains.
+    pub async fn run(mut self) -> Result<(), Error> {
+        for l in &mut self.listeners {
+            l.start(&self.shared);
+        }
+        let stop = self.handle.stop.clone();
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => break,
+                cmd = self.commands.recv() => match cmd {
+                    Some(Command::Reload(config, reply)) => {
+                        let _ = reply.send(self.apply(*config));
+                    }
+                    None => break,
+                },
+            }
+        }
+        for l in &self.listeners {
+            l.stop.cancel();
+        }
+        for l in &mut self.listeners {
+            for t in l.tasks.drain(..) {
+                let _ = t.await;
+            }
+        }
+        self.shared.tracker.close();
+        if tokio::time::timeout(DRAIN, self.shared.tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "{} queries still in flight after {DRAIN:?}; exiting anyway",
+                self.shared.tracker.len()
+            );
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, config: Config) -> Result<(), Error> {
+        let settings = settings(&config)?;
+        let mut fresh = Vec::new();
+        for &addr in &config.dns.listen {
+            if !self.listeners.iter().any(|l| l.configured == addr) {
+                // Dropping `fresh` on error closes what was bound so far.
+                fresh.push(bind_listener(addr)?);
+            }
+        }
+        // Nothing can fail from here on.
+        let old = self.shared.settings.load();
+        let same_upstreams = old.pool.addrs().eq(settings.pool.addrs());
+        self.shared.settings.store(Arc::new(settings));
+        {
+            let mut cache = cache::lock(&self.shared.cache);
+            if !same_upstreams {
+                // Answers from resolvers the user just replaced are not kept.
+                cache.clear();
+            }
+            if config.dns.cache_size != self.config.dns.cache_size {
+                cache.resize(config.dns.cache_size);
+            }
+        }
+        self.listeners.retain(|l| {
+            let keep = config.dns.listen.contains(&l.configured);
+            if !keep {
+                l.stop.cancel();
+            }
+            keep
+        });
+        for mut l in fresh {
+            l.start(&self.shared);
+            self.listeners.push(l);
+        }
+        self.config = config;
+        Ok(())
+    }
+}
+
+impl Listener {
+    fn start(&mut self, shared: &Arc<Shared>) {
+        if let Some((udp, tcp)) = self.sockets.take() {
+            self.tasks.push(tokio::spawn(server::serve_udp(
+                Arc::clone(shared),
+                udp,
+                self.stop.clone(),
+            )));
+            self.tasks.push(tokio::spawn(server::serve_tcp(
+                Arc::clone(shared),
+                tcp,
+                self.stop.clone(),
+            )));
+        }
+    }
+}
+
+fn settings(config: &Config) -> Result<Settings, Error> {
+    let addrs = upstream::addresses(&config.dns).map_err(Error::Upstreams)?;
+    Ok(Settings {
+        allow: config.dns.allow.clone(),
+        udp_cap: config.dns.udp_max_size,
+        pool: Arc::new(Pool::new(
+            addrs,
+            config.dns.timeout,
+            config.dns.max_inflight,
+        )),
+        tcp_slots: Arc::new(Semaphore::new(config.dns.tcp_max_connections)),
+    })
+}
+
+/// Binds UDP, then TCP on the port UDP got (for port 0 the kernel picks one;
+/// if TCP finds it taken we try another).
+fn bind_listener(addr: SocketAddr) -> Result<Listener, Error> {
+    let err = |source: io::Error| Error::Bind {
+        addr,
+        hint: hint(&source),
+        source,
+    };
+    for _ in 0..16 {
+        let udp = bind_udp(addr).map_err(err)?;
+        let local = udp.local_addr().map_err(err)?;
+        match bind_tcp(local) {
+            Ok(tcp) => {
+                return Ok(Listener {
+                    configured: addr,
+                    local,
+                    sockets: Some((Arc::new(udp), tcp)),
+                    stop: CancellationToken::new(),
+                    tasks: Vec::new(),
+                });
+            }
+            Err(e) if addr.port() == 0 && e.kind() == io::ErrorKind::AddrInUse => continue,
+            Err(e) => return Err(err(e)),
+        }
+    }
+    Err(err(io::Error::new(
+        io::ErrorKind::AddrInUse,
+        "no port free for both UDP and TCP",
+    )))
+}
+
+fn hint(e: &io::Error) -> &'static str {
+    match e.kind() {
+        io::ErrorKind::PermissionDenied => {
+            " (ports below 1024 need root or CAP_NET_BIND_SERVICE; to try getapr without root, \
+             listen on a high port such as 127.0.0.1:5353)"
+        }
+        io::ErrorKind::AddrInUse => {
+            " (another DNS server holds it: on systemd hosts systemd-resolved owns 127.0.0.53:53, \
+             see README.md)"
+        }
+        io::ErrorKind::AddrNotAvailable => " (no interface has this address)",
+        _ => "",
+    }
+}
+
+fn new_socket(addr: SocketAddr, ty: socket2::Type) -> io::Result<socket2::Socket> {
+    let sock = socket2::Socket::new(socket2::Domain::for_address(addr), ty, None)?;
+    if addr.is_ipv6() {
+        // So that [::]:53 and 0.0.0.0:53 can both be listed.
+        sock.set_only_v6(true)?;
+    }
+    sock.set_nonblocking(true)?;
+    Ok(sock)
+}
+
+fn bind_udp(addr: SocketAddr) -> io::Result<UdpSocket> {
+    let sock = new_socket(addr, socket2::Type::DGRAM)?;
+    sock.bind(&addr.into())?;
+    UdpSocket::from_std(sock.into())
+}
+
+fn bind_tcp(addr: SocketAddr) -> io::Result<TcpListener> {
+    let sock = new_socket(addr, socket2::Type::STREAM)?;
+    // A restart must not fail on connections of the previous run in TIME_WAIT.
+    sock.set_reuse_address(true)?;
+    sock.bind(&addr.into())?;
+    sock.listen(1024)?;
+    TcpListener::from_std(sock.into())
+}

@@ -1,0 +1,302 @@
+//! The UDP and TCP listeners: access control, limits, the cache-hit fast
+//! path, and handing misses to the upstream pool.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use ipnet::IpNet;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::{Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::cache::{self, Cache, Key};
+use super::upstream::{Failure, Pool};
+use super::wire::{self, Header, Query, Reply, rcode};
+
+/// RFC 7766 §6.2.3 asks servers to keep idle connections open "at least a
+/// few seconds"; 10 s is what Unbound and dnsmasq use by default.
+const TCP_IDLE: Duration = Duration::from_secs(10);
+/// Queries of one TCP connection being resolved at once; reading pauses
+/// beyond this, so one client cannot pile up unbounded work.
+const TCP_PIPELINE: usize = 128;
+
+/// What the listeners read on every query; replaced whole on reload.
+#[derive(Debug)]
+pub struct Settings {
+    pub allow: Vec<IpNet>,
+    /// Cap on the UDP reply size offered to EDNS clients.
+    pub udp_cap: u16,
+    pub pool: Arc<Pool>,
+    pub tcp_slots: Arc<Semaphore>,
+}
+
+/// State shared by every listener of the daemon.
+#[derive(Debug)]
+pub struct Shared {
+    pub settings: ArcSwap<Settings>,
+    pub cache: Mutex<Cache<Arc<Reply>>>,
+    /// Every task that owes a client an answer, so shutdown can drain them.
+    pub tracker: TaskTracker,
+}
+
+/// What to do with a received message.
+#[derive(Debug)]
+pub enum Step {
+    /// Nothing (not a query, or not even a header).
+    Drop,
+    /// Send what was written into the output buffer.
+    Reply,
+    /// Not in the cache: resolve through the upstreams.
+    Forward(Key),
+}
+
+impl Shared {
+    pub fn new(settings: Settings, cache_size: usize) -> Shared {
+        Shared {
+            settings: ArcSwap::from_pointee(settings),
+            cache: Mutex::new(Cache::new(cache_size)),
+            tracker: TaskTracker::new(),
+        }
+    }
+
+    /// Decides on a message without awaiting: the error answers, the ACL and
+    /// cache hits are written to `out` at once.
+    pub fn triage(&self, packet: &[u8], peer: IpAddr, udp: bool, out: &mut Vec<u8>) -> Step {
+        let Some(header) = Header::parse(packet) else {
+            return Step::Drop;
+        };
+        // A reply sent to a server is never answered: answering could start
+        // a loop between two servers (RFC 1035 §4.1.1 QR).
+        if header.qr() {
+            return Step::Drop;
+        }
+        let settings = self.settings.load();
+        let cap = udp.then_some(settings.udp_cap);
+        let query = Query::parse(packet);
+        let peer = canonical(peer);
+        if !settings.allow.iter().any(|net| net.contains(&peer)) {
+            let shape = match &query {
+                Ok(q) => q.shape(cap),
+                Err(_) => wire::header_shape(&header),
+            };
+            wire::error_reply(&shape, header.opcode(), rcode::REFUSED, out);
+            return Step::Reply;
+        }
+        if header.opcode() != 0 {
+            let shape = match &query {
+                Ok(q) => q.shape(cap),
+                Err(_) => wire::header_shape(&header),
+            };
+            wire::error_reply(&shape, header.opcode(), rcode::NOTIMP, out);
+            return Step::Reply;
+        }
+        let Ok(query) = query else {
+            wire::error_reply(&wire::header_shape(&header), 0, rcode::FORMERR, out);
+            return Step::Reply;
+        };
+        let shape = query.shape(cap);
+        // RFC 6891 §6.1.3: we speak EDNS version 0 only.
+        if query.edns().is_some_and(|e| e.version > 0) {
+            wire::error_reply(&shape, 0, rcode::BADVERS, out);
+            return Step::Reply;
+        }
+        let (name, qtype, qclass) = query.parts();
+        let key = Key::new(name, qtype, qclass, query.do_bit(), header.cd());
+        let mut cache = cache::lock(&self.cache);
+        if let Some((reply, age)) = cache.get(&key, Instant::now()) {
+            reply.render(&shape, age_secs(age), out);
+            return Step::Reply;
+        }
+        Step::Forward(key)
+    }
+
+    /// Resolves a cache miss and writes the answer fitted to the client.
+    pub async fn forward(&self, pool: &Arc<Pool>, key: Key, packet: &[u8], udp: bool) -> Vec<u8> {
+        let mut out = Vec::new();
+        let Ok(query) = Query::parse(packet) else {
+            return out;
+        };
+        let cap = udp.then_some(self.settings.load().udp_cap);
+        let shape = query.shape(cap);
+        match pool.resolve(key.clone(), packet).await {
+            Ok(reply) => {
+                if let Some(ttl) = cache::lifetime(&reply) {
+                    cache::lock(&self.cache).insert(key, Arc::clone(&reply), Instant::now(), ttl);
+                }
+                reply.render(&shape, 0, &mut out);
+            }
+            Err(e) => {
+                if matches!(*e, Failure::Busy) {
+                    tracing::debug!("upstream queries at their cap; answering SERVFAIL");
+                }
+                wire::error_reply(&shape, 0, rcode::SERVFAIL, &mut out);
+            }
+        }
+        out
+    }
+}
+
+fn age_secs(age: Duration) -> u32 {
+    u32::try_from(age.as_secs()).unwrap_or(u32::MAX)
+}
+
+/// An IPv4 client reaching an IPv6 socket shows up as ::ffff:a.b.c.d; the
+/// ACL is written in plain IPv4.
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// Answers UDP queries on `socket` until `stop`.
+pub async fn serve_udp(shared: Arc<Shared>, socket: Arc<UdpSocket>, stop: CancellationToken) {
+    let mut buf = vec![0u8; 65535];
+    let mut out = Vec::with_capacity(1232);
+    loop {
+        let (n, peer) = tokio::select! {
+            biased;
+            () = stop.cancelled() => return,
+            r = socket.recv_from(&mut buf) => match r {
+                Ok(x) => x,
+                // ICMP errors from earlier replies and the like surface
+                // here; they concern one client, not the socket.
+                Err(e) => {
+                    tracing::debug!("udp receive: {e}");
+                    continue;
+                }
+            },
+        };
+        let packet = &buf[..n];
+        match shared.triage(packet, peer.ip(), true, &mut out) {
+            Step::Drop => {}
+            Step::Reply => {
+                let _ = socket.send_to(&out, peer).await;
+            }
+            Step::Forward(key) => {
+                let shared2 = Arc::clone(&shared);
+                let socket = Arc::clone(&socket);
+                let packet = packet.to_vec();
+                let pool = Arc::clone(&shared.settings.load().pool);
+                shared.tracker.spawn(async move {
+                    let reply = shared2.forward(&pool, key, &packet, true).await;
+                    if !reply.is_empty() {
+                        let _ = socket.send_to(&reply, peer).await;
+                    }
+                });
+            }
+        }
+    }
+}
+
+/// Accepts TCP connections on `listener` until `stop`, up to the
+/// configured number at once (further ones are closed at once).
+pub async fn serve_tcp(shared: Arc<Shared>, listener: TcpListener, stop: CancellationToken) {
+    loop {
+        let (stream, peer) = tokio::select! {
+            biased;
+            () = stop.cancelled() => return,
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!("tcp accept: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let slots = Arc::clone(&shared.settings.load().tcp_slots);
+        let Ok(slot) = slots.try_acquire_owned() else {
+            tracing::debug!(%peer, "tcp connection cap reached; closing");
+            continue;
+        };
+        let shared2 = Arc::clone(&shared);
+        let stop = stop.clone();
+        shared.tracker.spawn(async move {
+            connection(shared2, stream, peer, stop).await;
+            drop(slot);
+        });
+    }
+}
+
+/// One TCP connection (RFC 7766): length-prefixed messages, several queries
+/// in flight, each answered as soon as it is ready.
+async fn connection(
+    shared: Arc<Shared>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    stop: CancellationToken,
+) {
+    let _ = stream.set_nodelay(true);
+    let (mut rd, mut wr) = stream.into_split();
+    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(TCP_PIPELINE);
+    let writer = shared.tracker.spawn(async move {
+        let mut framed = Vec::new();
+        while let Some(msg) = rx.recv().await {
+            let Ok(len) = u16::try_from(msg.len()) else {
+                continue;
+            };
+            framed.clear();
+            framed.extend_from_slice(&len.to_be_bytes());
+            framed.extend_from_slice(&msg);
+            if wr.write_all(&framed).await.is_err() {
+                return;
+            }
+        }
+        let _ = wr.shutdown().await;
+    });
+    let pipeline = Arc::new(Semaphore::new(TCP_PIPELINE));
+    let mut out = Vec::new();
+    loop {
+        let read = async {
+            let len = usize::from(rd.read_u16().await?);
+            let mut msg = vec![0u8; len];
+            rd.read_exact(&mut msg).await?;
+            Ok::<_, std::io::Error>(msg)
+        };
+        let msg = tokio::select! {
+            biased;
+            () = stop.cancelled() => break,
+            r = tokio::time::timeout(TCP_IDLE, read) => match r {
+                Ok(Ok(m)) => m,
+                _ => break,
+            },
+        };
+        match shared.triage(&msg, peer.ip(), false, &mut out) {
+            Step::Drop => {
+                // Without a header there is no way to answer, and the
+                // stream cannot be trusted to be in sync any more.
+                if msg.len() < wire::HEADER_LEN {
+                    break;
+                }
+            }
+            Step::Reply => {
+                if tx.send(std::mem::take(&mut out)).await.is_err() {
+                    break;
+                }
+            }
+            Step::Forward(key) => {
+                let Ok(permit) = Arc::clone(&pipeline).acquire_owned().await else {
+                    break;
+                };
+                let shared2 = Arc::clone(&shared);
+                let tx = tx.clone();
+                let pool = Arc::clone(&shared.settings.load().pool);
+                shared.tracker.spawn(async move {
+                    let reply = shared2.forward(&pool, key, &msg, false).await;
+                    if !reply.is_empty() {
+                        let _ = tx.send(reply).await;
+                    }
+                    drop(permit);
+                });
+            }
+        }
+    }
+    drop(tx);
+    let _ = writer.await;
+}

@@ -1,0 +1,385 @@
+//! Forwarding to the upstream resolvers.
+//!
+//! Every try uses a fresh UDP socket bound to port 0 and connected to the
+//! upstream: Linux picks a random ephemeral port for each bind, so every
+//! query gets a random source port (RFC 5452 §9.2) besides its random ID,
+//! and the connected socket makes the kernel drop datagrams from any other
+//! address or port (we check the peer again anyway). A socket per query
+//! costs a few system calls, which the cache-miss path can afford; a pool of
+//! long-lived ports would save them but let an off-path attacker learn the
+//! ports. A connected socket also reports ICMP port-unreachable at once,
+//! so a dead upstream fails over without waiting for the timeout.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpStream, UdpSocket};
+use tokio::sync::{Semaphore, oneshot};
+
+use super::cache::Key;
+use super::wire::{self, Query, Reply, flag, rcode};
+use crate::config;
+
+/// Largest message over TCP (RFC 1035 §4.2.2: a 16-bit length prefix).
+const MAX_TCP: usize = 65535;
+/// How often a failing upstream is worth a log line.
+const WARN_EVERY: Duration = Duration::from_secs(30);
+
+#[derive(Debug, thiserror::Error)]
+pub enum Failure {
+    #[error("every upstream failed")]
+    AllFailed,
+    #[error("too many upstream queries in flight")]
+    Busy,
+}
+
+/// The upstream resolvers and the queries in flight to them.
+#[derive(Debug)]
+pub struct Pool {
+    servers: Vec<Server>,
+    /// Index of the upstream that answered last: tried first.
+    preferred: AtomicUsize,
+    timeout: Duration,
+    permits: Arc<Semaphore>,
+    /// Identical queries in flight share one upstream exchange.
+    waiting: Mutex<HashMap<Key, Vec<oneshot::Sender<Outcome>>>>,
+}
+
+#[derive(Debug)]
+struct Server {
+    addr: SocketAddr,
+    last_warning: Mutex<Option<Instant>>,
+}
+
+pub type Outcome = Result<Arc<Reply>, Arc<Failure>>;
+
+/// Turns the configured upstream list into addresses: `system` expands to
+/// the nameservers of the resolv.conf, minus our own listen addresses (a
+/// forwarding loop to ourselves would turn one query into a storm).
+pub fn addresses(dns: &config::Dns) -> Result<Vec<SocketAddr>, String> {
+    let mut out = Vec::new();
+    for u in &dns.upstreams {
+        match u {
+            config::Upstream::Addr(a) => out.push(*a),
+            config::Upstream::System => {
+                let text = std::fs::read_to_string(&dns.resolv_conf)
+                    .map_err(|e| format!("{}: {e}", dns.resolv_conf.display()))?;
+                let found = resolv_conf_nameservers(&text);
+                let before = found.len();
+                out.extend(found.into_iter().filter(|a| !is_own(a, &dns.listen)));
+                if before == 0 {
+                    return Err(format!(
+                        "{}: no nameserver lines for upstreams = [\"system\"]",
+                        dns.resolv_conf.display()
+                    ));
+                }
+            }
+        }
+    }
+    out.dedup();
+    if out.is_empty() {
+        return Err(format!(
+            "no upstream left: the nameservers of {} are this daemon's own listen addresses; \
+             set dns.upstreams to the real resolvers",
+            dns.resolv_conf.display()
+        ));
+    }
+    Ok(out)
+}
+
+/// `nameserver` lines of a resolv.conf (resolv.conf(5)): an IPv4 or IPv6
+/// address, port 53. Zones (`fe80::1%eth0`) are skipped: they need an
+/// interface index we do not resolve here.
+pub fn resolv_conf_nameservers(text: &str) -> Vec<SocketAddr> {
+    text.lines()
+        .filter_map(|line| {
+            let mut words = line.split_whitespace();
+            (words.next()? == "nameserver").then_some(())?;
+            let ip: std::net::IpAddr = words.next()?.parse().ok()?;
+            Some(SocketAddr::new(ip, 53))
+        })
+        .collect()
+}
+
+fn is_own(upstream: &SocketAddr, listen: &[SocketAddr]) -> bool {
+    listen.iter().any(|l| {
+        l == upstream
+            || (l.ip().is_unspecified()
+                && l.port() == upstream.port()
+                && l.is_ipv4() == upstream.is_ipv4()
+                && upstream.ip().is_loopback())
+    })
+}
+
+impl Pool {
+    pub fn new(addrs: Vec<SocketAddr>, timeout: Duration, max_inflight: usize) -> Pool {
+        Pool {
+            servers: addrs
+                .into_iter()
+                .map(|addr| Server {
+                    addr,
+                    last_warning: Mutex::new(None),
+                })
+                .collect(),
+            preferred: AtomicUsize::new(0),
+            timeout,
+            permits: Arc::new(Semaphore::new(max_inflight.max(1))),
+            waiting: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn addrs(&self) -> impl Iterator<Item = SocketAddr> + '_ {
+        self.servers.iter().map(|s| s.addr)
+    }
+
+    /// Resolves `query` (the client's bytes), sharing the exchange with any
+    /// identical query already in flight. The exchange runs in its own task,
+    /// so a client that goes away does not cancel it for the others.
+    pub async fn resolve(self: &Arc<Self>, key: Key, query: &[u8]) -> Outcome {
+        let (tx, rx) = oneshot::channel();
+        let leader = {
+            let mut waiting = lock(&self.waiting);
+            match waiting.get_mut(&key) {
+                Some(list) => {
+                    list.push(tx);
+                    None
+                }
+                None => {
+                    let Ok(permit) = self.permits.clone().try_acquire_owned() else {
+                        return Err(Arc::new(Failure::Busy));
+                    };
+                    waiting.insert(key.clone(), vec![tx]);
+                    Some(permit)
+                }
+            }
+        };
+        if let Some(permit) = leader {
+            let pool = Arc::clone(self);
+            let query = query.to_vec();
+            tokio::spawn(async move {
+                let outcome = pool.exchange(&query).await.map(Arc::new).map_err(Arc::new);
+                drop(permit);
+                let waiters = lock(&pool.waiting).remove(&key).unwrap_or_default();
+                for w in waiters {
+                    let _ = w.send(outcome.clone());
+                }
+            });
+        }
+        rx.await.unwrap_or(Err(Arc::new(Failure::AllFailed)))
+    }
+
+    /// Tries the upstreams in order, starting with the one that answered
+    /// last; moves on after a timeout, a network error, SERVFAIL or REFUSED.
+    async fn exchange(&self, client_query: &[u8]) -> Result<Reply, Failure> {
+        let Ok(query) = Query::parse(client_query) else {
+            return Err(Failure::AllFailed);
+        };
+        let mut packet = Vec::with_capacity(client_query.len());
+        query.forward(0, &mut packet);
+        let n = self.servers.len();
+        let first = self.preferred.load(Ordering::Relaxed) % n.max(1);
+        for i in 0..n {
+            let idx = (first + i) % n;
+            let server = &self.servers[idx];
+            match self.try_server(server.addr, &mut packet).await {
+                Ok(reply) => {
+                    let rc = reply.rcode();
+                    if rc == rcode::SERVFAIL || rc == rcode::REFUSED {
+                        self.warn(server, &format!("answered rcode {rc}"));
+                        continue;
+                    }
+                    self.preferred.store(idx, Ordering::Relaxed);
+                    return Ok(reply);
+                }
+                Err(e) => self.warn(server, &e.to_string()),
+            }
+        }
+        Err(Failure::AllFailed)
+    }
+
+    /// One upstream: UDP, then TCP when the reply is truncated, then once
+    /// more without EDNS when it answers FORMERR to an OPT (RFC 6891 §7).
+    async fn try_server(&self, addr: SocketAddr, packet: &mut Vec<u8>) -> io::Result<Reply> {
+        let reply = self.udp(addr, packet).await?;
+        let reply = if reply.header().tc() {
+            self.tcp(addr, packet).await?
+        } else {
+            reply
+        };
+        if reply.rcode() == rcode::FORMERR && strip_opt(packet) {
+            return Box::pin(self.try_server(addr, packet)).await;
+        }
+        Ok(reply)
+    }
+
+    async fn udp(&self, addr: SocketAddr, packet: &mut [u8]) -> io::Result<Reply> {
+        let id = new_id(packet);
+        let local: SocketAddr = match addr {
+            SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
+            SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
+        };
+        let sock = UdpSocket::bind(local).await?;
+        sock.connect(addr).await?;
+        sock.send(packet).await?;
+        let question = question_of(packet);
+        let mut buf = vec![0u8; MAX_TCP];
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        loop {
+            let (n, from) = tokio::time::timeout_at(deadline, sock.recv_from(&mut buf))
+                .await
+                .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "timed out"))??;
+            // A reply from anyone else, or to another query, is ignored and
+            // the wait goes on: a spoofed packet must not end the exchange.
+            let got = &buf[..n];
+            if from != addr || !wire::answers(got, id, question) {
+                continue;
+            }
+            match Reply::parse(got) {
+                Ok(r) => return Ok(r),
+                Err(_) if is_bare_formerr(got) => return Ok(bare_formerr(got)),
+                Err(_) => continue,
+            }
+        }
+    }
+
+    async fn tcp(&self, addr: SocketAddr, packet: &mut [u8]) -> io::Result<Reply> {
+        let id = new_id(packet);
+        let question = question_of(packet).to_vec();
+        let exchange = async {
+            let mut stream = TcpStream::connect(addr).await?;
+            stream.set_nodelay(true)?;
+            let mut framed = Vec::with_capacity(packet.len() + 2);
+            framed.extend_from_slice(&(packet.len() as u16).to_be_bytes());
+            framed.extend_from_slice(packet);
+            stream.write_all(&framed).await?;
+            loop {
+                let len = usize::from(stream.read_u16().await?);
+                let mut buf = vec![0u8; len];
+                stream.read_exact(&mut buf).await?;
+                if wire::answers(&buf, id, &question)
+                    && let Ok(r) = Reply::parse(&buf)
+                {
+                    return Ok(r);
+                }
+            }
+        };
+        tokio::time::timeout(self.timeout, exchange)
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "timed out over TCP"))?
+    }
+
+    fn warn(&self, server: &Server, what: &str) {
+        let mut last = lock(&server.last_warning);
+        let now = Instant::now();
+        if last.is_none_or(|t| now.duration_since(t) >= WARN_EVERY) {
+            *last = Some(now);
+            tracing::warn!(upstream = %server.addr, "upstream failed: {what}");
+        }
+    }
+}
+
+/// A fresh ID from the thread's CSPRNG (ChaCha, seeded by the OS), written
+/// into the packet.
+fn new_id(packet: &mut [u8]) -> u16 {
+    let id: u16 = rand::random();
+    if let Some(h) = packet.get_mut(..2) {
+        h.copy_from_slice(&id.to_be_bytes());
+    }
+    id
+}
+
+fn question_of(packet: &[u8]) -> &[u8] {
+    Query::parse(packet).map(|q| q.question()).unwrap_or(&[])
+}
+
+/// Drops the OPT record of a query we built (it is last, and alone in the
+/// additional section). Returns whether there was one.
+fn strip_opt(packet: &mut Vec<u8>) -> bool {
+    let Ok(q) = Query::parse(packet) else {
+        return false;
+    };
+    let Some(start) = q.edns().map(|e| e.record.start) else {
+        return false;
+    };
+    packet.truncate(start);
+    if let Some(ar) = packet.get_mut(10..12) {
+        ar.copy_from_slice(&0u16.to_be_bytes());
+    }
+    true
+}
+
+/// An old server's FORMERR may carry no question (RFC 6891 §7).
+fn is_bare_formerr(msg: &[u8]) -> bool {
+    wire::Header::parse(msg).is_some_and(|h| h.qdcount == 0 && h.rcode() == rcode::FORMERR)
+}
+
+fn bare_formerr(msg: &[u8]) -> Reply {
+    // Rebuild it with the question so the caller can handle it like any
+    // reply; only the rcode matters, it is never cached or relayed as is.
+    let mut b = msg.get(..wire::HEADER_LEN).unwrap_or(&[]).to_vec();
+    b.resize(wire::HEADER_LEN, 0);
+    b[2..4].copy_from_slice(&(flag::QR | rcode::FORMERR).to_be_bytes());
+    b[4..12].copy_from_slice(&[0, 1, 0, 0, 0, 0, 0, 0]);
+    b.extend_from_slice(&[0, 0, 1, 0, 1]);
+    Reply::parse(&b).unwrap_or_else(|_| unreachable_reply())
+}
+
+fn unreachable_reply() -> Reply {
+    // A fixed, valid message: root NS query reply header.
+    #[allow(clippy::expect_used)]
+    Reply::parse(&[0, 0, 0x81, 0x82, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 1])
+        .expect("a fixed valid reply parses")
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding these locks cannot leave the maps inconsistent
+    // (each critical section is a single insert or remove), so a poisoned
+    // lock is still usable.
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolv_conf_lines() {
+        let text = "# comment\nnameserver 192.0.2.1\nnameserver   2001:db8::53 \n\
+                    nameserver fe80::1%eth0\nsearch example\nnameserver bogus\noptions ndots:2\n";
+        assert_eq!(
+            resolv_conf_nameservers(text),
+            vec![
+                "192.0.2.1:53".parse::<SocketAddr>().unwrap(),
+                "[2001:db8::53]:53".parse().unwrap()
+            ]
+        );
+    }
+
+    #[test]
+    fn own_addresses_are_not_upstreams() {
+        let listen: Vec<SocketAddr> = vec![
+            "127.0.0.53:53".parse().unwrap(),
+            "[::]:5353".parse().unwrap(),
+        ];
+        assert!(is_own(&"127.0.0.53:53".parse().unwrap(), &listen));
+        assert!(is_own(&"[::1]:5353".parse().unwrap(), &listen));
+        assert!(!is_own(&"127.0.0.1:53".parse().unwrap(), &listen));
+        assert!(!is_own(&"[2001:db8::1]:5353".parse().unwrap(), &listen));
+    }
+
+    #[test]
+    fn strip_opt_removes_the_record() {
+        let mut q = vec![0, 1, 1, 0, 0, 1, 0, 0, 0, 0, 0, 1, 0, 0, 1, 0, 1];
+        q.extend_from_slice(&[0, 0, 41, 4, 0xd0, 0, 0, 0x80, 0, 0, 0]);
+        assert!(strip_opt(&mut q));
+        assert_eq!(q.len(), 17);
+        let parsed = Query::parse(&q).unwrap();
+        assert!(parsed.edns().is_none());
+        assert!(!strip_opt(&mut q));
+    }
+}

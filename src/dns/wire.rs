@@ -1,0 +1,888 @@
+//! Views over DNS wire bytes and the few in-place edits the stub needs.
+//!
+//! Everything here is total: any byte string yields `Ok` or `Err`, never a
+//! panic (every index goes through `get`, and the fuzz target in `fuzz/`
+//! holds us to it). Nothing is re-encoded: a reply is forwarded and cached as
+//! the upstream's bytes, and the edits (ID, question case, TTL decrement, OPT
+//! removal, A/AAAA slot swaps) patch fixed-size fields or cut a tail.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::ops::Range;
+
+pub const HEADER_LEN: usize = 12;
+/// RFC 1035 §4.2.1: the UDP payload a client without EDNS can take.
+pub const CLASSIC_UDP_SIZE: usize = 512;
+
+/// Header flag bits (RFC 1035 §4.1.1, RFC 4035 §3.2).
+pub mod flag {
+    pub const QR: u16 = 0x8000;
+    pub const OPCODE: u16 = 0x7800;
+    pub const AA: u16 = 0x0400;
+    pub const TC: u16 = 0x0200;
+    pub const RD: u16 = 0x0100;
+    pub const RA: u16 = 0x0080;
+    pub const AD: u16 = 0x0020;
+    pub const CD: u16 = 0x0010;
+    pub const RCODE: u16 = 0x000f;
+}
+
+/// Record types the stub looks at.
+pub mod rtype {
+    pub const A: u16 = 1;
+    pub const NS: u16 = 2;
+    pub const CNAME: u16 = 5;
+    pub const SOA: u16 = 6;
+    pub const TXT: u16 = 16;
+    pub const AAAA: u16 = 28;
+    pub const OPT: u16 = 41;
+    pub const RRSIG: u16 = 46;
+    pub const SVCB: u16 = 64;
+    pub const HTTPS: u16 = 65;
+}
+
+pub mod rcode {
+    pub const NOERROR: u16 = 0;
+    pub const FORMERR: u16 = 1;
+    pub const SERVFAIL: u16 = 2;
+    pub const NXDOMAIN: u16 = 3;
+    pub const NOTIMP: u16 = 4;
+    pub const REFUSED: u16 = 5;
+    /// RFC 6891 §9: extended rcode 16, carried as 1 in the OPT TTL's top byte.
+    pub const BADVERS: u16 = 16;
+}
+
+/// EDNS option codes stripped from forwarded queries: a client's cookie is
+/// meaningless to the upstream (RFC 7873 §5.1: cookies are per
+/// client/server pair) and its subnet must not leak past the stub.
+const OPT_ECS: u16 = 8;
+const OPT_COOKIE: u16 = 10;
+
+const CLASS_IN: u16 = 1;
+/// RFC 1035 §3.1 limits; hops bound pointer chasing (each hop must also go
+/// strictly backwards, so loops are impossible anyway).
+const MAX_LABEL: usize = 63;
+const MAX_NAME: usize = 255;
+const MAX_HOPS: usize = 128;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    #[error("message shorter than its header")]
+    ShortHeader,
+    #[error("message ends inside a field")]
+    Truncated,
+    #[error("bad domain name")]
+    BadName,
+    #[error("question count is not 1")]
+    QuestionCount,
+    #[error("more than one OPT record")]
+    DuplicateOpt,
+    #[error("OPT record not at the root or not in the additional section")]
+    MisplacedOpt,
+    #[error("address record with a wrong RDATA length")]
+    BadAddress,
+    #[error("not a reply")]
+    NotReply,
+}
+
+/// The fixed 12-byte header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header {
+    pub id: u16,
+    pub flags: u16,
+    pub qdcount: u16,
+    pub ancount: u16,
+    pub nscount: u16,
+    pub arcount: u16,
+}
+
+impl Header {
+    pub fn parse(msg: &[u8]) -> Option<Header> {
+        Some(Header {
+            id: be16(msg, 0)?,
+            flags: be16(msg, 2)?,
+            qdcount: be16(msg, 4)?,
+            ancount: be16(msg, 6)?,
+            nscount: be16(msg, 8)?,
+            arcount: be16(msg, 10)?,
+        })
+    }
+
+    pub fn write(&self, out: &mut Vec<u8>) {
+        for v in [
+            self.id,
+            self.flags,
+            self.qdcount,
+            self.ancount,
+            self.nscount,
+            self.arcount,
+        ] {
+            out.extend_from_slice(&v.to_be_bytes());
+        }
+    }
+
+    pub fn qr(&self) -> bool {
+        self.flags & flag::QR != 0
+    }
+    pub fn opcode(&self) -> u8 {
+        ((self.flags & flag::OPCODE) >> 11) as u8
+    }
+    pub fn tc(&self) -> bool {
+        self.flags & flag::TC != 0
+    }
+    pub fn rd(&self) -> bool {
+        self.flags & flag::RD != 0
+    }
+    pub fn cd(&self) -> bool {
+        self.flags & flag::CD != 0
+    }
+    pub fn rcode(&self) -> u16 {
+        self.flags & flag::RCODE
+    }
+}
+
+/// The EDNS OPT pseudo-record (RFC 6891 §6.1.2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Edns {
+    pub udp_size: u16,
+    pub ext_rcode: u8,
+    pub version: u8,
+    pub do_bit: bool,
+    /// The whole record, name byte to end of RDATA.
+    pub record: Range<usize>,
+    pub options: Range<usize>,
+    /// How many additional records precede it.
+    pub index_in_additional: u16,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Section {
+    Answer,
+    Authority,
+    Additional,
+}
+
+/// One resource record located in a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    pub section: Section,
+    pub name: usize,
+    pub rtype: u16,
+    pub class: u16,
+    pub ttl: u32,
+    /// Offset of the TTL field; TTL, RDLENGTH and RDATA follow contiguously.
+    pub ttl_at: usize,
+    pub rdata: Range<usize>,
+}
+
+/// A message's question and records, located but not copied.
+#[derive(Debug, Clone)]
+pub struct Message<'a> {
+    pub bytes: &'a [u8],
+    pub header: Header,
+    /// The question entry (name, type, class): `HEADER_LEN..question_end`,
+    /// or empty when QDCOUNT is 0.
+    pub question_end: usize,
+    pub records: Vec<Record>,
+    pub edns: Option<Edns>,
+    /// End of the last record; bytes after it are ignored.
+    pub end: usize,
+}
+
+impl<'a> Message<'a> {
+    /// Locates every field. Rejects what a stub must not pass on: lying
+    /// counts, bad names, more than one question, OPT misuse, A/AAAA with a
+    /// wrong length.
+    pub fn parse(bytes: &'a [u8]) -> Result<Message<'a>, Error> {
+        let header = Header::parse(bytes).ok_or(Error::ShortHeader)?;
+        if header.qdcount > 1 {
+            return Err(Error::QuestionCount);
+        }
+        let mut off = HEADER_LEN;
+        if header.qdcount == 1 {
+            // A question name can only be uncompressed: nothing precedes it
+            // that a pointer could reference.
+            off = plain_name_end(bytes, off)?;
+            off = off.checked_add(4).ok_or(Error::Truncated)?;
+            if off > bytes.len() {
+                return Err(Error::Truncated);
+            }
+        }
+        let question_end = off;
+        let total =
+            usize::from(header.ancount) + usize::from(header.nscount) + usize::from(header.arcount);
+        // Each record needs at least 11 bytes: refuse lying counts before
+        // allocating for them.
+        if total > bytes.len().saturating_sub(off) / 11 {
+            return Err(Error::Truncated);
+        }
+        let mut records = Vec::with_capacity(total);
+        let mut edns = None;
+        for i in 0..total {
+            let section = if i < usize::from(header.ancount) {
+                Section::Answer
+            } else if i < usize::from(header.ancount) + usize::from(header.nscount) {
+                Section::Authority
+            } else {
+                Section::Additional
+            };
+            let name = off;
+            off = name_end(bytes, off)?;
+            let rtype = be16(bytes, off).ok_or(Error::Truncated)?;
+            let class = be16(bytes, off + 2).ok_or(Error::Truncated)?;
+            let ttl = be32(bytes, off + 4).ok_or(Error::Truncated)?;
+            let rdlen = usize::from(be16(bytes, off + 8).ok_or(Error::Truncated)?);
+            let rdata = off + 10..off + 10 + rdlen;
+            if rdata.end > bytes.len() {
+                return Err(Error::Truncated);
+            }
+            if class == CLASS_IN
+                && ((rtype == rtype::A && rdlen != 4) || (rtype == rtype::AAAA && rdlen != 16))
+            {
+                return Err(Error::BadAddress);
+            }
+            if rtype == rtype::OPT {
+                if section != Section::Additional || bytes.get(name) != Some(&0) {
+                    return Err(Error::MisplacedOpt);
+                }
+                if edns.is_some() {
+                    return Err(Error::DuplicateOpt);
+                }
+                let first_additional = usize::from(header.ancount) + usize::from(header.nscount);
+                edns = Some(Edns {
+                    udp_size: class,
+                    ext_rcode: (ttl >> 24) as u8,
+                    version: (ttl >> 16) as u8,
+                    do_bit: ttl & 0x8000 != 0,
+                    record: name..rdata.end,
+                    options: rdata.clone(),
+                    // Bounded by arcount, a u16.
+                    index_in_additional: (i - first_additional) as u16,
+                });
+            }
+            records.push(Record {
+                section,
+                name,
+                rtype,
+                class,
+                ttl,
+                ttl_at: off + 4,
+                rdata: rdata.clone(),
+            });
+            off = rdata.end;
+        }
+        Ok(Message {
+            bytes,
+            header,
+            question_end,
+            records,
+            edns,
+            end: off,
+        })
+    }
+
+    /// The question entry's bytes (name, type, class), empty without one.
+    pub fn question(&self) -> &'a [u8] {
+        self.bytes.get(HEADER_LEN..self.question_end).unwrap_or(&[])
+    }
+
+    /// The question's name, type and class.
+    pub fn question_parts(&self) -> Option<(&'a [u8], u16, u16)> {
+        let q = self.question();
+        let split = q.len().checked_sub(4)?;
+        let (name, tail) = q.split_at(split);
+        Some((name, be16(tail, 0)?, be16(tail, 2)?))
+    }
+
+    /// The 12-bit rcode: header bits plus the OPT extension (RFC 6891 §6.1.3).
+    pub fn rcode(&self) -> u16 {
+        let ext = self.edns.as_ref().map_or(0, |e| u16::from(e.ext_rcode));
+        (ext << 4) | self.header.rcode()
+    }
+}
+
+/// What a client asked, as the server and the upstream need it.
+#[derive(Debug, Clone)]
+pub struct Query<'a> {
+    pub msg: Message<'a>,
+}
+
+impl<'a> Query<'a> {
+    /// Parses a client query: exactly one question, QR clear.
+    pub fn parse(bytes: &'a [u8]) -> Result<Query<'a>, Error> {
+        let msg = Message::parse(bytes)?;
+        if msg.header.qdcount != 1 {
+            return Err(Error::QuestionCount);
+        }
+        Ok(Query { msg })
+    }
+
+    pub fn header(&self) -> Header {
+        self.msg.header
+    }
+
+    pub fn question(&self) -> &'a [u8] {
+        self.msg.question()
+    }
+
+    /// Name, type, class. Always present: parse required one question.
+    pub fn parts(&self) -> (&'a [u8], u16, u16) {
+        self.msg.question_parts().unwrap_or((&[0], 0, 0))
+    }
+
+    pub fn edns(&self) -> Option<&Edns> {
+        self.msg.edns.as_ref()
+    }
+
+    pub fn do_bit(&self) -> bool {
+        self.edns().is_some_and(|e| e.do_bit)
+    }
+
+    /// The client's reply shape: its ID, RD bit, question bytes and EDNS.
+    /// `udp_cap` caps the size an EDNS client may ask for; `None` for TCP.
+    pub fn shape(&self, udp_cap: Option<u16>) -> Shape<'a> {
+        let edns = self.edns().map(|e| ClientEdns {
+            do_bit: e.do_bit,
+            udp_size: e.udp_size,
+        });
+        let limit = udp_cap.map(|cap| match &edns {
+            // RFC 6891 §6.2.5: values below 512 are treated as 512.
+            Some(e) => usize::from(e.udp_size.max(512).min(cap.max(512))),
+            None => CLASSIC_UDP_SIZE,
+        });
+        Shape {
+            id: self.header().id,
+            rd: self.header().rd(),
+            question: self.question(),
+            edns,
+            limit,
+            advertise: udp_cap.unwrap_or(1232).max(512),
+        }
+    }
+
+    /// The query to send upstream: a fresh ID, the client's flags and
+    /// question byte for byte, and its OPT minus cookie and client-subnet
+    /// options. Other records of the query are not forwarded.
+    pub fn forward(&self, id: u16, out: &mut Vec<u8>) {
+        out.clear();
+        let h = self.header();
+        Header {
+            id,
+            flags: h.flags & !flag::QR,
+            qdcount: 1,
+            ancount: 0,
+            nscount: 0,
+            arcount: u16::from(self.edns().is_some()),
+        }
+        .write(out);
+        out.extend_from_slice(self.question());
+        if let Some(e) = self.edns() {
+            let bytes = self.msg.bytes;
+            // Name (root), type, class, TTL: the 9 bytes before RDLENGTH.
+            let fixed = bytes.get(e.record.start..e.record.start + 9).unwrap_or(&[]);
+            out.extend_from_slice(fixed);
+            let len_at = out.len();
+            out.extend_from_slice(&[0, 0]);
+            let mut opts = bytes.get(e.options.clone()).unwrap_or(&[]);
+            while let (Some(code), Some(len)) = (be16(opts, 0), be16(opts, 2)) {
+                let end = (4 + usize::from(len)).min(opts.len());
+                if code != OPT_COOKIE && code != OPT_ECS {
+                    out.extend_from_slice(&opts[..end]);
+                }
+                opts = &opts[end..];
+            }
+            let rdlen = (out.len() - len_at - 2) as u16;
+            out[len_at..len_at + 2].copy_from_slice(&rdlen.to_be_bytes());
+        }
+    }
+}
+
+/// The client side of an exchange, which every reply is fitted to.
+#[derive(Debug, Clone, Copy)]
+pub struct Shape<'a> {
+    pub id: u16,
+    pub rd: bool,
+    /// The client's question entry, case preserved.
+    pub question: &'a [u8],
+    pub edns: Option<ClientEdns>,
+    /// Largest reply the client takes over UDP; `None` over TCP.
+    pub limit: Option<usize>,
+    /// Our UDP payload size, advertised in OPT records we write.
+    pub advertise: u16,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientEdns {
+    pub do_bit: bool,
+    pub udp_size: u16,
+}
+
+/// A validated upstream reply, kept as its bytes plus the offsets needed to
+/// fit it to any client: this is both the cache entry and the fresh answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    bytes: Box<[u8]>,
+    question_end: usize,
+    /// TTL fields of every record but OPT.
+    ttls: Vec<u32>,
+    /// Where an OPT record starts and how many additional records precede it.
+    opt: Option<(usize, u16)>,
+    ext_rcode: u8,
+}
+
+impl Reply {
+    /// Validates a reply; trailing bytes after the last record are dropped.
+    pub fn parse(bytes: &[u8]) -> Result<Reply, Error> {
+        let msg = Message::parse(bytes)?;
+        if !msg.header.qr() {
+            return Err(Error::NotReply);
+        }
+        if msg.header.qdcount != 1 {
+            return Err(Error::QuestionCount);
+        }
+        let ttls = msg
+            .records
+            .iter()
+            .filter(|r| r.rtype != rtype::OPT)
+            .map(|r| r.ttl_at as u32)
+            .collect();
+        Ok(Reply {
+            bytes: bytes.get(..msg.end).unwrap_or(bytes).into(),
+            question_end: msg.question_end,
+            ttls,
+            opt: msg
+                .edns
+                .as_ref()
+                .map(|e| (e.record.start, e.index_in_additional)),
+            ext_rcode: msg.edns.as_ref().map_or(0, |e| e.ext_rcode),
+        })
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    pub fn header(&self) -> Header {
+        // parse() checked the header is there.
+        Header::parse(&self.bytes).unwrap_or(Header {
+            id: 0,
+            flags: 0,
+            qdcount: 0,
+            ancount: 0,
+            nscount: 0,
+            arcount: 0,
+        })
+    }
+
+    /// The 12-bit rcode.
+    pub fn rcode(&self) -> u16 {
+        (u16::from(self.ext_rcode) << 4) | self.header().rcode()
+    }
+
+    pub fn message(&self) -> Message<'_> {
+        // parse() already accepted these bytes; a failure here would be a
+        // bug, and an empty message is the harmless answer to it.
+        Message::parse(&self.bytes).unwrap_or(Message {
+            bytes: &[],
+            header: self.header(),
+            question_end: HEADER_LEN,
+            records: Vec::new(),
+            edns: None,
+            end: 0,
+        })
+    }
+
+    /// The smallest TTL of all records but OPT, `None` when there are none.
+    pub fn min_ttl(&self) -> Option<u32> {
+        self.ttls
+            .iter()
+            .filter_map(|&at| be32(&self.bytes, at as usize))
+            .min()
+    }
+
+    /// RFC 2308 §5: the negative-caching TTL is the lesser of the SOA's TTL
+    /// and its MINIMUM field. `None` without an SOA in the authority section.
+    pub fn negative_ttl(&self) -> Option<u32> {
+        let msg = self.message();
+        msg.records
+            .iter()
+            .filter(|r| r.section == Section::Authority && r.rtype == rtype::SOA)
+            .filter_map(|r| {
+                // MINIMUM is the last 32-bit field of the SOA RDATA.
+                let minimum = be32(&self.bytes, r.rdata.end.checked_sub(4)?)?;
+                (r.rdata.len() >= 22).then_some(r.ttl.min(minimum))
+            })
+            .min()
+    }
+
+    pub fn answer_count(&self) -> u16 {
+        self.header().ancount
+    }
+
+    /// Writes this reply fitted to `shape` into `out`: the client's ID, RD
+    /// bit and question bytes (its case), RA set, every TTL lowered by `age`
+    /// seconds, no OPT for a client that sent none, and TC with an empty
+    /// body when it exceeds the client's UDP limit.
+    pub fn render(&self, shape: &Shape<'_>, age: u32, out: &mut Vec<u8>) {
+        out.clear();
+        let h = self.header();
+        let mut arcount = h.arcount;
+        let mut len = self.bytes.len();
+        if shape.edns.is_none()
+            && let Some((start, before)) = self.opt
+        {
+            // RFC 6891 §7: no OPT in a reply to a query without one. Records
+            // after the OPT (rare; additional data only) go with it, so no
+            // compression pointer can dangle.
+            len = start;
+            arcount = before;
+        }
+        if shape.question.len() + HEADER_LEN != self.question_end {
+            // Only a caller pairing a reply with another name's question
+            // gets here; fail safe rather than send a corrupt message.
+            return error_reply(shape, h.opcode(), rcode::SERVFAIL, out);
+        }
+        if shape.limit.is_some_and(|limit| len > limit) {
+            let flags = (h.flags & !flag::RCODE) | h.rcode() | flag::TC;
+            return write_bare(shape, flags, self.ext_rcode, out);
+        }
+        let flags = (h.flags & !flag::RD) | flag::RA | if shape.rd { flag::RD } else { 0 };
+        Header {
+            id: shape.id,
+            flags,
+            arcount,
+            ..h
+        }
+        .write(out);
+        out.extend_from_slice(shape.question);
+        out.extend_from_slice(self.bytes.get(self.question_end..len).unwrap_or(&[]));
+        if age > 0 {
+            for &at in &self.ttls {
+                let at = at as usize;
+                if let Some(ttl) = be32(out, at) {
+                    out[at..at + 4].copy_from_slice(&ttl.saturating_sub(age).to_be_bytes());
+                }
+            }
+        }
+    }
+
+    /// Stable-sorts the A and AAAA records of each answer RRset in place by
+    /// `rank(address, position in the upstream's order)`, swapping TTL+RDATA
+    /// slots: these records carry no names, so no compression pointer moves.
+    /// Returns whether the order changed.
+    pub fn reorder_addresses<K: Ord>(&mut self, mut rank: impl FnMut(IpAddr, usize) -> K) -> bool {
+        let groups = self.address_groups();
+        let mut changed = false;
+        for group in groups {
+            let mut keyed: Vec<(K, usize)> = group
+                .iter()
+                .enumerate()
+                .filter_map(|(i, r)| Some((rank(address(&self.bytes, r)?, i), i)))
+                .collect();
+            if keyed.len() != group.len() {
+                continue;
+            }
+            keyed.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
+            if keyed.iter().enumerate().all(|(pos, (_, i))| pos == *i) {
+                continue;
+            }
+            let slots: Vec<Vec<u8>> = group
+                .iter()
+                .map(|r| {
+                    self.bytes
+                        .get(r.ttl_at..r.rdata.end)
+                        .unwrap_or(&[])
+                        .to_vec()
+                })
+                .collect();
+            for (pos, (_, from)) in keyed.iter().enumerate() {
+                let dst = &group[pos];
+                if let Some(d) = self.bytes.get_mut(dst.ttl_at..dst.rdata.end)
+                    && d.len() == slots[*from].len()
+                {
+                    d.copy_from_slice(&slots[*from]);
+                    changed = true;
+                }
+            }
+        }
+        changed
+    }
+
+    /// The addresses of the answer section in wire order.
+    pub fn addresses(&self) -> Vec<IpAddr> {
+        self.message()
+            .records
+            .iter()
+            .filter(|r| r.section == Section::Answer)
+            .filter_map(|r| address(&self.bytes, r))
+            .collect()
+    }
+
+    /// Answer-section A records grouped by owner name, then AAAA likewise.
+    fn address_groups(&self) -> Vec<Vec<Record>> {
+        let msg = self.message();
+        let mut groups: Vec<(Vec<u8>, u16, Vec<Record>)> = Vec::new();
+        for r in msg.records.iter().filter(|r| {
+            r.section == Section::Answer
+                && r.class == CLASS_IN
+                && (r.rtype == rtype::A || r.rtype == rtype::AAAA)
+        }) {
+            let Some(owner) = name_lower(&self.bytes, r.name) else {
+                continue;
+            };
+            match groups
+                .iter_mut()
+                .find(|(o, t, _)| *t == r.rtype && *o == owner)
+            {
+                Some((_, _, g)) => g.push(r.clone()),
+                None => groups.push((owner, r.rtype, vec![r.clone()])),
+            }
+        }
+        groups
+            .into_iter()
+            .map(|(_, _, g)| g)
+            .filter(|g| g.len() > 1)
+            .collect()
+    }
+}
+
+/// A reply with no records but the question (and an OPT for EDNS clients):
+/// truncation (RFC 1035 §4.1.1 TC) and the stub's own error answers.
+fn write_bare(shape: &Shape<'_>, flags: u16, ext_rcode: u8, out: &mut Vec<u8>) {
+    out.clear();
+    let flags = (flags & !(flag::RD | flag::AA))
+        | flag::QR
+        | flag::RA
+        | if shape.rd { flag::RD } else { 0 };
+    Header {
+        id: shape.id,
+        flags,
+        qdcount: u16::from(!shape.question.is_empty()),
+        ancount: 0,
+        nscount: 0,
+        arcount: u16::from(shape.edns.is_some()),
+    }
+    .write(out);
+    out.extend_from_slice(shape.question);
+    if let Some(e) = shape.edns {
+        write_opt(out, shape.advertise, ext_rcode, e.do_bit);
+    }
+}
+
+/// An OPT record with no options (RFC 6891 §6.1.2).
+fn write_opt(out: &mut Vec<u8>, udp_size: u16, ext_rcode: u8, do_bit: bool) {
+    out.push(0);
+    out.extend_from_slice(&rtype::OPT.to_be_bytes());
+    out.extend_from_slice(&udp_size.to_be_bytes());
+    out.push(ext_rcode);
+    out.push(0); // version 0
+    out.extend_from_slice(&(if do_bit { 0x8000u16 } else { 0 }).to_be_bytes());
+    out.extend_from_slice(&[0, 0]);
+}
+
+/// The stub's own answer with `rcode` (12-bit; BADVERS goes into the OPT):
+/// the client's question if it had a readable one, an OPT if it sent one.
+pub fn error_reply(shape: &Shape<'_>, opcode: u8, rcode: u16, out: &mut Vec<u8>) {
+    let flags = (u16::from(opcode) << 11 & flag::OPCODE) | (rcode & flag::RCODE);
+    write_bare(shape, flags, (rcode >> 4) as u8, out);
+}
+
+/// The reply shape for a message that is not a usable query: its ID and RD
+/// bit, and no question.
+pub fn header_shape(header: &Header) -> Shape<'static> {
+    Shape {
+        id: header.id,
+        rd: header.rd(),
+        question: &[],
+        edns: None,
+        limit: Some(CLASSIC_UDP_SIZE),
+        advertise: 1232,
+    }
+}
+
+/// Whether `reply` answers the query we sent: QR set, same ID, and the same
+/// question byte for byte (so a 0x20-mixed case must be echoed exactly).
+/// An upstream that does not know EDNS may answer FORMERR without a question
+/// (RFC 6891 §7); that is accepted so the caller can retry without OPT.
+pub fn answers(reply: &[u8], id: u16, question: &[u8]) -> bool {
+    let Some(h) = Header::parse(reply) else {
+        return false;
+    };
+    if !h.qr() || h.id != id || h.opcode() != 0 {
+        return false;
+    }
+    if h.qdcount == 0 {
+        return h.rcode() == rcode::FORMERR;
+    }
+    h.qdcount == 1 && reply.get(HEADER_LEN..HEADER_LEN + question.len()) == Some(question)
+}
+
+fn address(bytes: &[u8], r: &Record) -> Option<IpAddr> {
+    let d = bytes.get(r.rdata.clone())?;
+    match (r.rtype, d.len()) {
+        (rtype::A, 4) => Some(IpAddr::V4(Ipv4Addr::new(d[0], d[1], d[2], d[3]))),
+        (rtype::AAAA, 16) => {
+            let a: [u8; 16] = d.try_into().ok()?;
+            Some(IpAddr::V6(Ipv6Addr::from(a)))
+        }
+        _ => None,
+    }
+}
+
+/// End of an uncompressed name at `off`.
+fn plain_name_end(msg: &[u8], mut off: usize) -> Result<usize, Error> {
+    let start = off;
+    loop {
+        let len = usize::from(*msg.get(off).ok_or(Error::Truncated)?);
+        if len == 0 {
+            off += 1;
+            break;
+        }
+        if len > MAX_LABEL {
+            return Err(Error::BadName);
+        }
+        off += 1 + len;
+        if off - start > MAX_NAME - 1 {
+            return Err(Error::BadName);
+        }
+    }
+    if off > msg.len() {
+        return Err(Error::Truncated);
+    }
+    Ok(off)
+}
+
+/// End (in place) of a possibly compressed name at `off`, after checking
+/// the whole name: pointers go strictly backwards, at most `MAX_HOPS` of
+/// them, labels ≤ 63 bytes, name ≤ 255 bytes, no reserved label types.
+pub fn name_end(msg: &[u8], off: usize) -> Result<usize, Error> {
+    let mut end = None;
+    walk_name(msg, off, |pos, _| {
+        if end.is_none() {
+            end = Some(pos);
+        }
+    })?;
+    end.ok_or(Error::BadName)
+}
+
+/// The name at `off`, decompressed and lower-cased (wire format).
+pub fn name_lower(msg: &[u8], off: usize) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(32);
+    walk_name(msg, off, |_, label| {
+        if let Some(label) = label {
+            out.push(label.len() as u8);
+            out.extend(label.iter().map(u8::to_ascii_lowercase));
+        }
+    })
+    .ok()?;
+    out.push(0);
+    Some(out)
+}
+
+/// Walks a name, calling `visit(pos, Some(label))` for each label and
+/// `visit(end, None)` where the name ends in place (after its last label or
+/// its first pointer).
+fn walk_name(
+    msg: &[u8],
+    mut off: usize,
+    mut visit: impl FnMut(usize, Option<&[u8]>),
+) -> Result<(), Error> {
+    let mut total = 1usize;
+    let mut hops = 0usize;
+    let mut in_place = true;
+    loop {
+        let len = *msg.get(off).ok_or(Error::Truncated)?;
+        match len & 0xc0 {
+            0x00 if len == 0 => {
+                if in_place {
+                    visit(off + 1, None);
+                }
+                return Ok(());
+            }
+            0x00 => {
+                let label = msg
+                    .get(off + 1..off + 1 + usize::from(len))
+                    .ok_or(Error::Truncated)?;
+                total += 1 + label.len();
+                if total > MAX_NAME {
+                    return Err(Error::BadName);
+                }
+                visit(off, Some(label));
+                off += 1 + label.len();
+            }
+            0xc0 => {
+                let target = usize::from(be16(msg, off).ok_or(Error::Truncated)? & 0x3fff);
+                if in_place {
+                    visit(off + 2, None);
+                    in_place = false;
+                }
+                hops += 1;
+                if target >= off || hops > MAX_HOPS {
+                    return Err(Error::BadName);
+                }
+                off = target;
+            }
+            // 0x40 and 0x80: extended and reserved label types (RFC 6891 §5).
+            _ => return Err(Error::BadName),
+        }
+    }
+}
+
+fn be16(b: &[u8], at: usize) -> Option<u16> {
+    let s = b.get(at..at.checked_add(2)?)?;
+    Some(u16::from_be_bytes([s[0], s[1]]))
+}
+
+fn be32(b: &[u8], at: usize) -> Option<u32> {
+    let s = b.get(at..at.checked_add(4)?)?;
+    Some(u32::from_be_bytes([s[0], s[1], s[2], s[3]]))
+}
+
+/// Runs every entry point over arbitrary bytes; the fuzz target and the
+/// corpus test call this, and it must never panic.
+#[doc(hidden)]
+pub fn exercise(data: &[u8]) {
+    let mut out = Vec::new();
+    if let Ok(q) = Query::parse(data) {
+        q.forward(0x1234, &mut out);
+        let fwd = out.clone();
+        assert!(Query::parse(&fwd).is_ok(), "a forwarded query must parse");
+        for cap in [None, Some(512), Some(1232)] {
+            error_reply(&q.shape(cap), q.header().opcode(), rcode::BADVERS, &mut out);
+        }
+    }
+    if let Some(h) = Header::parse(data) {
+        error_reply(&header_shape(&h), h.opcode(), rcode::FORMERR, &mut out);
+    }
+    if let Ok(mut r) = Reply::parse(data) {
+        let _ = (r.min_ttl(), r.negative_ttl(), r.rcode(), r.addresses());
+        let question = r.message().question().to_vec();
+        let shape = |edns, limit| Shape {
+            id: 7,
+            rd: true,
+            question: &question,
+            edns,
+            limit,
+            advertise: 1232,
+        };
+        let edns = Some(ClientEdns {
+            do_bit: true,
+            udp_size: 1232,
+        });
+        for (e, limit) in [
+            (None, Some(512)),
+            (edns, Some(1232)),
+            (edns, None),
+            (None, None),
+        ] {
+            r.render(&shape(e, limit), 5, &mut out);
+            assert!(Message::parse(&out).is_ok(), "a rendered reply must parse");
+        }
+        let before = r.addresses();
+        r.reorder_addresses(|a, i| (a.is_ipv4(), usize::MAX - i));
+        let mut after = r.addresses();
+        let mut sorted = before;
+        sorted.sort();
+        after.sort();
+        assert_eq!(sorted, after, "reordering keeps the addresses");
+    }
+}
