@@ -756,8 +756,8 @@ fn plain_name_end(msg: &[u8], mut off: usize) -> Result<usize, Error> {
 /// them, labels ≤ 63 bytes, name ≤ 255 bytes, no reserved label types.
 pub fn name_end(msg: &[u8], off: usize) -> Result<usize, Error> {
     let mut end = None;
-    walk_name(msg, off, |pos, _| {
-        if end.is_none() {
+    walk_name(msg, off, |pos, label| {
+        if label.is_none() && end.is_none() {
             end = Some(pos);
         }
     })?;
@@ -884,5 +884,375 @@ pub fn exercise(data: &[u8]) {
         sorted.sort();
         after.sort();
         assert_eq!(sorted, after, "reordering keeps the addresses");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Wire name from dotted text ("" is the root).
+    fn name(text: &str) -> Vec<u8> {
+        let mut out = Vec::new();
+        for label in text.split('.').filter(|l| !l.is_empty()) {
+            out.push(label.len() as u8);
+            out.extend_from_slice(label.as_bytes());
+        }
+        out.push(0);
+        out
+    }
+
+    fn header(id: u16, flags: u16, counts: [u16; 4]) -> Vec<u8> {
+        let mut out = Vec::new();
+        Header {
+            id,
+            flags,
+            qdcount: counts[0],
+            ancount: counts[1],
+            nscount: counts[2],
+            arcount: counts[3],
+        }
+        .write(&mut out);
+        out
+    }
+
+    fn rr(owner: &[u8], rtype: u16, ttl: u32, rdata: &[u8]) -> Vec<u8> {
+        let mut out = owner.to_vec();
+        out.extend_from_slice(&rtype.to_be_bytes());
+        out.extend_from_slice(&CLASS_IN.to_be_bytes());
+        out.extend_from_slice(&ttl.to_be_bytes());
+        out.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
+        out.extend_from_slice(rdata);
+        out
+    }
+
+    fn opt(udp: u16, do_bit: bool, options: &[(u16, &[u8])]) -> Vec<u8> {
+        let mut rdata = Vec::new();
+        for (code, data) in options {
+            rdata.extend_from_slice(&code.to_be_bytes());
+            rdata.extend_from_slice(&(data.len() as u16).to_be_bytes());
+            rdata.extend_from_slice(data);
+        }
+        let mut out = vec![0];
+        out.extend_from_slice(&rtype::OPT.to_be_bytes());
+        out.extend_from_slice(&udp.to_be_bytes());
+        out.extend_from_slice(&[0, 0]);
+        out.extend_from_slice(&(if do_bit { 0x8000u16 } else { 0 }).to_be_bytes());
+        out.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
+        out.extend_from_slice(&rdata);
+        out
+    }
+
+    fn question(qname: &str, qtype: u16) -> Vec<u8> {
+        let mut q = name(qname);
+        q.extend_from_slice(&qtype.to_be_bytes());
+        q.extend_from_slice(&CLASS_IN.to_be_bytes());
+        q
+    }
+
+    fn query(qname: &str, qtype: u16, edns: Option<Vec<u8>>) -> Vec<u8> {
+        let mut m = header(0xabcd, flag::RD, [1, 0, 0, u16::from(edns.is_some())]);
+        m.extend(question(qname, qtype));
+        m.extend(edns.unwrap_or_default());
+        m
+    }
+
+    /// A reply for `www.example.test` A with the given addresses, an SOA in
+    /// authority and an OPT; answer owners are pointers to the question.
+    fn reply(addrs: &[[u8; 4]], ttl: u32, with_opt: bool) -> Vec<u8> {
+        let mut m = header(0x1111, flag::QR | flag::RD | flag::RA, [1, addrs.len() as u16, 0, u16::from(with_opt)]);
+        m.extend(question("www.example.test", rtype::A));
+        for a in addrs {
+            m.extend(rr(&[0xc0, 12], rtype::A, ttl, a));
+        }
+        if with_opt {
+            m.extend(opt(1232, false, &[]));
+        }
+        m
+    }
+
+    fn soa_rdata(minimum: u32) -> Vec<u8> {
+        let mut r = name("ns.example.test");
+        r.extend(name("admin.example.test"));
+        for v in [1u32, 7200, 3600, 1_209_600, minimum] {
+            r.extend_from_slice(&v.to_be_bytes());
+        }
+        r
+    }
+
+    #[test]
+    fn short_headers_are_not_messages() {
+        for len in [0, 1, 11] {
+            assert!(Header::parse(&vec![0; len]).is_none());
+            assert_eq!(Message::parse(&vec![0; len]).unwrap_err(), Error::ShortHeader);
+        }
+        assert!(Header::parse(&[0; 12]).is_some());
+    }
+
+    #[test]
+    fn bad_names_are_rejected() {
+        let q = |n: &[u8]| {
+            let mut m = header(1, 0, [1, 0, 0, 0]);
+            m.extend_from_slice(n);
+            m.extend_from_slice(&[0, 1, 0, 1]);
+            Message::parse(&m).map(|_| ())
+        };
+        assert_eq!(q(&[64]), Err(Error::BadName), "label > 63");
+        let long: Vec<u8> = std::iter::repeat_n([63u8].iter().chain([b'a'; 63].iter()).copied().collect::<Vec<_>>(), 5)
+            .flatten()
+            .chain([0])
+            .collect();
+        assert_eq!(q(&long), Err(Error::BadName), "name > 255");
+        assert_eq!(q(&[0xc0, 12]), Err(Error::BadName), "question names are never compressed");
+        assert_eq!(q(&[3, b'a', b'b']), Err(Error::Truncated));
+        // In records: loops, forward pointers, pointers past the end, and
+        // the reserved label types 0x40/0x80.
+        let with_answer_owner = |owner: &[u8]| {
+            let mut m = header(1, flag::QR, [1, 1, 0, 0]);
+            m.extend(question("a.test", rtype::A));
+            m.extend(rr(owner, rtype::A, 1, &[1, 2, 3, 4]));
+            Message::parse(&m).map(|_| ())
+        };
+        assert!(with_answer_owner(&[0xc0, 12]).is_ok());
+        assert_eq!(with_answer_owner(&[0xc0, 24]), Err(Error::BadName), "self pointer");
+        assert_eq!(with_answer_owner(&[0xc0, 200]), Err(Error::BadName), "forward pointer");
+        assert_eq!(with_answer_owner(&[0x40, 0]), Err(Error::BadName));
+        assert_eq!(with_answer_owner(&[0x80, 0]), Err(Error::BadName));
+        assert_eq!(with_answer_owner(&[0xc0]), Err(Error::Truncated));
+    }
+
+    #[test]
+    fn pointer_chains_are_bounded() {
+        // 200 pointers each to the previous one: more hops than allowed.
+        let mut m = header(1, flag::QR, [1, 0, 0, 0]);
+        m.extend(question("a.test", rtype::A));
+        let first = m.len();
+        m.extend_from_slice(&[1, b'x', 0]);
+        let mut prev = first;
+        for _ in 0..200 {
+            let at = m.len();
+            m.extend_from_slice(&[0xc0 | (prev >> 8) as u8, prev as u8]);
+            prev = at;
+        }
+        assert_eq!(name_end(&m, prev), Err(Error::BadName));
+        assert_eq!(name_end(&m, first + 3), Ok(first + 5), "one hop is fine");
+        assert_eq!(name_lower(&m, first + 3), Some(vec![1, b'x', 0]));
+    }
+
+    #[test]
+    fn lying_counts_and_bad_addresses() {
+        let mut m = reply(&[[192, 0, 2, 1]], 60, false);
+        m[7] = 2; // ancount 2, one record present
+        assert_eq!(Message::parse(&m).unwrap_err(), Error::Truncated);
+        let mut m = header(1, flag::QR, [1, 1, 0, 0]);
+        m.extend(question("a.test", rtype::A));
+        let mut bad_a = m.clone();
+        bad_a.extend(rr(&[0xc0, 12], rtype::A, 1, &[1, 2, 3]));
+        assert_eq!(Message::parse(&bad_a).unwrap_err(), Error::BadAddress);
+        m.extend(rr(&[0xc0, 12], rtype::AAAA, 1, &[0; 15]));
+        assert_eq!(Message::parse(&m).unwrap_err(), Error::BadAddress);
+        let mut rdlen_past_end = reply(&[[192, 0, 2, 1]], 60, false);
+        let n = rdlen_past_end.len();
+        rdlen_past_end[n - 5] = 9;
+        assert_eq!(Message::parse(&rdlen_past_end).unwrap_err(), Error::Truncated);
+    }
+
+    #[test]
+    fn opt_rules() {
+        let mut two = query("a.test", rtype::A, Some(opt(1232, false, &[])));
+        two[11] = 2;
+        two.extend(opt(1232, false, &[]));
+        assert_eq!(Query::parse(&two).unwrap_err(), Error::DuplicateOpt);
+        let mut not_root = header(1, 0, [1, 0, 0, 1]);
+        not_root.extend(question("a.test", rtype::A));
+        not_root.extend(rr(&name("x"), rtype::OPT, 0, &[]));
+        assert_eq!(Query::parse(&not_root).unwrap_err(), Error::MisplacedOpt);
+        let mut in_answer = header(1, 0, [1, 1, 0, 0]);
+        in_answer.extend(question("a.test", rtype::A));
+        in_answer.extend(opt(1232, false, &[]));
+        assert_eq!(Query::parse(&in_answer).unwrap_err(), Error::MisplacedOpt);
+        let q = query("a.test", rtype::A, Some(opt(4096, true, &[])));
+        let q = Query::parse(&q).unwrap();
+        let e = q.edns().unwrap();
+        assert_eq!((e.udp_size, e.do_bit, e.version), (4096, true, 0));
+    }
+
+    #[test]
+    fn forward_strips_cookie_and_subnet_only() {
+        let q = query(
+            "MiXeD.test",
+            rtype::AAAA,
+            Some(opt(1232, true, &[(OPT_COOKIE, &[1; 8]), (12, &[0; 4]), (OPT_ECS, &[0, 1, 24, 0, 192, 0, 2]), (3, &[])])),
+        );
+        let parsed = Query::parse(&q).unwrap();
+        let mut out = Vec::new();
+        parsed.forward(0x4242, &mut out);
+        let f = Query::parse(&out).unwrap();
+        assert_eq!(f.header().id, 0x4242);
+        assert_eq!(f.header().flags, flag::RD);
+        assert_eq!(f.question(), parsed.question(), "question byte for byte");
+        let e = f.edns().unwrap();
+        assert!(e.do_bit);
+        assert_eq!(&out[e.options.clone()], &[0, 12, 0, 4, 0, 0, 0, 0, 0, 3, 0, 0]);
+        // Without EDNS the query stays without it.
+        let plain = query("a.test", rtype::A, None);
+        Query::parse(&plain).unwrap().forward(1, &mut out);
+        assert_eq!(&out[2..], &plain[2..]);
+    }
+
+    #[test]
+    fn render_fits_the_client() {
+        let r = Reply::parse(&reply(&[[192, 0, 2, 1], [192, 0, 2, 2]], 300, true)).unwrap();
+        let client = query("WWW.Example.TEST", rtype::A, None);
+        let client = Query::parse(&client).unwrap();
+        let mut out = Vec::new();
+        r.render(&client.shape(Some(1232)), 100, &mut out);
+        let m = Message::parse(&out).unwrap();
+        assert_eq!(m.header.id, 0xabcd);
+        assert_eq!(m.question(), client.question(), "case preserved");
+        assert!(m.edns.is_none(), "no OPT for a client without EDNS");
+        assert_eq!(m.header.arcount, 0);
+        assert!(m.header.flags & flag::RA != 0);
+        assert!(m.records.iter().all(|r| r.ttl == 200), "TTL lowered by age");
+        // An EDNS client keeps the OPT.
+        let e = query("www.example.test", rtype::A, Some(opt(1232, false, &[])));
+        let e = Query::parse(&e).unwrap();
+        r.render(&e.shape(None), 0, &mut out);
+        assert_eq!(&out[2..], &r.bytes()[2..]);
+        // RD follows the client.
+        let mut no_rd = query("www.example.test", rtype::A, None);
+        no_rd[2] = 0;
+        r.render(&Query::parse(&no_rd).unwrap().shape(None), 0, &mut out);
+        assert_eq!(Header::parse(&out).unwrap().rd(), false);
+    }
+
+    #[test]
+    fn truncation_leaves_header_question_and_opt() {
+        let addrs: Vec<[u8; 4]> = (0..40).map(|i| [198, 51, 100, i]).collect();
+        let r = Reply::parse(&reply(&addrs, 60, true)).unwrap();
+        assert!(r.bytes().len() > 512);
+        let plain = query("www.example.test", rtype::A, None);
+        let mut out = Vec::new();
+        r.render(&Query::parse(&plain).unwrap().shape(Some(1232)), 0, &mut out);
+        let m = Message::parse(&out).unwrap();
+        assert!(m.header.tc());
+        assert_eq!((m.header.qdcount, m.header.ancount, m.header.nscount, m.header.arcount), (1, 0, 0, 0));
+        assert!(out.len() <= 512);
+        // An EDNS client advertising 4096 gets the full answer under a 1232 cap? No:
+        // 40 A records fit in 1232, so it gets them all.
+        let big = query("www.example.test", rtype::A, Some(opt(4096, true, &[])));
+        let big = Query::parse(&big).unwrap();
+        r.render(&big.shape(Some(1232)), 0, &mut out);
+        assert_eq!(Message::parse(&out).unwrap().header.ancount, 40);
+        // Advertising 600 while the reply is larger: TC, with an OPT echoing DO.
+        let small = query("www.example.test", rtype::A, Some(opt(600, true, &[])));
+        let small = Query::parse(&small).unwrap();
+        r.render(&small.shape(Some(1232)), 0, &mut out);
+        let m = Message::parse(&out).unwrap();
+        assert!(m.header.tc());
+        let e = m.edns.unwrap();
+        assert!(e.do_bit);
+        assert_eq!(e.udp_size, 1232);
+        // Over TCP nothing is truncated.
+        r.render(&small.shape(None), 0, &mut out);
+        assert!(!Header::parse(&out).unwrap().tc());
+    }
+
+    #[test]
+    fn ttls_for_the_cache() {
+        let r = Reply::parse(&reply(&[[192, 0, 2, 1], [192, 0, 2, 2]], 300, true)).unwrap();
+        assert_eq!(r.min_ttl(), Some(300), "OPT's TTL field is not a TTL");
+        assert_eq!(r.negative_ttl(), None);
+        let mut m = header(1, flag::QR | rcode::NXDOMAIN, [1, 0, 1, 0]);
+        m.extend(question("nx.example.test", rtype::A));
+        m.extend(rr(&name("example.test"), rtype::SOA, 3600, &soa_rdata(120)));
+        let r = Reply::parse(&m).unwrap();
+        assert_eq!(r.negative_ttl(), Some(120), "RFC 2308 §5: min(SOA TTL, MINIMUM)");
+        assert_eq!(r.rcode(), rcode::NXDOMAIN);
+    }
+
+    #[test]
+    fn answers_checks_id_question_and_qr() {
+        let q = query("MiX.test", rtype::A, None);
+        let qn = Query::parse(&q).unwrap().question().to_vec();
+        let mut r = header(7, flag::QR, [1, 0, 0, 0]);
+        r.extend_from_slice(&qn);
+        assert!(answers(&r, 7, &qn));
+        assert!(!answers(&r, 8, &qn), "wrong id");
+        let lower = question("mix.test", rtype::A);
+        assert!(!answers(&r, 7, &lower), "0x20 case must be echoed exactly");
+        r[2] = 0;
+        assert!(!answers(&r, 7, &qn), "QR clear");
+        let formerr = header(7, flag::QR | rcode::FORMERR, [0, 0, 0, 0]);
+        assert!(answers(&formerr, 7, &qn));
+    }
+
+    #[test]
+    fn reorder_swaps_slots_within_an_rrset() {
+        let mut m = header(1, flag::QR, [1, 3, 0, 0]);
+        m.extend(question("www.example.test", rtype::A));
+        m.extend(rr(&[0xc0, 12], rtype::A, 10, &[192, 0, 2, 1]));
+        m.extend(rr(&[0xc0, 12], rtype::A, 20, &[192, 0, 2, 2]));
+        m.extend(rr(&[0xc0, 12], rtype::A, 30, &[192, 0, 2, 3]));
+        let mut r = Reply::parse(&m).unwrap();
+        assert!(r.reorder_addresses(|a, _| std::cmp::Reverse(a)));
+        let msg = r.message();
+        let got: Vec<(IpAddr, u32)> = msg.records.iter().map(|x| (address(r.bytes(), x).unwrap(), x.ttl)).collect();
+        assert_eq!(
+            got,
+            vec![
+                ("192.0.2.3".parse().unwrap(), 30),
+                ("192.0.2.2".parse().unwrap(), 20),
+                ("192.0.2.1".parse().unwrap(), 10)
+            ],
+            "TTL travels with its address"
+        );
+        assert!(!r.reorder_addresses(|a, _| std::cmp::Reverse(a)), "already in order");
+    }
+
+    #[test]
+    fn error_replies() {
+        let q = query("a.test", rtype::A, Some(opt(1232, true, &[])));
+        let q = Query::parse(&q).unwrap();
+        let mut out = Vec::new();
+        error_reply(&q.shape(Some(1232)), 0, rcode::BADVERS, &mut out);
+        let m = Message::parse(&out).unwrap();
+        assert_eq!(m.rcode(), rcode::BADVERS);
+        assert!(m.header.qr());
+        assert_eq!(m.question(), q.question());
+        let h = Header::parse(&[9, 9, 0x29, 0, 0, 0, 0, 0, 0, 0, 0, 0]).unwrap();
+        error_reply(&header_shape(&h), h.opcode(), rcode::NOTIMP, &mut out);
+        let m = Message::parse(&out).unwrap();
+        assert_eq!((m.header.id, m.header.opcode(), m.rcode()), (0x0909, 5, rcode::NOTIMP));
+    }
+
+    proptest! {
+        #[test]
+        fn exercise_never_panics(data in proptest::collection::vec(any::<u8>(), 0..600)) {
+            exercise(&data);
+        }
+
+        #[test]
+        fn exercise_on_mutated_replies(flips in proptest::collection::vec((0usize..200, any::<u8>()), 0..6)) {
+            let mut m = reply(&[[192, 0, 2, 1], [192, 0, 2, 2]], 300, true);
+            for (at, v) in flips {
+                let n = m.len();
+                m[at % n] = v;
+            }
+            exercise(&m);
+        }
+
+        #[test]
+        fn reorder_keeps_the_multiset(addrs in proptest::collection::vec(any::<[u8; 4]>(), 1..20), seed in any::<u64>()) {
+            let mut r = Reply::parse(&reply(&addrs, 60, true)).unwrap();
+            let mut before = r.addresses();
+            r.reorder_addresses(|a, i| (u64::from(a.is_ipv4()) ^ seed).wrapping_mul(i as u64 + 1));
+            let mut after = r.addresses();
+            before.sort();
+            after.sort();
+            prop_assert_eq!(before, after);
+            prop_assert_eq!(r.bytes().len(), reply(&addrs, 60, true).len());
+        }
     }
 }
