@@ -961,7 +961,11 @@ mod tests {
     /// A reply for `www.example.test` A with the given addresses, an SOA in
     /// authority and an OPT; answer owners are pointers to the question.
     fn reply(addrs: &[[u8; 4]], ttl: u32, with_opt: bool) -> Vec<u8> {
-        let mut m = header(0x1111, flag::QR | flag::RD | flag::RA, [1, addrs.len() as u16, 0, u16::from(with_opt)]);
+        let mut m = header(
+            0x1111,
+            flag::QR | flag::RD | flag::RA,
+            [1, addrs.len() as u16, 0, u16::from(with_opt)],
+        );
         m.extend(question("www.example.test", rtype::A));
         for a in addrs {
             m.extend(rr(&[0xc0, 12], rtype::A, ttl, a));
@@ -985,7 +989,10 @@ mod tests {
     fn short_headers_are_not_messages() {
         for len in [0, 1, 11] {
             assert!(Header::parse(&vec![0; len]).is_none());
-            assert_eq!(Message::parse(&vec![0; len]).unwrap_err(), Error::ShortHeader);
+            assert_eq!(
+                Message::parse(&vec![0; len]).unwrap_err(),
+                Error::ShortHeader
+            );
         }
         assert!(Header::parse(&[0; 12]).is_some());
     }
@@ -999,12 +1006,23 @@ mod tests {
             Message::parse(&m).map(|_| ())
         };
         assert_eq!(q(&[64]), Err(Error::BadName), "label > 63");
-        let long: Vec<u8> = std::iter::repeat_n([63u8].iter().chain([b'a'; 63].iter()).copied().collect::<Vec<_>>(), 5)
-            .flatten()
-            .chain([0])
-            .collect();
+        let long: Vec<u8> = std::iter::repeat_n(
+            [63u8]
+                .iter()
+                .chain([b'a'; 63].iter())
+                .copied()
+                .collect::<Vec<_>>(),
+            5,
+        )
+        .flatten()
+        .chain([0])
+        .collect();
         assert_eq!(q(&long), Err(Error::BadName), "name > 255");
-        assert_eq!(q(&[0xc0, 12]), Err(Error::BadName), "question names are never compressed");
+        assert_eq!(
+            q(&[0xc0, 12]),
+            Err(Error::BadName),
+            "question names are never compressed"
+        );
         assert_eq!(q(&[3, b'a', b'b']), Err(Error::Truncated));
         // In records: loops, forward pointers, pointers past the end, and
         // the reserved label types 0x40/0x80.
@@ -1015,8 +1033,16 @@ mod tests {
             Message::parse(&m).map(|_| ())
         };
         assert!(with_answer_owner(&[0xc0, 12]).is_ok());
-        assert_eq!(with_answer_owner(&[0xc0, 24]), Err(Error::BadName), "self pointer");
-        assert_eq!(with_answer_owner(&[0xc0, 200]), Err(Error::BadName), "forward pointer");
+        assert_eq!(
+            with_answer_owner(&[0xc0, 24]),
+            Err(Error::BadName),
+            "self pointer"
+        );
+        assert_eq!(
+            with_answer_owner(&[0xc0, 200]),
+            Err(Error::BadName),
+            "forward pointer"
+        );
         assert_eq!(with_answer_owner(&[0x40, 0]), Err(Error::BadName));
         assert_eq!(with_answer_owner(&[0x80, 0]), Err(Error::BadName));
         assert_eq!(with_answer_owner(&[0xc0]), Err(Error::Truncated));
@@ -1055,7 +1081,10 @@ mod tests {
         let mut rdlen_past_end = reply(&[[192, 0, 2, 1]], 60, false);
         let n = rdlen_past_end.len();
         rdlen_past_end[n - 5] = 9;
-        assert_eq!(Message::parse(&rdlen_past_end).unwrap_err(), Error::Truncated);
+        assert_eq!(
+            Message::parse(&rdlen_past_end).unwrap_err(),
+            Error::Truncated
+        );
     }
 
     #[test]
@@ -1083,7 +1112,16 @@ mod tests {
         let q = query(
             "MiXeD.test",
             rtype::AAAA,
-            Some(opt(1232, true, &[(OPT_COOKIE, &[1; 8]), (12, &[0; 4]), (OPT_ECS, &[0, 1, 24, 0, 192, 0, 2]), (3, &[])])),
+            Some(opt(
+                1232,
+                true,
+                &[
+                    (OPT_COOKIE, &[1; 8]),
+                    (12, &[0; 4]),
+                    (OPT_ECS, &[0, 1, 24, 0, 192, 0, 2]),
+                    (3, &[]),
+                ],
+            )),
         );
         let parsed = Query::parse(&q).unwrap();
         let mut out = Vec::new();
@@ -1094,7 +1132,10 @@ mod tests {
         assert_eq!(f.question(), parsed.question(), "question byte for byte");
         let e = f.edns().unwrap();
         assert!(e.do_bit);
-        assert_eq!(&out[e.options.clone()], &[0, 12, 0, 4, 0, 0, 0, 0, 0, 3, 0, 0]);
+        assert_eq!(
+            &out[e.options.clone()],
+            &[0, 12, 0, 4, 0, 0, 0, 0, 0, 3, 0, 0]
+        );
         // Without EDNS the query stays without it.
         let plain = query("a.test", rtype::A, None);
         Query::parse(&plain).unwrap().forward(1, &mut out);
@@ -1134,10 +1175,22 @@ mod tests {
         assert!(r.bytes().len() > 512);
         let plain = query("www.example.test", rtype::A, None);
         let mut out = Vec::new();
-        r.render(&Query::parse(&plain).unwrap().shape(Some(1232)), 0, &mut out);
+        r.render(
+            &Query::parse(&plain).unwrap().shape(Some(1232)),
+            0,
+            &mut out,
+        );
         let m = Message::parse(&out).unwrap();
         assert!(m.header.tc());
-        assert_eq!((m.header.qdcount, m.header.ancount, m.header.nscount, m.header.arcount), (1, 0, 0, 0));
+        assert_eq!(
+            (
+                m.header.qdcount,
+                m.header.ancount,
+                m.header.nscount,
+                m.header.arcount
+            ),
+            (1, 0, 0, 0)
+        );
         assert!(out.len() <= 512);
         // An EDNS client advertising 4096 gets the full answer under a 1232 cap? No:
         // 40 A records fit in 1232, so it gets them all.
@@ -1168,7 +1221,11 @@ mod tests {
         m.extend(question("nx.example.test", rtype::A));
         m.extend(rr(&name("example.test"), rtype::SOA, 3600, &soa_rdata(120)));
         let r = Reply::parse(&m).unwrap();
-        assert_eq!(r.negative_ttl(), Some(120), "RFC 2308 §5: min(SOA TTL, MINIMUM)");
+        assert_eq!(
+            r.negative_ttl(),
+            Some(120),
+            "RFC 2308 §5: min(SOA TTL, MINIMUM)"
+        );
         assert_eq!(r.rcode(), rcode::NXDOMAIN);
     }
 
@@ -1198,7 +1255,11 @@ mod tests {
         let mut r = Reply::parse(&m).unwrap();
         assert!(r.reorder_addresses(|a, _| std::cmp::Reverse(a)));
         let msg = r.message();
-        let got: Vec<(IpAddr, u32)> = msg.records.iter().map(|x| (address(r.bytes(), x).unwrap(), x.ttl)).collect();
+        let got: Vec<(IpAddr, u32)> = msg
+            .records
+            .iter()
+            .map(|x| (address(r.bytes(), x).unwrap(), x.ttl))
+            .collect();
         assert_eq!(
             got,
             vec![
@@ -1208,7 +1269,10 @@ mod tests {
             ],
             "TTL travels with its address"
         );
-        assert!(!r.reorder_addresses(|a, _| std::cmp::Reverse(a)), "already in order");
+        assert!(
+            !r.reorder_addresses(|a, _| std::cmp::Reverse(a)),
+            "already in order"
+        );
     }
 
     #[test]
@@ -1224,7 +1288,10 @@ mod tests {
         let h = Header::parse(&[9, 9, 0x29, 0, 0, 0, 0, 0, 0, 0, 0, 0]).unwrap();
         error_reply(&header_shape(&h), h.opcode(), rcode::NOTIMP, &mut out);
         let m = Message::parse(&out).unwrap();
-        assert_eq!((m.header.id, m.header.opcode(), m.rcode()), (0x0909, 5, rcode::NOTIMP));
+        assert_eq!(
+            (m.header.id, m.header.opcode(), m.rcode()),
+            (0x0909, 5, rcode::NOTIMP)
+        );
     }
 
     proptest! {
