@@ -1084,3 +1084,92 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod lifetime_tests {
+    use super::*;
+    use crate::dns::wire::Reply;
+
+    /// A reply to `a.test` A: header flags, answer TTLs, and optionally an
+    /// SOA (TTL, MINIMUM) in the authority section.
+    fn reply(flags: u16, answers: &[u32], soa: Option<(u32, u32)>) -> Reply {
+        let mut m = vec![0, 1];
+        m.extend_from_slice(&flags.to_be_bytes());
+        m.extend_from_slice(&[
+            0,
+            1,
+            0,
+            answers.len() as u8,
+            0,
+            u8::from(soa.is_some()),
+            0,
+            0,
+        ]);
+        m.extend_from_slice(&[1, b'a', 4, b't', b'e', b's', b't', 0, 0, 1, 0, 1]);
+        for ttl in answers {
+            m.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1]);
+            m.extend_from_slice(&ttl.to_be_bytes());
+            m.extend_from_slice(&[0, 4, 192, 0, 2, 1]);
+        }
+        if let Some((ttl, minimum)) = soa {
+            m.extend_from_slice(&[0xc0, 14, 0, 6, 0, 1]);
+            m.extend_from_slice(&ttl.to_be_bytes());
+            m.extend_from_slice(&[0, 22, 0, 0]);
+            for v in [1u32, 2, 3, 4, minimum] {
+                m.extend_from_slice(&v.to_be_bytes());
+            }
+        }
+        Reply::parse(&m).unwrap()
+    }
+
+    fn secs(s: u64) -> Option<Duration> {
+        Some(Duration::from_secs(s))
+    }
+
+    #[test]
+    fn positive_answers_live_for_their_smallest_ttl() {
+        assert_eq!(lifetime(&reply(0x8180, &[300, 60], None)), secs(60));
+        assert_eq!(
+            lifetime(&reply(0x8180, &[999_999], None)),
+            secs(u64::from(MAX_TTL))
+        );
+        assert_eq!(
+            lifetime(&reply(0x8180, &[0, 60], None)),
+            None,
+            "TTL 0 is not cached"
+        );
+    }
+
+    #[test]
+    fn negative_answers_follow_rfc2308() {
+        assert_eq!(
+            lifetime(&reply(0x8183, &[], Some((3600, 120)))),
+            secs(120),
+            "NXDOMAIN"
+        );
+        assert_eq!(
+            lifetime(&reply(0x8180, &[], Some((30, 120)))),
+            secs(30),
+            "NODATA"
+        );
+        assert_eq!(
+            lifetime(&reply(0x8183, &[], Some((86_400, 86_400)))),
+            secs(u64::from(MAX_NEGATIVE_TTL))
+        );
+        assert_eq!(
+            lifetime(&reply(0x8183, &[], None)),
+            None,
+            "no SOA, no negative caching"
+        );
+    }
+
+    #[test]
+    fn failures_and_truncation() {
+        assert_eq!(
+            lifetime(&reply(0x8182, &[], None)),
+            secs(u64::from(SERVFAIL_TTL))
+        );
+        assert_eq!(lifetime(&reply(0x8185, &[], None)), None, "REFUSED");
+        assert_eq!(lifetime(&reply(0x8381, &[60], None)), None, "TC");
+    }
+}

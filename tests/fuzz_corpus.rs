@@ -1,0 +1,32 @@
+//! Runs the fuzz targets' entry points over the checked-in corpora, so the
+//! seeds (and every crash ever found, once added) are replayed by
+//! `cargo test` even where cargo-fuzz and a nightly toolchain are missing.
+
+use std::fs;
+use std::path::Path;
+
+fn corpus(target: &str) -> Vec<(String, Vec<u8>)> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/corpus")
+        .join(target);
+    let mut files: Vec<_> = fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    files
+        .into_iter()
+        .map(|p| (p.display().to_string(), fs::read(&p).unwrap()))
+        .collect()
+}
+
+#[test]
+fn wire_corpus_replays_without_panic() {
+    let seeds = corpus("wire");
+    assert!(seeds.len() >= 5, "the wire corpus lost its seeds");
+    for (name, data) in seeds {
+        // A panic names the file through the test output.
+        eprintln!("replaying {name}");
+        getapr::dns::wire::exercise(&data);
+    }
+}
