@@ -536,12 +536,20 @@ impl Reply {
             len = start;
             arcount = before;
         }
+        // RFC 6891 §7: an EDNS query gets an OPT back, even when the cached
+        // reply came from a query without one.
+        let add_opt = shape.edns.filter(|_| self.opt.is_none());
+        let mut size = len;
+        if add_opt.is_some() {
+            arcount = arcount.saturating_add(1);
+            size += OPT_LEN;
+        }
         if shape.question.len() + HEADER_LEN != self.question_end {
             // Only a caller pairing a reply with another name's question
             // gets here; fail safe rather than send a corrupt message.
             return error_reply(shape, h.opcode(), rcode::SERVFAIL, out);
         }
-        if shape.limit.is_some_and(|limit| len > limit) {
+        if shape.limit.is_some_and(|limit| size > limit) {
             let flags = (h.flags & !flag::RCODE) | h.rcode() | flag::TC;
             return write_bare(shape, flags, self.ext_rcode, out);
         }
@@ -555,6 +563,9 @@ impl Reply {
         .write(out);
         out.extend_from_slice(shape.question);
         out.extend_from_slice(self.bytes.get(self.question_end..len).unwrap_or(&[]));
+        if let Some(e) = add_opt {
+            write_opt(out, shape.advertise, self.ext_rcode, e.do_bit);
+        }
         if age > 0 {
             for &at in &self.ttls {
                 let at = at as usize;
@@ -667,6 +678,9 @@ fn write_bare(shape: &Shape<'_>, flags: u16, ext_rcode: u8, out: &mut Vec<u8>) {
         write_opt(out, shape.advertise, ext_rcode, e.do_bit);
     }
 }
+
+/// Size of an OPT record with no options.
+const OPT_LEN: usize = 11;
 
 /// An OPT record with no options (RFC 6891 §6.1.2).
 fn write_opt(out: &mut Vec<u8>, udp_size: u16, ext_rcode: u8, do_bit: bool) {
@@ -1161,11 +1175,17 @@ mod tests {
         let e = Query::parse(&e).unwrap();
         r.render(&e.shape(None), 0, &mut out);
         assert_eq!(&out[2..], &r.bytes()[2..]);
+        // A reply cached without OPT gains one for an EDNS client.
+        let bare = Reply::parse(&reply(&[[192, 0, 2, 1]], 300, false)).unwrap();
+        bare.render(&e.shape(None), 0, &mut out);
+        let m = Message::parse(&out).unwrap();
+        assert_eq!(m.header.arcount, 1);
+        assert_eq!(m.edns.map(|e| (e.udp_size, e.do_bit)), Some((1232, false)));
         // RD follows the client.
         let mut no_rd = query("www.example.test", rtype::A, None);
         no_rd[2] = 0;
         r.render(&Query::parse(&no_rd).unwrap().shape(None), 0, &mut out);
-        assert_eq!(Header::parse(&out).unwrap().rd(), false);
+        assert!(!Header::parse(&out).unwrap().rd());
     }
 
     #[test]
