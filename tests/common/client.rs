@@ -15,14 +15,16 @@ use tokio::time::timeout;
 pub const TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Sends `query` from a fresh socket on `127.0.0.1:0` and returns the first
-/// datagram that comes back; panics when none comes within [`TIMEOUT`].
+/// datagram that comes back; panics when none comes within [`TIMEOUT`] or
+/// the port is closed.
 pub async fn udp_exchange(server: SocketAddr, query: &[u8]) -> Vec<u8> {
     udp_exchange_within(server, query, TIMEOUT)
         .await
-        .unwrap_or_else(|| panic!("no UDP reply from {server} within {TIMEOUT:?}"))
+        .unwrap_or_else(|| panic!("no UDP reply from {server} within {TIMEOUT:?} (or port closed)"))
 }
 
-/// Like [`udp_exchange`], but `None` when nothing comes within `wait`.
+/// Like [`udp_exchange`], but `None` when nothing comes within `wait` or
+/// the port is closed.
 pub async fn udp_exchange_within(
     server: SocketAddr,
     query: &[u8],
@@ -40,6 +42,8 @@ pub async fn udp_exchange_within(
             buf.truncate(n);
             Some(buf)
         }
+        // Nothing listens there (ICMP port unreachable): no reply either.
+        Ok(Err(error)) if error.kind() == std::io::ErrorKind::ConnectionRefused => None,
         Ok(Err(error)) => panic!("UDP receive from {server}: {error}"),
         Err(_elapsed) => None,
     }
@@ -80,11 +84,16 @@ impl TcpClient {
     }
 
     pub async fn send(&mut self, message: &[u8]) {
+        self.try_send(message).await.expect("TCP send");
+    }
+
+    /// Sends one length-prefixed message; the error when the peer is gone.
+    pub async fn try_send(&mut self, message: &[u8]) -> std::io::Result<()> {
         let len = u16::try_from(message.len()).expect("a DNS message fits in 65535 bytes");
         let mut framed = Vec::with_capacity(2 + message.len());
         framed.extend_from_slice(&len.to_be_bytes());
         framed.extend_from_slice(message);
-        self.stream.write_all(&framed).await.expect("TCP send");
+        self.stream.write_all(&framed).await
     }
 
     /// The next message; panics on timeout or a closed connection.

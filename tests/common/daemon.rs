@@ -5,7 +5,8 @@ use std::fmt::Write as _;
 use std::net::SocketAddr;
 
 use getapr::config::{Config, Source};
-use getapr::daemon::{Daemon, Handle};
+use getapr::daemon::{Daemon, Error, Handle};
+use tokio::task::JoinHandle;
 
 /// A config for tests: DNS on `127.0.0.1:0` forwarding to `upstreams` in
 /// order; the HTTP sidecar off, no probe traffic and no filtering, so
@@ -43,18 +44,34 @@ filter = "off"
 /// handle (for reload and shutdown) and the first DNS listen address.
 /// The daemon stops with the test's runtime if nobody shuts it down.
 pub async fn start_getapr(toml: &str) -> (Handle, SocketAddr) {
-    let config =
-        Config::parse(toml).unwrap_or_else(|error| panic!("config rejected: {error}\n{toml}"));
+    let running = spawn_getapr(toml).await;
+    (running.handle, running.addr)
+}
+
+/// A daemon running in a task of the test's runtime.
+#[derive(Debug)]
+pub struct Running {
+    pub handle: Handle,
+    /// The first DNS listen address.
+    pub addr: SocketAddr,
+    /// `run()`'s result, for tests of shutdown.
+    pub run: JoinHandle<Result<(), Error>>,
+}
+
+/// Like [`start_getapr`], keeping the task that runs the daemon.
+pub async fn spawn_getapr(toml: &str) -> Running {
+    let config = parse(toml);
     let daemon = Daemon::bind(config, Source::Embedded)
         .await
         .unwrap_or_else(|error| panic!("bind failed: {error}"));
     let addrs = daemon.dns_addrs();
     let addr = *addrs.first().expect("the daemon reports its DNS address");
     let handle = daemon.handle();
-    tokio::spawn(async move {
-        if let Err(error) = daemon.run().await {
-            panic!("getapr run() failed: {error}");
-        }
-    });
-    (handle, addr)
+    let run = tokio::spawn(daemon.run());
+    Running { handle, addr, run }
+}
+
+/// `Config::parse`, panicking with the text when it is rejected.
+pub fn parse(toml: &str) -> Config {
+    Config::parse(toml).unwrap_or_else(|error| panic!("config rejected: {error}\n{toml}"))
 }

@@ -26,5 +26,5 @@ pub use client::{
     QueryBuilder, TcpClient, query, question_bytes, tcp_exchange, udp_exchange, udp_silence,
 };
 pub use compare::compare;
-pub use daemon::{config_toml, start_getapr};
+pub use daemon::{config_toml, spawn_getapr, start_getapr};
 pub use fake::{Action, FakeUpstream, Transport};
