@@ -12,11 +12,11 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use common::auth::{self, ALIAS, BIG, BIG_TXT_COUNT, DUAL, MEDIUM, MISSING, NODATA, V6ONLY};
-use common::client::{TcpClient, parse};
+use common::client::{TcpClient, TcpRecv, parse, udp_exchange_within};
 use common::fake::{a_reply, rrsig};
 use common::{
     Action, AuthUpstream, FakeUpstream, QueryBuilder, Transport, compare, config_toml, query,
-    question_bytes, start_getapr, tcp_exchange, udp_exchange, udp_silence,
+    question_bytes, spawn_getapr, start_getapr, tcp_exchange, udp_exchange, udp_silence,
 };
 use getapr::daemon::Handle;
 use hickory_proto::op::{Message, MessageType, OpCode, ResponseCode};
@@ -30,7 +30,7 @@ const SILENCE: Duration = Duration::from_millis(300);
 struct Setup {
     auth: AuthUpstream,
     getapr: SocketAddr,
-    _handle: Handle,
+    handle: Handle,
 }
 
 async fn setup(dns_extra: &str) -> Setup {
@@ -39,7 +39,7 @@ async fn setup(dns_extra: &str) -> Setup {
     Setup {
         auth,
         getapr,
-        _handle: handle,
+        handle,
     }
 }
 
@@ -248,11 +248,21 @@ async fn large_answer_tc_over_udp_full_over_tcp() {
 async fn client_without_edns_gets_at_most_512_bytes_and_no_opt() {
     let s = setup("").await;
 
-    let small = query(DUAL, RecordType::A).no_edns();
-    let (direct, via) = direct_and_via(s.auth.addr(), s.getapr, &small).await;
+    // A miss (NODATA) and a hit on an entry an EDNS client made (DUAL).
+    let miss = query(NODATA, RecordType::A).no_edns();
+    let (direct, via) = direct_and_via(s.auth.addr(), s.getapr, &miss).await;
     assert!(
         via.edns.is_none(),
         "OPT in a reply to a client without EDNS: {via}"
+    );
+    compare(&direct, &via);
+    let (direct, via) = direct_and_via(s.auth.addr(), s.getapr, &query(DUAL, RecordType::A)).await;
+    compare(&direct, &via);
+    let hit = query(DUAL, RecordType::A).no_edns();
+    let (direct, via) = direct_and_via(s.auth.addr(), s.getapr, &hit).await;
+    assert!(
+        via.edns.is_none(),
+        "OPT in a reply (from the cache) to a client without EDNS: {via}"
     );
     compare(&direct, &via);
 
@@ -290,6 +300,24 @@ async fn client_without_edns_gets_at_most_512_bytes_and_no_opt() {
         reply.edns.is_none(),
         "OPT in a reply to a client without EDNS: {reply}"
     );
+}
+
+/// The other direction of "the reply fits the client": RFC 6891 §6.1.1, a
+/// query with an OPT record gets one back, even when the cache entry (keyed
+/// without regard to EDNS) was made for a client without EDNS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edns_client_gets_opt_from_an_entry_cached_without_edns() {
+    let s = setup("").await;
+    let plain = query(DUAL, RecordType::A).no_edns();
+    let (direct, via) = direct_and_via(s.auth.addr(), s.getapr, &plain).await;
+    compare(&direct, &via);
+    let edns = query(DUAL, RecordType::A);
+    let (direct, via) = direct_and_via(s.auth.addr(), s.getapr, &edns).await;
+    assert!(
+        via.edns.is_some(),
+        "no OPT in the reply to an EDNS query: {via}"
+    );
+    compare(&direct, &via);
 }
 
 // --- case and cache --------------------------------------------------------
@@ -753,4 +781,180 @@ async fn forwarded_query_has_a_fresh_id_and_no_cookie_or_ecs() {
         upstream_ids, client_ids,
         "the client's IDs were forwarded unchanged"
     );
+    // Four random IDs are all equal once in 2^48 runs.
+    assert!(
+        upstream_ids.windows(2).any(|w| w[0] != w[1]),
+        "every upstream query had the same ID: {upstream_ids:x?}"
+    );
+}
+
+// --- limits, reload, shutdown ------------------------------------------------
+
+/// Issue 2, dns::server: a cap on TCP connections. A connection over the
+/// cap is not served; once one closes, a new one is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_connection_cap() {
+    let s = setup("tcp_max_connections = 2").await;
+    let q = query(DUAL, RecordType::A).bytes();
+    let mut first = TcpClient::connect(s.getapr).await;
+    let mut second = TcpClient::connect(s.getapr).await;
+    for conn in [&mut first, &mut second] {
+        conn.send(&q).await;
+        check_echo(&q, &conn.recv().await);
+    }
+    let mut third = TcpClient::connect(s.getapr).await;
+    // The daemon may already have closed it: then the send fails, fine.
+    let _ = third.try_send(&q).await;
+    if let TcpRecv::Message(reply) = third.recv_within(SILENCE).await {
+        panic!(
+            "a third connection was served with tcp_max_connections = 2: {}",
+            parse(&reply)
+        );
+    }
+    drop(first);
+    // The slot is freed when the daemon sees the close; poll for that.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let mut conn = TcpClient::connect(s.getapr).await;
+        let _ = conn.try_send(&q).await;
+        if let TcpRecv::Message(reply) = conn.recv_within(SILENCE).await {
+            check_echo(&q, &reply);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no connection served within 2 s after one of the two closed"
+        );
+    }
+}
+
+/// Issue 2: SIGHUP reloads; the daemon side of it is `Handle::reload`,
+/// which applies a new config to the running listeners.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_applies_a_new_config() {
+    let s = setup("").await;
+    let (direct, via) = direct_and_via(s.auth.addr(), s.getapr, &query(DUAL, RecordType::A)).await;
+    compare(&direct, &via);
+
+    let other = FakeUpstream::start(|q, _| vec![Action::Reply(a_reply(q, 300, &[ip(99)]))]).await;
+    let refusing = config_toml(&[other.addr()], r#"allow = ["192.0.2.0/24"]"#);
+    s.handle
+        .reload(common::daemon::parse(&refusing))
+        .await
+        .expect("reload");
+    let reply = parse(&udp_exchange(s.getapr, &query(V6ONLY, RecordType::A).bytes()).await);
+    assert_eq!(
+        reply.metadata.response_code,
+        ResponseCode::Refused,
+        "the new allow list is not applied: {reply}"
+    );
+
+    let open = config_toml(&[other.addr()], "");
+    s.handle
+        .reload(common::daemon::parse(&open))
+        .await
+        .expect("reload");
+    let reply =
+        parse(&udp_exchange(s.getapr, &query("new.example.test", RecordType::A).bytes()).await);
+    assert_eq!(
+        a_addrs(&reply),
+        [ip(99)],
+        "the new upstream is not used: {reply}"
+    );
+    assert_eq!(other.total_queries(), 1);
+}
+
+/// Issue 2: shutdown drains the queries in flight, then `run()` returns Ok
+/// and nothing answers any more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_drains_queries_in_flight() {
+    let upstream = FakeUpstream::start(|q, _| {
+        vec![
+            Action::Delay(Duration::from_millis(500)),
+            Action::Reply(a_reply(q, 300, &[ip(1)])),
+        ]
+    })
+    .await;
+    let running = spawn_getapr(&config_toml(&[upstream.addr()], "")).await;
+    let addr = running.addr;
+    let q = query("slow.example.test", RecordType::A);
+    let bytes = q.bytes();
+    let client = tokio::spawn(async move { udp_exchange(addr, &bytes).await });
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while upstream.total_queries() == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the query never reached the upstream"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    let started = Instant::now();
+    running.handle.shutdown();
+    let result = tokio::time::timeout(Duration::from_secs(3), running.run)
+        .await
+        .expect("run() did not return within 3 s of shutdown")
+        .expect("run() task");
+    let stopped = Instant::now();
+    assert!(result.is_ok(), "run() after shutdown: {result:?}");
+    assert!(
+        stopped - started < Duration::from_secs(2),
+        "drain took {:?}",
+        stopped - started
+    );
+    // In a test the daemon's tasks outlive run(), so timing shows the
+    // drain: the upstream answers 500 ms after it got the query, and run()
+    // must not return before that answer has been relayed.
+    let asked = upstream.received()[0].at;
+    assert!(
+        stopped >= asked + Duration::from_millis(500),
+        "run() returned {:?} after the query reached the upstream, before its answer (500 ms)",
+        stopped - asked
+    );
+    let reply = client.await.expect("client task");
+    check_echo(&q.bytes(), &reply);
+    assert_eq!(
+        a_addrs(&parse(&reply)),
+        [ip(1)],
+        "the query in flight was not answered"
+    );
+    udp_silence(addr, &query(DUAL, RecordType::A).bytes(), SILENCE).await;
+}
+
+/// Issue 2: the drain is bounded: a query whose upstream never answers
+/// does not hold shutdown beyond 2 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_gives_up_on_a_hung_query_after_2_s() {
+    let silent = FakeUpstream::silent().await;
+    let running = spawn_getapr(&config_toml(&[silent.addr()], "timeout_ms = 10000")).await;
+    let addr = running.addr;
+    let pending = tokio::spawn(async move {
+        udp_exchange_within(
+            addr,
+            &query(DUAL, RecordType::A).bytes(),
+            Duration::from_secs(5),
+        )
+        .await
+    });
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while silent.total_queries() == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the query never reached the upstream"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let started = Instant::now();
+    running.handle.shutdown();
+    let result = tokio::time::timeout(Duration::from_secs(4), running.run)
+        .await
+        .expect("run() did not return within 4 s of shutdown")
+        .expect("run() task");
+    assert!(result.is_ok(), "run() after shutdown: {result:?}");
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed <= Duration::from_millis(2500),
+        "shutdown took {elapsed:?} with a hung query (bound: 2 s)"
+    );
+    pending.abort();
 }
