@@ -302,6 +302,38 @@ async fn client_without_edns_gets_at_most_512_bytes_and_no_opt() {
     );
 }
 
+/// Issue 2, dns::wire: the UDP limit is the client's advertised size,
+/// capped by `udp_max_size` (default 1232).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn udp_limit_is_the_clients_size_capped_by_udp_max_size() {
+    let q = query(BIG, RecordType::TXT).payload(4096);
+
+    let s = setup("").await;
+    let reply = udp_exchange(s.getapr, &q.bytes()).await;
+    check_echo(&q.bytes(), &reply);
+    assert!(
+        reply.len() <= 1232,
+        "{} bytes over the default cap",
+        reply.len()
+    );
+    assert!(
+        parse(&reply).metadata.truncation,
+        "TC=0 over the default cap"
+    );
+
+    let s = setup("udp_max_size = 4096").await;
+    let direct = parse(&tcp_exchange(s.auth.addr(), &q.bytes()).await);
+    let reply = udp_exchange(s.getapr, &q.bytes()).await;
+    check_echo(&q.bytes(), &reply);
+    assert!(reply.len() > 1232, "only {} bytes", reply.len());
+    let reply = parse(&reply);
+    assert!(
+        !reply.metadata.truncation,
+        "TC=1 although client and cap take 4096: {reply}"
+    );
+    compare(&direct, &reply);
+}
+
 /// The other direction of "the reply fits the client": RFC 6891 §6.1.1, a
 /// query with an OPT record gets one back, even when the cache entry (keyed
 /// without regard to EDNS) was made for a client without EDNS.
