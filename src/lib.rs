@@ -15,3 +15,5 @@
 pub mod config;
 pub mod daemon;
 pub mod dns;
+pub mod inventory;
+pub mod probe;

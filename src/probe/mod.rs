@@ -1,0 +1,1 @@
+//! The probe engine (pure) and its driver (sockets).
