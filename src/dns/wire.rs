@@ -922,8 +922,7 @@ fn names_avoid_edited_bytes(msg: &Message<'_>) -> bool {
                 rtype::NS | rtype::CNAME | rtype::PTR => clean(r.rdata.start),
                 rtype::MX => clean(r.rdata.start + 2),
                 rtype::SOA => {
-                    clean(r.rdata.start)
-                        && name_end(msg.bytes, r.rdata.start).is_ok_and(|second| clean(second))
+                    clean(r.rdata.start) && name_end(msg.bytes, r.rdata.start).is_ok_and(&clean)
                 }
                 _ => true,
             }
