@@ -20,6 +20,7 @@ pub mod client;
 pub mod compare;
 pub mod daemon;
 pub mod fake;
+pub mod lab;
 
 pub use auth::AuthUpstream;
 pub use client::{

@@ -1,0 +1,950 @@
+//! A network lab in namespaces, for the tests that need real routing: a
+//! host behind a home router doing NAT44, and an "Internet" holding a TCP
+//! probe target and a STUN responder. Everything is driven by `ip` and `nft`
+//! and lives on documentation addresses; nothing touches the root namespace
+//! (veth pairs are created straight inside the lab's namespaces) and nothing
+//! in the lab has a route out of it.
+//!
+//! ```text
+//!                 LAN                          WAN
+//!  host ─────────────────────── router ─────────────────── inet
+//!  eth0  192.168.1.2/24       lan0 192.168.1.1/24     to-router 198.51.100.1/24
+//!        2001:db8:1::2/64          2001:db8:1::1/64             2001:db8:ff::1/64
+//!        (fd00:1::2/64 with        (fd00:1::1/64)     lo 203.0.113.10, 2001:db8:ffff::10
+//!         ula_nptv6)          wan0 198.51.100.2/24       TCP 80 + 443 (probe target)
+//!                                  2001:db8:ff::2/64  lo 203.0.113.20, 2001:db8:ffff::20
+//!                                                        STUN on UDP 3478
+//! ```
+//!
+//! Routing: the host's defaults go via the router (IPv6 via the router's
+//! link-local address on `eth0`, as in real networks); the router's via inet.
+//! The router masquerades 192.168.1.0/24 out of `wan0` (NAT44), so inet
+//! knows only 198.51.100.0/24; IPv6 is plain routed (inet has a route to
+//! 2001:db8:1::/64 via the router). inet has no default route: whatever
+//! leaves the lab's prefixes dies there.
+//!
+//! Variants ([`Builder`]):
+//! - [`Builder::ula_nptv6`]: the host has only the ULA fd00:1::2/64 and the
+//!   router translates fd00:1::/64 ↔ 2001:db8:1::/64 (nftables prefix NAT,
+//!   which keeps the interface identifier like NPTv6, RFC 6296).
+//! - [`Builder::second_uplink`]: a second router (`router2`, IPv6 only,
+//!   2001:db8:2::/64 on the LAN, WAN 2001:db8:fe::/64 to inet) on the same
+//!   LAN, which becomes a bridge in a `lan` namespace. The host gets
+//!   2001:db8:2::2/64 too and source-specific defaults:
+//!   `default via ROUTER_LLA dev eth0` (for unbound sockets),
+//!   `default from 2001:db8:1::/64 via ROUTER_LLA`,
+//!   `default from 2001:db8:2::/64 via ROUTER2_LLA`.
+//! - [`Builder::without_ipv4`]: no IPv4 on the LAN (an IPv6-only host, for
+//!   NAT64 labs; the router keeps its IPv4 WAN).
+//! - [`Builder::without_services`]: no `tests/lab/services.py` in inet.
+//!
+//! Toggles: [`Lab::drop_ipv6_forwarding`] / [`Lab::drop_ipv4_forwarding`]
+//! make the router silently drop (blackhole, no ICMP) forwarded packets of a
+//! family; [`Lab::drop_forwarding`] does it on any router.
+//!
+//! Namespaces are named `getapr-PID-N-ROLE`, deleted (after killing what
+//! still runs in them) when the [`Lab`] drops, which unwinding from a panic
+//! does too; a lab left behind by a killed test process is removed by the
+//! next [`Lab`] built on the machine. Servers for a lab must run as
+//! processes inside it ([`Lab::spawn`]): an in-process server of the test
+//! lives in the root namespace, which the lab cannot reach.
+//!
+//! Needs root, `ip` (iproute2), `nft` (nftables), `sysctl` (procps) and
+//! `python3`; tests call [`root_or_skip`] first.
+//!
+//! For NAT64 (issue 4): build `without_ipv4()`, run tayga in the router
+//! (`lab.spawn(Ns::Router, ...)`) with a route for 64:ff9b::/96 to its TUN
+//! device; its IPv4 pool must be masqueraded out of `wan0` too
+//! (`lab.nft(Ns::Router, "add rule inet lab postrouting ...")`).
+
+use std::collections::HashSet;
+use std::ffi::OsStr;
+use std::fmt::Write as _;
+use std::io::{BufRead, BufReader, Write as _};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, Once, OnceLock};
+use std::time::{Duration, Instant};
+
+/// The host on the LAN.
+pub const HOST4: Ipv4Addr = Ipv4Addr::new(192, 168, 1, 2);
+pub const HOST6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 2);
+/// The host's address with [`Builder::ula_nptv6`] (instead of [`HOST6`]).
+pub const HOST_ULA: Ipv6Addr = Ipv6Addr::new(0xfd00, 1, 0, 0, 0, 0, 0, 2);
+/// The host's address from the second uplink ([`Builder::second_uplink`]).
+pub const HOST6_2: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 2, 0, 0, 0, 0, 2);
+pub const LAN4: &str = "192.168.1.0/24";
+pub const LAN6: &str = "2001:db8:1::/64";
+pub const LAN_ULA: &str = "fd00:1::/64";
+pub const LAN6_2: &str = "2001:db8:2::/64";
+
+/// The router's LAN side (the IPv6 default gateway is its link-local,
+/// [`Lab::router_link_local`]).
+pub const ROUTER_LAN4: Ipv4Addr = Ipv4Addr::new(192, 168, 1, 1);
+pub const ROUTER_LAN6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 1);
+pub const ROUTER_ULA: Ipv6Addr = Ipv6Addr::new(0xfd00, 1, 0, 0, 0, 0, 0, 1);
+pub const ROUTER2_LAN6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 2, 0, 0, 0, 0, 1);
+
+/// The router's WAN side: what NAT44 maps the host to.
+pub const ROUTER_WAN4: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 2);
+pub const ROUTER_WAN6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xff, 0, 0, 0, 0, 2);
+pub const INET_WAN4: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
+pub const INET_WAN6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xff, 0, 0, 0, 0, 1);
+pub const ROUTER2_WAN6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xfe, 0, 0, 0, 0, 2);
+pub const INET_WAN2_6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xfe, 0, 0, 0, 0, 1);
+
+/// The probe target in inet: TCP ports 80 and 443 accept and close.
+pub const TARGET4: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 10);
+pub const TARGET6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xffff, 0, 0, 0, 0, 0x10);
+/// The STUN server in inet, on UDP [`STUN_PORT`].
+pub const STUN4: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 20);
+pub const STUN6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xffff, 0, 0, 0, 0, 0x20);
+pub const STUN_PORT: u16 = 3478;
+
+/// A namespace of the lab.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Ns {
+    Host,
+    Router,
+    Inet,
+    /// Only with [`Builder::second_uplink`].
+    Router2,
+    /// The LAN bridge; only with [`Builder::second_uplink`].
+    Lan,
+}
+
+impl Ns {
+    fn role(self) -> &'static str {
+        match self {
+            Ns::Host => "host",
+            Ns::Router => "router",
+            Ns::Inet => "inet",
+            Ns::Router2 => "router2",
+            Ns::Lan => "lan",
+        }
+    }
+}
+
+/// An address family, for the forwarding toggles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Family {
+    V4,
+    V6,
+}
+
+/// What a TCP connect from inside the lab gave.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Connect {
+    Connected,
+    /// An RST: the destination is reachable.
+    Refused,
+    TimedOut,
+    /// Anything else (unreachable, no route...), with Python's message.
+    Failed(String),
+}
+
+/// True when running as root; otherwise prints a loud `SKIPPED` line
+/// naming `test` and returns false. The lab tests start with
+/// `if !lab::root_or_skip("...") { return; }`.
+pub fn root_or_skip(test: &str) -> bool {
+    static ROOT: OnceLock<bool> = OnceLock::new();
+    let root = *ROOT.get_or_init(|| {
+        Command::new("id")
+            .arg("-u")
+            .output()
+            .map(|out| String::from_utf8_lossy(&out.stdout).trim() == "0")
+            .unwrap_or(false)
+    });
+    if !root {
+        // Straight to the stderr handle, not `eprintln!`: libtest captures
+        // the macro's output of a passing test, and a skip must be seen.
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED: {test} needs root (network namespaces)"
+        );
+    }
+    root
+}
+
+/// The options of a lab; [`Lab::new`] is `Lab::builder().build()`.
+#[derive(Debug, Clone)]
+pub struct Builder {
+    ipv4: bool,
+    ula_nptv6: bool,
+    second_uplink: bool,
+    services: bool,
+}
+
+impl Builder {
+    /// The host has only the ULA [`HOST_ULA`] on IPv6, and the router does
+    /// prefix translation fd00:1::/64 ↔ 2001:db8:1::/64.
+    pub fn ula_nptv6(mut self) -> Self {
+        self.ula_nptv6 = true;
+        self
+    }
+
+    /// A second IPv6-only router on the same LAN with 2001:db8:2::/64 and
+    /// source-specific default routes on the host.
+    pub fn second_uplink(mut self) -> Self {
+        self.second_uplink = true;
+        self
+    }
+
+    /// No IPv4 on the LAN: an IPv6-only host.
+    pub fn without_ipv4(mut self) -> Self {
+        self.ipv4 = false;
+        self
+    }
+
+    /// Do not start `tests/lab/services.py` in inet.
+    pub fn without_services(mut self) -> Self {
+        self.services = false;
+        self
+    }
+
+    /// Builds the lab; panics with the failing command and its stderr.
+    /// Whatever was built before a failure is torn down by the panic.
+    pub fn build(self) -> Lab {
+        remove_stale_labs();
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let mut lab = Lab {
+            tag: format!("getapr-{}-{n}", std::process::id()),
+            options: self,
+            created: Vec::new(),
+            link_locals: Vec::new(),
+            resolv_dirs: Mutex::new(Vec::new()),
+            drops: Mutex::new(HashSet::new()),
+            services: None,
+            service_log: Arc::new(Mutex::new(Vec::new())),
+        };
+        lab.create();
+        lab
+    }
+}
+
+/// A lab of network namespaces, torn down on drop. See the module doc.
+#[derive(Debug)]
+pub struct Lab {
+    /// `getapr-PID-N`; a namespace is `TAG-ROLE`.
+    tag: String,
+    options: Builder,
+    /// The namespaces created so far, in order.
+    created: Vec<Ns>,
+    /// The LAN link-local address of each router.
+    link_locals: Vec<(Ns, Ipv6Addr)>,
+    /// `/etc/netns/NAME` directories this lab created.
+    resolv_dirs: Mutex<Vec<PathBuf>>,
+    /// (router, family) pairs whose forwarding is dropped.
+    drops: Mutex<HashSet<(Ns, Family)>>,
+    services: Option<LabChild>,
+    service_log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Lab {
+    /// The dual-stack lab with its services running.
+    pub fn new() -> Lab {
+        Lab::builder().build()
+    }
+
+    pub fn builder() -> Builder {
+        Builder {
+            ipv4: true,
+            ula_nptv6: false,
+            second_uplink: false,
+            services: true,
+        }
+    }
+
+    /// The namespace's name, for `ip netns exec NAME ...` and
+    /// `/etc/netns/NAME`.
+    pub fn ns_name(&self, ns: Ns) -> String {
+        format!("{}-{}", self.tag, ns.role())
+    }
+
+    /// The names of every namespace this lab created.
+    pub fn ns_names(&self) -> Vec<String> {
+        self.created.iter().map(|&ns| self.ns_name(ns)).collect()
+    }
+
+    /// The host's IPv6 address on the first uplink: [`HOST6`], or
+    /// [`HOST_ULA`] with [`Builder::ula_nptv6`].
+    pub fn host6(&self) -> Ipv6Addr {
+        if self.options.ula_nptv6 {
+            HOST_ULA
+        } else {
+            HOST6
+        }
+    }
+
+    /// The router's link-local address on the LAN: the host's IPv6 default
+    /// gateway (on `eth0`).
+    pub fn router_link_local(&self) -> Ipv6Addr {
+        self.link_local(Ns::Router)
+    }
+
+    /// Router2's link-local address on the LAN ([`Builder::second_uplink`]).
+    pub fn router2_link_local(&self) -> Ipv6Addr {
+        self.link_local(Ns::Router2)
+    }
+
+    /// Runs `args` in `ns` (`ip netns exec NAME args...`) and returns what
+    /// it gave, whatever its exit status.
+    pub fn exec<S: AsRef<OsStr>>(&self, ns: Ns, args: &[S]) -> Output {
+        let mut command = self.command(ns, args);
+        command
+            .output()
+            .unwrap_or_else(|error| panic!("{}: {error}", command_line(&command)))
+    }
+
+    /// Like [`Lab::exec`], panicking with the command line and its stderr
+    /// unless it succeeds; returns its stdout.
+    pub fn run<S: AsRef<OsStr>>(&self, ns: Ns, args: &[S]) -> String {
+        checked(&mut self.command(ns, args), None)
+    }
+
+    /// A command that runs `args` in `ns`, for the caller to configure
+    /// (stdio, environment) and start with [`LabChild::spawn`] or run.
+    pub fn command<S: AsRef<OsStr>>(&self, ns: Ns, args: &[S]) -> Command {
+        let mut command = Command::new("ip");
+        command
+            .args(["netns", "exec"])
+            .arg(self.ns_name(ns))
+            .args(args);
+        command
+    }
+
+    /// Starts `args` in `ns` with stdin closed and stdout/stderr inherited;
+    /// the process is killed when the returned guard drops (and anything
+    /// still running in the lab is killed when the lab drops).
+    pub fn spawn<S: AsRef<OsStr>>(&self, ns: Ns, args: &[S]) -> LabChild {
+        LabChild::spawn(self.command(ns, args).stdin(Stdio::null()))
+    }
+
+    /// Applies an nft script (`nft -f -`) in `ns`.
+    pub fn nft(&self, ns: Ns, script: &str) {
+        checked(&mut self.command(ns, &["nft", "-f", "-"]), Some(script));
+    }
+
+    /// Writes `/etc/netns/NAME/resolv.conf`, which `ip netns exec` mounts
+    /// over `/etc/resolv.conf` for the processes it starts in `ns`; it is
+    /// removed when the lab drops.
+    pub fn write_netns_resolv_conf(&self, ns: Ns, text: &str) {
+        let dir = Path::new("/etc/netns").join(self.ns_name(ns));
+        std::fs::create_dir_all(&dir)
+            .unwrap_or_else(|error| panic!("create {}: {error}", dir.display()));
+        lock(&self.resolv_dirs).push(dir.clone());
+        let mut text = text.to_owned();
+        if !text.ends_with('\n') {
+            text.push('\n');
+        }
+        let file = dir.join("resolv.conf");
+        std::fs::write(&file, text)
+            .unwrap_or_else(|error| panic!("write {}: {error}", file.display()));
+    }
+
+    /// Makes the router silently drop (no ICMP: a blackhole) every
+    /// forwarded IPv6 packet, or stops doing so.
+    pub fn drop_ipv6_forwarding(&self, drop: bool) {
+        self.drop_forwarding(Ns::Router, Family::V6, drop);
+    }
+
+    /// Makes the router silently drop every forwarded IPv4 packet, or stops.
+    pub fn drop_ipv4_forwarding(&self, drop: bool) {
+        self.drop_forwarding(Ns::Router, Family::V4, drop);
+    }
+
+    /// Drops (or not) forwarded packets of `family` in `router`
+    /// ([`Ns::Router`] or [`Ns::Router2`]). Rewrites the router's forward
+    /// chain in one nft transaction.
+    pub fn drop_forwarding(&self, router: Ns, family: Family, drop: bool) {
+        assert!(
+            matches!(router, Ns::Router | Ns::Router2) && self.created.contains(&router),
+            "drop_forwarding: {router:?} is not a router of this lab"
+        );
+        let mut drops = lock(&self.drops);
+        if drop {
+            drops.insert((router, family));
+        } else {
+            drops.remove(&(router, family));
+        }
+        let mut script = String::from("flush chain inet lab forward\n");
+        for (nfproto, family) in [("ipv4", Family::V4), ("ipv6", Family::V6)] {
+            if drops.contains(&(router, family)) {
+                writeln!(
+                    script,
+                    "add rule inet lab forward meta nfproto {nfproto} drop"
+                )
+                .expect("write to String");
+            }
+        }
+        self.nft(router, &script);
+    }
+
+    /// TCP connect from `ns` to `dst`, bound to `src` first when given.
+    pub fn tcp_connect(
+        &self,
+        ns: Ns,
+        dst: SocketAddr,
+        src: Option<IpAddr>,
+        timeout: Duration,
+    ) -> Connect {
+        match self.client(ns, "connect", dst, src, timeout).as_str() {
+            "connected" => Connect::Connected,
+            "refused" => Connect::Refused,
+            "timeout" => Connect::TimedOut,
+            other => Connect::Failed(other.to_owned()),
+        }
+    }
+
+    /// A STUN Binding request from `ns` to `server`, bound to `src` first
+    /// when given: the XOR-MAPPED-ADDRESS, or why there is none.
+    pub fn stun(
+        &self,
+        ns: Ns,
+        server: SocketAddr,
+        src: Option<IpAddr>,
+        timeout: Duration,
+    ) -> Result<SocketAddr, String> {
+        let answer = self.client(ns, "stun", server, src, timeout);
+        let mut words = answer.split(' ');
+        match (words.next(), words.next(), words.next()) {
+            (Some("mapped"), Some(ip), Some(port)) => {
+                let ip: IpAddr = ip.parse().map_err(|_| answer.clone())?;
+                let port: u16 = port.parse().map_err(|_| answer.clone())?;
+                Ok(SocketAddr::new(ip, port))
+            }
+            _ => Err(answer),
+        }
+    }
+
+    /// Every line the services printed so far: `tcp LOCAL PEER` for each
+    /// accepted connection, `stun LOCAL PEER` for each Binding request.
+    pub fn service_log(&self) -> Vec<String> {
+        lock(&self.service_log).clone()
+    }
+
+    /// Waits up to `timeout` for a service line containing `needle`.
+    pub fn wait_service_line(&self, needle: &str, timeout: Duration) -> Option<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(line) = lock(&self.service_log)
+                .iter()
+                .find(|line| line.contains(needle))
+            {
+                return Some(line.clone());
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        self.services = None;
+        for &ns in self.created.iter().rev() {
+            remove_ns(&self.ns_name(ns));
+        }
+        for dir in lock(&self.resolv_dirs).drain(..) {
+            remove_netns_etc(&dir);
+        }
+    }
+}
+
+// Building.
+impl Lab {
+    fn create(&mut self) {
+        let options = self.options.clone();
+        let mut namespaces = vec![Ns::Host, Ns::Router, Ns::Inet];
+        if options.second_uplink {
+            namespaces.extend([Ns::Lan, Ns::Router2]);
+        }
+        for ns in namespaces {
+            checked(
+                Command::new("ip").args(["netns", "add", &self.ns_name(ns)]),
+                None,
+            );
+            self.created.push(ns);
+            // Addresses are usable at once: no duplicate address detection,
+            // for the link-locals too (they inherit `default`).
+            self.run(
+                ns,
+                &[
+                    "sysctl",
+                    "-qw",
+                    "net.ipv6.conf.all.accept_dad=0",
+                    "net.ipv6.conf.default.accept_dad=0",
+                ],
+            );
+            self.ip(ns, "link set lo up");
+        }
+
+        self.links();
+        self.addresses();
+        let mut veths = vec![
+            (Ns::Host, "eth0"),
+            (Ns::Router, "lan0"),
+            (Ns::Router, "wan0"),
+            (Ns::Inet, "to-router"),
+        ];
+        if options.second_uplink {
+            veths.extend([
+                (Ns::Router2, "lan0"),
+                (Ns::Router2, "wan0"),
+                (Ns::Inet, "to-router2"),
+            ]);
+        }
+        for &(ns, dev) in &veths {
+            self.ip(ns, &format!("link set {dev} up"));
+        }
+        // A packet sent before a link is ready is lost (its qdisc is still
+        // noop, the peer has no IPv6 yet), and the first exchange through
+        // it then waits out a 1 s neighbour discovery retransmission.
+        for &(ns, dev) in &veths {
+            let lla = self.wait_ready(ns, dev);
+            if dev == "lan0" {
+                self.link_locals.push((ns, lla));
+            }
+        }
+        for router in [Ns::Router, Ns::Router2] {
+            if self.created.contains(&router) {
+                self.run(
+                    router,
+                    &[
+                        "sysctl",
+                        "-qw",
+                        "net.ipv4.ip_forward=1",
+                        "net.ipv6.conf.all.forwarding=1",
+                    ],
+                );
+            }
+        }
+        self.routes();
+        self.firewall();
+        if options.services {
+            self.start_services();
+        }
+    }
+
+    /// veth pairs, created inside the namespaces (never in the root one).
+    fn links(&self) {
+        if self.options.second_uplink {
+            // Two routers on one LAN: a bridge, in a namespace of its own
+            // so that no router's nftables sees the other's traffic.
+            let lan = self.ns_name(Ns::Lan);
+            self.ip(Ns::Lan, "link add br0 type bridge mcast_snooping 0");
+            self.ip(Ns::Lan, "link set br0 up");
+            for (ns, dev, port) in [
+                (Ns::Host, "eth0", "host"),
+                (Ns::Router, "lan0", "router"),
+                (Ns::Router2, "lan0", "router2"),
+            ] {
+                self.ip(
+                    ns,
+                    &format!("link add {dev} type veth peer name {port} netns {lan}"),
+                );
+                self.ip(Ns::Lan, &format!("link set {port} master br0 up"));
+            }
+        } else {
+            let router = self.ns_name(Ns::Router);
+            self.ip(
+                Ns::Host,
+                &format!("link add eth0 type veth peer name lan0 netns {router}"),
+            );
+        }
+        let inet = self.ns_name(Ns::Inet);
+        self.ip(
+            Ns::Router,
+            &format!("link add wan0 type veth peer name to-router netns {inet}"),
+        );
+        if self.options.second_uplink {
+            self.ip(
+                Ns::Router2,
+                &format!("link add wan0 type veth peer name to-router2 netns {inet}"),
+            );
+        }
+    }
+
+    fn addresses(&self) {
+        let options = &self.options;
+        let (host6, router6) = if options.ula_nptv6 {
+            (HOST_ULA, ROUTER_ULA)
+        } else {
+            (HOST6, ROUTER_LAN6)
+        };
+        let mut plan: Vec<(Ns, &str, String)> = vec![
+            (Ns::Host, "eth0", format!("{host6}/64")),
+            (Ns::Router, "lan0", format!("{router6}/64")),
+            (Ns::Router, "wan0", format!("{ROUTER_WAN4}/24")),
+            (Ns::Router, "wan0", format!("{ROUTER_WAN6}/64")),
+            (Ns::Inet, "to-router", format!("{INET_WAN4}/24")),
+            (Ns::Inet, "to-router", format!("{INET_WAN6}/64")),
+            (Ns::Inet, "lo", format!("{TARGET4}/32")),
+            (Ns::Inet, "lo", format!("{TARGET6}/128")),
+            (Ns::Inet, "lo", format!("{STUN4}/32")),
+            (Ns::Inet, "lo", format!("{STUN6}/128")),
+        ];
+        if options.ipv4 {
+            plan.push((Ns::Host, "eth0", format!("{HOST4}/24")));
+            plan.push((Ns::Router, "lan0", format!("{ROUTER_LAN4}/24")));
+        }
+        if options.second_uplink {
+            plan.push((Ns::Host, "eth0", format!("{HOST6_2}/64")));
+            plan.push((Ns::Router2, "lan0", format!("{ROUTER2_LAN6}/64")));
+            plan.push((Ns::Router2, "wan0", format!("{ROUTER2_WAN6}/64")));
+            plan.push((Ns::Inet, "to-router2", format!("{INET_WAN2_6}/64")));
+        }
+        for (ns, dev, cidr) in &plan {
+            let nodad = if cidr.contains(':') { " nodad" } else { "" };
+            self.ip(*ns, &format!("addr add {cidr} dev {dev}{nodad}"));
+        }
+    }
+
+    fn routes(&self) {
+        let router_lla = self.router_link_local();
+        if self.options.ipv4 {
+            self.ip(Ns::Host, &format!("-4 route add default via {ROUTER_LAN4}"));
+        }
+        self.ip(
+            Ns::Host,
+            &format!("-6 route add default via {router_lla} dev eth0"),
+        );
+        self.ip(Ns::Router, &format!("-4 route add default via {INET_WAN4}"));
+        self.ip(Ns::Router, &format!("-6 route add default via {INET_WAN6}"));
+        // No NAT44 return route: inet knows only 198.51.100.0/24.
+        self.ip(Ns::Inet, &format!("-6 route add {LAN6} via {ROUTER_WAN6}"));
+        if self.options.second_uplink {
+            let router2_lla = self.router2_link_local();
+            let lan1 = if self.options.ula_nptv6 {
+                LAN_ULA
+            } else {
+                LAN6
+            };
+            self.ip(
+                Ns::Host,
+                &format!("-6 route add default from {lan1} via {router_lla} dev eth0"),
+            );
+            self.ip(
+                Ns::Host,
+                &format!("-6 route add default from {LAN6_2} via {router2_lla} dev eth0"),
+            );
+            self.ip(
+                Ns::Router2,
+                &format!("-6 route add default via {INET_WAN2_6}"),
+            );
+            self.ip(
+                Ns::Inet,
+                &format!("-6 route add {LAN6_2} via {ROUTER2_WAN6}"),
+            );
+        }
+    }
+
+    /// The routers' nftables: an empty forward chain for the drop toggles,
+    /// NAT44, and the NPTv6 prefix translation when asked for.
+    fn firewall(&self) {
+        let nptv6 = if self.options.ula_nptv6 {
+            (
+                format!("oifname \"wan0\" ip6 saddr {LAN_ULA} snat ip6 prefix to {LAN6}"),
+                format!("iifname \"wan0\" ip6 daddr {LAN6} dnat ip6 prefix to {LAN_ULA}"),
+            )
+        } else {
+            Default::default()
+        };
+        self.nft(
+            Ns::Router,
+            &format!(
+                "table inet lab {{
+                    chain forward {{
+                        type filter hook forward priority filter; policy accept;
+                    }}
+                    chain postrouting {{
+                        type nat hook postrouting priority srcnat; policy accept;
+                        oifname \"wan0\" ip saddr {LAN4} masquerade
+                        {}
+                    }}
+                    chain prerouting {{
+                        type nat hook prerouting priority dstnat; policy accept;
+                        {}
+                    }}
+                }}\n",
+                nptv6.0, nptv6.1
+            ),
+        );
+        if self.options.second_uplink {
+            self.nft(
+                Ns::Router2,
+                "table inet lab {
+                    chain forward {
+                        type filter hook forward priority filter; policy accept;
+                    }
+                }\n",
+            );
+        }
+    }
+
+    /// Starts `tests/lab/services.py` in inet and waits for its "ready".
+    fn start_services(&mut self) {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lab/services.py");
+        let mut command = self.command(
+            Ns::Inet,
+            &[
+                python(),
+                OsStr::new("-S"),
+                script.as_os_str(),
+                OsStr::new(&TARGET4.to_string()),
+                OsStr::new(&TARGET6.to_string()),
+                OsStr::new("--"),
+                OsStr::new(&STUN4.to_string()),
+                OsStr::new(&STUN6.to_string()),
+            ],
+        );
+        command.stdin(Stdio::null()).stdout(Stdio::piped());
+        let mut child = LabChild::spawn(&mut command);
+        let stdout = child.0.stdout.take().expect("stdout is piped");
+        let log = Arc::clone(&self.service_log);
+        let (ready_tx, ready_rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if line == "ready" {
+                    let _ = ready_tx.send(());
+                } else {
+                    lock(&log).push(line);
+                }
+            }
+        });
+        self.services = Some(child);
+        if ready_rx.recv_timeout(Duration::from_secs(10)).is_err() {
+            panic!(
+                "{} did not print \"ready\" (see its stderr above)",
+                command_line(&command)
+            );
+        }
+    }
+
+    /// `ip -n NAME ARGS` (ARGS split on spaces), checked.
+    fn ip(&self, ns: Ns, args: &str) {
+        checked(
+            Command::new("ip")
+                .args(["-n", &self.ns_name(ns)])
+                .args(args.split_whitespace()),
+            None,
+        );
+    }
+
+    fn link_local(&self, router: Ns) -> Ipv6Addr {
+        self.link_locals
+            .iter()
+            .find(|(ns, _)| *ns == router)
+            .map(|(_, lla)| *lla)
+            .unwrap_or_else(|| panic!("{router:?} is not in this lab"))
+    }
+
+    /// Waits until `dev` is operationally up and has its link-local
+    /// address, which the kernel adds once the link is ready; returns it.
+    fn wait_ready(&self, ns: Ns, dev: &str) -> Ipv6Addr {
+        let name = self.ns_name(ns);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let link = checked(
+                Command::new("ip").args(["-n", &name, "-o", "link", "show", "dev", dev]),
+                None,
+            );
+            let addrs = checked(
+                Command::new("ip").args([
+                    "-n", &name, "-6", "-o", "addr", "show", "dev", dev, "scope", "link",
+                ]),
+                None,
+            );
+            // "3: lan0    inet6 fe80::.../64 scope link ..."
+            let lla = addrs
+                .split_whitespace()
+                .skip_while(|word| *word != "inet6")
+                .nth(1)
+                .and_then(|cidr| cidr.split('/').next())
+                .and_then(|addr| addr.parse().ok());
+            match lla {
+                Some(lla) if link.contains(" state UP ") => return lla,
+                _ => {}
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{dev} in {name} is not ready after 5 s:\n{link}{addrs}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn client(
+        &self,
+        ns: Ns,
+        what: &str,
+        dst: SocketAddr,
+        src: Option<IpAddr>,
+        timeout: Duration,
+    ) -> String {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lab/client.py");
+        let src = src.map_or_else(|| "-".to_owned(), |ip| ip.to_string());
+        let out = self.run(
+            ns,
+            &[
+                python(),
+                OsStr::new("-S"),
+                script.as_os_str(),
+                OsStr::new(what),
+                OsStr::new(&dst.ip().to_string()),
+                OsStr::new(&dst.port().to_string()),
+                OsStr::new(&src),
+                OsStr::new(&timeout.as_secs_f64().to_string()),
+            ],
+        );
+        out.trim().to_owned()
+    }
+}
+
+/// A process started in a lab, killed (and reaped) when this drops.
+#[derive(Debug)]
+pub struct LabChild(pub Child);
+
+impl LabChild {
+    /// Spawns `command` (e.g. from [`Lab::command`]); panics with its
+    /// command line when it cannot start.
+    pub fn spawn(command: &mut Command) -> LabChild {
+        let child = command
+            .spawn()
+            .unwrap_or_else(|error| panic!("{}: {error}", command_line(command)));
+        LabChild(child)
+    }
+}
+
+impl Drop for LabChild {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Runs `command` (with `stdin` fed to it when given) and returns its
+/// stdout; panics with the command line and its stderr when it fails.
+fn checked(command: &mut Command, stdin: Option<&str>) -> String {
+    command
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = command
+        .spawn()
+        .unwrap_or_else(|error| panic!("{}: {error}", command_line(command)));
+    if let Some(text) = stdin {
+        let mut pipe = child.stdin.take().expect("stdin is piped");
+        pipe.write_all(text.as_bytes())
+            .unwrap_or_else(|error| panic!("{}: stdin: {error}", command_line(command)));
+    }
+    let out = child
+        .wait_with_output()
+        .unwrap_or_else(|error| panic!("{}: {error}", command_line(command)));
+    if !out.status.success() {
+        panic!(
+            "`{}` failed ({}):\n{}{}",
+            command_line(command),
+            out.status,
+            String::from_utf8_lossy(&out.stderr),
+            stdin.map_or_else(String::new, |text| format!("stdin was:\n{text}")),
+        );
+    }
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The Python 3 interpreter itself, not a wrapper around it (pyenv's shim
+/// costs 100 ms a start): `sys.executable`, found once.
+fn python() -> &'static OsStr {
+    static PYTHON: OnceLock<String> = OnceLock::new();
+    OsStr::new(PYTHON.get_or_init(|| {
+        Command::new("python3")
+            .args(["-c", "import sys; print(sys.executable)"])
+            .output()
+            .ok()
+            .filter(|out| out.status.success())
+            .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+            .filter(|path| !path.is_empty())
+            .unwrap_or_else(|| "python3".to_owned())
+    }))
+}
+
+fn command_line(command: &Command) -> String {
+    let mut line = command.get_program().to_string_lossy().into_owned();
+    for arg in command.get_args() {
+        line.push(' ');
+        line.push_str(&arg.to_string_lossy());
+    }
+    line
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A test that panicked while holding the lock must not stop teardown.
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Kills what still runs in namespace `name` and deletes it. Reports
+/// failures on stderr: this runs in `Drop`, maybe while unwinding.
+fn remove_ns(name: &str) {
+    if let Ok(out) = Command::new("ip").args(["netns", "pids", name]).output() {
+        for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+            let _ = Command::new("kill").args(["-KILL", pid]).output();
+        }
+    }
+    match Command::new("ip").args(["netns", "delete", name]).output() {
+        Ok(out) if out.status.success() => {}
+        Ok(out) => eprintln!(
+            "lab: ip netns delete {name}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ),
+        Err(error) => eprintln!("lab: ip netns delete {name}: {error}"),
+    }
+}
+
+fn remove_netns_etc(dir: &Path) {
+    let _ = std::fs::remove_file(dir.join("resolv.conf"));
+    if let Err(error) = std::fs::remove_dir(dir) {
+        eprintln!("lab: remove {}: {error}", dir.display());
+    }
+}
+
+/// Removes the namespaces (and `/etc/netns` entries) of labs whose test
+/// process is gone (killed before its `Drop` ran), once per process.
+fn remove_stale_labs() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let Ok(out) = Command::new("ip").args(["netns", "list"]).output() else {
+            return;
+        };
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            let Some(name) = line.split_whitespace().next() else {
+                continue;
+            };
+            let mut parts = name.split('-');
+            let (Some("getapr"), Some(pid)) = (parts.next(), parts.next()) else {
+                continue;
+            };
+            if pid.parse::<u32>().is_ok() && !Path::new("/proc").join(pid).exists() {
+                eprintln!("lab: removing {name}, left by process {pid}");
+                remove_ns(name);
+                let etc = Path::new("/etc/netns").join(name);
+                if etc.exists() {
+                    remove_netns_etc(&etc);
+                }
+            }
+        }
+    });
+}
