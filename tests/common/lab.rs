@@ -704,7 +704,9 @@ impl Lab {
                 OsStr::new(&STUN6.to_string()),
             ],
         );
-        command.stdin(Stdio::null()).stdout(Stdio::piped());
+        // The child's stdin stays open in `LabChild` and closes with the
+        // test process: services.py exits then, even after a SIGKILL.
+        command.stdin(Stdio::piped()).stdout(Stdio::piped());
         let mut child = LabChild::spawn(&mut command);
         let stdout = child.0.stdout.take().expect("stdout is piped");
         let log = Arc::clone(&self.service_log);

@@ -7,7 +7,8 @@ Every TCP_ADDR gets listeners on ports 80 and 443 that accept and close;
 every STUN_ADDR gets a STUN Binding responder (RFC 8489) on UDP port 3478.
 Each accepted connection and each STUN request is printed as
 "tcp LOCAL PEER" / "stun LOCAL PEER"; "ready" is printed once every socket
-is bound. Standard library only.
+is bound. Exits when stdin closes, so it dies with the test process even
+when that is killed. Standard library only.
 """
 import socket
 import struct
@@ -75,7 +76,7 @@ def main(args):
     for serve, s in socks:
         threading.Thread(target=serve, args=(s,), daemon=True).start()
     print("ready", flush=True)
-    threading.Event().wait()
+    sys.stdin.read()  # until the test closes the pipe, or dies
 
 
 if __name__ == "__main__":
