@@ -41,7 +41,12 @@ fn connect_seen_by_inet(lab: &Lab, dst: SocketAddr, src: Option<IpAddr>) -> Stri
         Connect::Connected,
         "connect to {dst} from {src:?}"
     );
+    // What inet's socket is bound to: through the NAT64, the IPv4 address.
     let local = match dst {
+        SocketAddr::V6(v6) if v6.ip().segments()[..6] == [0x2001, 0xdb8, 0x64, 0, 0, 0] => {
+            let v4 = std::net::Ipv4Addr::from(v6.ip().to_bits() as u32);
+            format!("{v4}:{}", v6.port())
+        }
         SocketAddr::V4(_) => dst.to_string(),
         SocketAddr::V6(v6) => format!("[{}]:{}", v6.ip(), v6.port()),
     };
@@ -315,4 +320,24 @@ fn torn_down_on_drop_and_on_panic() {
     let names = names.into_inner().expect("not poisoned");
     assert_eq!(names.len(), 5);
     assert_eq!(leftovers(&names), Vec::<String>::new());
+}
+
+#[test]
+fn ipv6_only_host_behind_nat64() {
+    if !lab::root_or_skip("lab_smoke::ipv6_only_host_behind_nat64") {
+        return;
+    }
+    let lab = Lab::builder().without_ipv4().nat64().build();
+    assert!(matches!(
+        lab.tcp_connect(Ns::Host, target4(443), None, WORKS),
+        Connect::Failed(_)
+    ));
+    let via_nat64 = SocketAddr::new(lab::nat64(TARGET4).into(), 443);
+    let peer = connect_seen_by_inet(&lab, via_nat64, None);
+    assert!(peer.starts_with("198.51.100.2:"), "inet saw {peer}");
+    let stun = SocketAddr::new(lab::nat64(STUN4).into(), STUN_PORT);
+    let mapped = lab
+        .stun(Ns::Host, stun, None, WORKS)
+        .expect("STUN via NAT64");
+    assert_eq!(mapped.ip(), IpAddr::from(ROUTER_WAN4));
 }

@@ -33,9 +33,17 @@
 //!   2001:db8:2::2/64 too and source-specific defaults:
 //!   `default via ROUTER_LLA dev eth0` (for unbound sockets),
 //!   `default from 2001:db8:1::/64 via ROUTER_LLA`,
-//!   `default from 2001:db8:2::/64 via ROUTER2_LLA`.
+//!   `default from 2001:db8:2::/64 via ROUTER2_LLA`. An unbound socket
+//!   gets the kernel's RFC 6724 choice of source (the two prefixes tie up
+//!   to rule 8; 2001:db8:2::2 was seen), and the route that matches it:
+//!   bind to choose the uplink.
 //! - [`Builder::without_ipv4`]: no IPv4 on the LAN (an IPv6-only host, for
 //!   NAT64 labs; the router keeps its IPv4 WAN).
+//! - [`Builder::nat64`]: tayga in the router translates 2001:db8:64::/96
+//!   (a network-specific prefix, RFC 6052) to IPv4 from 192.168.255.0/24,
+//!   masqueraded out of `wan0` like the LAN; [`nat64`] embeds an IPv4
+//!   address. With `without_ipv4()` this is an IPv6-only host behind NAT64;
+//!   the DNS64 is the test's business.
 //! - [`Builder::without_services`]: no `tests/lab/services.py` in inet.
 //!
 //! Toggles: [`Lab::drop_ipv6_forwarding`] / [`Lab::drop_ipv4_forwarding`]
@@ -49,13 +57,8 @@
 //! processes inside it ([`Lab::spawn`]): an in-process server of the test
 //! lives in the root namespace, which the lab cannot reach.
 //!
-//! Needs root, `ip` (iproute2), `nft` (nftables), `sysctl` (procps) and
-//! `python3`; tests call [`root_or_skip`] first.
-//!
-//! For NAT64 (issue 4): build `without_ipv4()`, run tayga in the router
-//! (`lab.spawn(Ns::Router, ...)`) with a route for 64:ff9b::/96 to its TUN
-//! device; its IPv4 pool must be masqueraded out of `wan0` too
-//! (`lab.nft(Ns::Router, "add rule inet lab postrouting ...")`).
+//! Needs root, `ip` (iproute2), `nft` (nftables), `sysctl` (procps),
+//! `python3`, and `tayga` for NAT64; tests call [`root_or_skip`] first.
 
 use std::collections::HashSet;
 use std::ffi::OsStr;
@@ -103,6 +106,28 @@ pub const TARGET6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xffff, 0, 0, 0, 0, 0
 pub const STUN4: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 20);
 pub const STUN6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xffff, 0, 0, 0, 0, 0x20);
 pub const STUN_PORT: u16 = 3478;
+
+/// The NAT64 prefix of [`Builder::nat64`]: a network-specific prefix
+/// (RFC 6052 §2.2) inside the documentation range.
+pub const NAT64_PREFIX: &str = "2001:db8:64::/96";
+/// Tayga's IPv4 pool in the router, masqueraded out of `wan0`.
+pub const NAT64_POOL: &str = "192.168.255.0/24";
+
+/// `v4` embedded in [`NAT64_PREFIX`] (RFC 6052 §2.2, a /96): what a DNS64
+/// would synthesize for it.
+pub fn nat64(v4: Ipv4Addr) -> Ipv6Addr {
+    let [a, b, c, d] = v4.octets();
+    Ipv6Addr::new(
+        0x2001,
+        0xdb8,
+        0x64,
+        0,
+        0,
+        0,
+        u16::from_be_bytes([a, b]),
+        u16::from_be_bytes([c, d]),
+    )
+}
 
 /// A namespace of the lab.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -175,6 +200,7 @@ pub struct Builder {
     ipv4: bool,
     ula_nptv6: bool,
     second_uplink: bool,
+    nat64: bool,
     services: bool,
 }
 
@@ -199,6 +225,14 @@ impl Builder {
         self
     }
 
+    /// A NAT64 in the router: tayga translates [`NAT64_PREFIX`] to IPv4
+    /// from [`NAT64_POOL`], which the router masquerades like the LAN.
+    /// Usually with [`Builder::without_ipv4`]. Needs `tayga`.
+    pub fn nat64(mut self) -> Self {
+        self.nat64 = true;
+        self
+    }
+
     /// Do not start `tests/lab/services.py` in inet.
     pub fn without_services(mut self) -> Self {
         self.services = false;
@@ -219,6 +253,7 @@ impl Builder {
             resolv_dirs: Mutex::new(Vec::new()),
             drops: Mutex::new(HashSet::new()),
             services: None,
+            tayga: None,
             service_log: Arc::new(Mutex::new(Vec::new())),
         };
         lab.create();
@@ -241,6 +276,8 @@ pub struct Lab {
     /// (router, family) pairs whose forwarding is dropped.
     drops: Mutex<HashSet<(Ns, Family)>>,
     services: Option<LabChild>,
+    /// Tayga, and the directory with its config and data.
+    tayga: Option<(LabChild, PathBuf)>,
     service_log: Arc<Mutex<Vec<String>>>,
 }
 
@@ -255,6 +292,7 @@ impl Lab {
             ipv4: true,
             ula_nptv6: false,
             second_uplink: false,
+            nat64: false,
             services: true,
         }
     }
@@ -448,6 +486,10 @@ impl Lab {
 impl Drop for Lab {
     fn drop(&mut self) {
         self.services = None;
+        if let Some((tayga, dir)) = self.tayga.take() {
+            drop(tayga);
+            let _ = std::fs::remove_dir_all(dir);
+        }
         for &ns in self.created.iter().rev() {
             remove_ns(&self.ns_name(ns));
         }
@@ -527,6 +569,9 @@ impl Lab {
         }
         self.routes();
         self.firewall();
+        if options.nat64 {
+            self.start_tayga();
+        }
         if options.services {
             self.start_services();
         }
@@ -666,6 +711,7 @@ impl Lab {
                     chain postrouting {{
                         type nat hook postrouting priority srcnat; policy accept;
                         oifname \"wan0\" ip saddr {LAN4} masquerade
+                        oifname \"wan0\" ip saddr {NAT64_POOL} masquerade
                         {}
                     }}
                     chain prerouting {{
@@ -686,6 +732,53 @@ impl Lab {
                 }\n",
             );
         }
+    }
+
+    /// Starts tayga in the router on a tun device of its own (not
+    /// `--mktun`: that device would outlive tayga, and could be moved to
+    /// the root namespace when the router's is deleted), then routes the
+    /// prefix and the pool to it.
+    fn start_tayga(&mut self) {
+        let dir = std::env::temp_dir().join(format!("{}-tayga", self.tag));
+        std::fs::create_dir_all(&dir)
+            .unwrap_or_else(|error| panic!("create {}: {error}", dir.display()));
+        let conf = dir.join("tayga.conf");
+        let tayga4 = NAT64_POOL.replace(".0/24", ".1");
+        std::fs::write(
+            &conf,
+            format!(
+                "tun-device nat64\nipv4-addr {tayga4}\nprefix {NAT64_PREFIX}\n\
+                 dynamic-pool {NAT64_POOL}\ndata-dir {}\n",
+                dir.display()
+            ),
+        )
+        .unwrap_or_else(|error| panic!("write {}: {error}", conf.display()));
+        let child = self.spawn(
+            Ns::Router,
+            &[
+                OsStr::new("tayga"),
+                OsStr::new("--nodetach"),
+                OsStr::new("--config"),
+                conf.as_os_str(),
+            ],
+        );
+        self.tayga = Some((child, dir));
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !self
+            .exec(Ns::Router, &["ip", "link", "show", "dev", "nat64"])
+            .status
+            .success()
+        {
+            let tayga = &mut self.tayga.as_mut().expect("just set").0.0;
+            if let Ok(Some(status)) = tayga.try_wait() {
+                panic!("tayga exited ({status}; is it installed? see its stderr above)");
+            }
+            assert!(Instant::now() < deadline, "tayga made no nat64 device");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        self.ip(Ns::Router, "link set nat64 up");
+        self.ip(Ns::Router, &format!("route add {NAT64_POOL} dev nat64"));
+        self.ip(Ns::Router, &format!("route add {NAT64_PREFIX} dev nat64"));
     }
 
     /// Starts `tests/lab/services.py` in inet and waits for its "ready".
@@ -923,23 +1016,20 @@ fn remove_netns_etc(dir: &Path) {
     }
 }
 
-/// Removes the namespaces (and `/etc/netns` entries) of labs whose test
-/// process is gone (killed before its `Drop` ran), once per process.
+/// Removes the namespaces, `/etc/netns` entries and tayga directories of
+/// labs whose test process is gone (killed before its `Drop` ran), once per
+/// process.
 fn remove_stale_labs() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
-        let Ok(out) = Command::new("ip").args(["netns", "list"]).output() else {
-            return;
-        };
-        for line in String::from_utf8_lossy(&out.stdout).lines() {
-            let Some(name) = line.split_whitespace().next() else {
-                continue;
-            };
-            let mut parts = name.split('-');
-            let (Some("getapr"), Some(pid)) = (parts.next(), parts.next()) else {
-                continue;
-            };
-            if pid.parse::<u32>().is_ok() && !Path::new("/proc").join(pid).exists() {
+        if let Ok(out) = Command::new("ip").args(["netns", "list"]).output() {
+            for line in String::from_utf8_lossy(&out.stdout).lines() {
+                let Some(name) = line.split_whitespace().next() else {
+                    continue;
+                };
+                let Some(pid) = stale(name, &["host", "router", "inet", "router2", "lan"]) else {
+                    continue;
+                };
                 eprintln!("lab: removing {name}, left by process {pid}");
                 remove_ns(name);
                 let etc = Path::new("/etc/netns").join(name);
@@ -948,5 +1038,27 @@ fn remove_stale_labs() {
                 }
             }
         }
+        let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            if stale(&name.to_string_lossy(), &["tayga"]).is_some() {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
     });
+}
+
+/// The pid in `name` when it is `getapr-PID-N-ROLE` with one of `roles`
+/// and that process no longer exists.
+fn stale(name: &str, roles: &[&str]) -> Option<u32> {
+    let parts: Vec<&str> = name.split('-').collect();
+    let [prefix, pid, n, role] = parts[..] else {
+        return None;
+    };
+    let pid: u32 = pid.parse().ok()?;
+    let alive = Path::new("/proc").join(pid.to_string()).exists();
+    (prefix == "getapr" && n.parse::<u32>().is_ok() && roles.contains(&role) && !alive)
+        .then_some(pid)
 }
