@@ -374,7 +374,11 @@ impl Lab {
         let dir = Path::new("/etc/netns").join(self.ns_name(ns));
         std::fs::create_dir_all(&dir)
             .unwrap_or_else(|error| panic!("create {}: {error}", dir.display()));
-        lock(&self.resolv_dirs).push(dir.clone());
+        let mut dirs = lock(&self.resolv_dirs);
+        if !dirs.contains(&dir) {
+            dirs.push(dir.clone());
+        }
+        drop(dirs);
         let mut text = text.to_owned();
         if !text.ends_with('\n') {
             text.push('\n');
@@ -915,6 +919,19 @@ impl LabChild {
             .spawn()
             .unwrap_or_else(|error| panic!("{}: {error}", command_line(command)));
         LabChild(child)
+    }
+}
+
+impl std::ops::Deref for LabChild {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for LabChild {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
     }
 }
 
