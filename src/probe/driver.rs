@@ -135,7 +135,7 @@ mod tests {
         });
         let src: SocketAddr = "127.0.0.1:0".parse().unwrap();
         let (got, _) = udp_exchange(src, addr, b"hello", Duration::from_secs(1), |b| {
-            (b == b"answer").then(|| b.len())
+            (b == b"answer").then_some(b.len())
         })
         .await
         .unwrap();
