@@ -77,28 +77,24 @@ impl Shared {
         let settings = self.settings.load();
         let cap = udp.then_some(settings.udp_cap);
         let query = Query::parse(packet);
+        // The error answers carry the question when there is a readable one.
+        let shape = match &query {
+            Ok(q) => q.shape(cap),
+            Err(_) => wire::header_shape(&header),
+        };
         let peer = canonical(peer);
         if !settings.allow.iter().any(|net| net.contains(&peer)) {
-            let shape = match &query {
-                Ok(q) => q.shape(cap),
-                Err(_) => wire::header_shape(&header),
-            };
             wire::error_reply(&shape, header.opcode(), rcode::REFUSED, out);
             return Step::Reply;
         }
         if header.opcode() != 0 {
-            let shape = match &query {
-                Ok(q) => q.shape(cap),
-                Err(_) => wire::header_shape(&header),
-            };
             wire::error_reply(&shape, header.opcode(), rcode::NOTIMP, out);
             return Step::Reply;
         }
         let Ok(query) = query else {
-            wire::error_reply(&wire::header_shape(&header), 0, rcode::FORMERR, out);
+            wire::error_reply(&shape, 0, rcode::FORMERR, out);
             return Step::Reply;
         };
-        let shape = query.shape(cap);
         // RFC 6891 §6.1.3: we speak EDNS version 0 only.
         if query.edns().is_some_and(|e| e.version > 0) {
             wire::error_reply(&shape, 0, rcode::BADVERS, out);
