@@ -2,8 +2,14 @@
 //!
 //! | module | owns | I/O |
 //! |---|---|---|
+//! | [`engine`] | schedule, verdicts with hysteresis, RTT EWMA, flags | no |
+//! | `learned` | the learned-destination table: LRU, tries, token bucket | no |
+//! | [`verdicts`] | the immutable snapshot the engine publishes | no |
 //! | [`stun`] | STUN Binding request and response codec (RFC 8489) | no |
 //! | [`nat64`] | NAT64 prefix discovery and RFC 6052 address mapping | no |
 
+pub mod engine;
+mod learned;
 pub mod nat64;
 pub mod stun;
+pub mod verdicts;
