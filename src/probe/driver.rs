@@ -7,9 +7,103 @@
 
 use std::io;
 use std::net::{IpAddr, SocketAddr, SocketAddrV6};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwap;
 use tokio::net::{TcpSocket, UdpSocket};
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use super::engine::{Engine, Kind, Outcome, Probe};
+use super::stun;
+use super::verdicts::Verdicts;
+use crate::inventory::Snapshot;
+
+/// Runs `engine` until `stop`: sends the probes it asks for, feeds their
+/// outcomes and inventory changes back, and publishes each new verdict
+/// snapshot into `verdicts` for lock-free readers.
+pub async fn run(
+    mut engine: Engine,
+    mut inventory: watch::Receiver<Arc<Snapshot>>,
+    verdicts: Arc<ArcSwap<Verdicts>>,
+    stop: CancellationToken,
+) {
+    let (tx, mut rx) = mpsc::channel::<(u64, Outcome)>(256);
+    engine.set_inventory(Instant::now(), &inventory.borrow_and_update());
+    loop {
+        for probe in engine.poll(Instant::now()) {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let id = probe.id;
+                let _ = tx.send((id, send(probe).await)).await;
+            });
+        }
+        if let Some(v) = engine.publish() {
+            log_changes(&verdicts.load(), &v);
+            verdicts.store(v);
+        }
+        let wake = engine.next_wakeup().map_or_else(
+            || tokio::time::Instant::now() + Duration::from_secs(3600),
+            tokio::time::Instant::from_std,
+        );
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep_until(wake) => {}
+            Some((id, outcome)) = rx.recv() => engine.handle(Instant::now(), id, outcome),
+            changed = inventory.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                engine.set_inventory(Instant::now(), &inventory.borrow_and_update());
+            }
+        }
+    }
+}
+
+/// One log line per source whose state changed, so an operator sees an
+/// uplink die or come back without asking.
+fn log_changes(old: &Verdicts, new: &Verdicts) {
+    for s in &new.sources {
+        let before = old
+            .sources
+            .iter()
+            .find(|o| o.address == s.address)
+            .map(|o| o.state);
+        if before != Some(s.state) {
+            tracing::info!(
+                source = %s.address,
+                interface = %s.interface,
+                "source {}",
+                s.state.as_str()
+            );
+        }
+    }
+}
+
+/// Sends one probe and waits for its outcome (bounded by its deadline).
+async fn send(probe: Probe) -> Outcome {
+    let timeout = probe.deadline.saturating_duration_since(Instant::now());
+    let source = scoped(probe.source, 0, probe.scope_id);
+    match probe.kind {
+        Kind::Tcp(target) => match tcp(source, target, timeout).await {
+            Ok(rtt) => Outcome::Reachable { rtt },
+            Err(_) => Outcome::Unreachable,
+        },
+        Kind::Stun(server) => {
+            let id: stun::TransactionId = rand::random();
+            let request = stun::binding_request(&id);
+            match udp_exchange(source, server, &request, timeout, |b| {
+                stun::parse_response(b, &id).ok()
+            })
+            .await
+            {
+                Ok((mapped, rtt)) => Outcome::StunMapped { rtt, mapped },
+                Err(_) => Outcome::Unreachable,
+            }
+        }
+    }
+}
 
 /// Why a probe found no path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
