@@ -1,7 +1,10 @@
 //! The host's interfaces, addresses and default gateways.
-//! CONTRACT TYPES (the inventory helper fills in the module).
 
 use std::net::IpAddr;
+
+mod class;
+
+pub use class::{classify, classify_v4, classify_v6};
 
 /// What an address is, by the IANA special-purpose registries (bit masks,
 /// never string prefixes).
