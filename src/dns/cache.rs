@@ -1026,7 +1026,7 @@ mod tests {
 
     fn model_key(name: u8, qtype: u16) -> Key {
         // Mixed case on the way in, to exercise lower-casing as well.
-        let name = if name % 2 == 0 {
+        let name = if name.is_multiple_of(2) {
             format!("Host{name}.Example")
         } else {
             format!("host{name}.example")

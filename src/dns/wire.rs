@@ -32,6 +32,8 @@ pub mod rtype {
     pub const NS: u16 = 2;
     pub const CNAME: u16 = 5;
     pub const SOA: u16 = 6;
+    pub const PTR: u16 = 12;
+    pub const MX: u16 = 15;
     pub const TXT: u16 = 16;
     pub const AAAA: u16 = 28;
     pub const OPT: u16 = 41;
@@ -439,6 +441,9 @@ impl Reply {
         if msg.header.qdcount != 1 {
             return Err(Error::QuestionCount);
         }
+        if !names_avoid_edited_bytes(&msg) {
+            return Err(Error::BadName);
+        }
         let ttls = msg
             .records
             .iter()
@@ -536,12 +541,20 @@ impl Reply {
             len = start;
             arcount = before;
         }
+        // RFC 6891 §7: an EDNS query gets an OPT back, even when the cached
+        // reply came from a query without one.
+        let add_opt = shape.edns.filter(|_| self.opt.is_none());
+        let mut size = len;
+        if add_opt.is_some() {
+            arcount = arcount.saturating_add(1);
+            size += OPT_LEN;
+        }
         if shape.question.len() + HEADER_LEN != self.question_end {
             // Only a caller pairing a reply with another name's question
             // gets here; fail safe rather than send a corrupt message.
             return error_reply(shape, h.opcode(), rcode::SERVFAIL, out);
         }
-        if shape.limit.is_some_and(|limit| len > limit) {
+        if shape.limit.is_some_and(|limit| size > limit) {
             let flags = (h.flags & !flag::RCODE) | h.rcode() | flag::TC;
             return write_bare(shape, flags, self.ext_rcode, out);
         }
@@ -555,6 +568,9 @@ impl Reply {
         .write(out);
         out.extend_from_slice(shape.question);
         out.extend_from_slice(self.bytes.get(self.question_end..len).unwrap_or(&[]));
+        if let Some(e) = add_opt {
+            write_opt(out, shape.advertise, self.ext_rcode, e.do_bit);
+        }
         if age > 0 {
             for &at in &self.ttls {
                 let at = at as usize;
@@ -668,6 +684,9 @@ fn write_bare(shape: &Shape<'_>, flags: u16, ext_rcode: u8, out: &mut Vec<u8>) {
     }
 }
 
+/// Size of an OPT record with no options.
+const OPT_LEN: usize = 11;
+
 /// An OPT record with no options (RFC 6891 §6.1.2).
 fn write_opt(out: &mut Vec<u8>, udp_size: u16, ext_rcode: u8, do_bit: bool) {
     out.push(0);
@@ -752,13 +771,14 @@ fn plain_name_end(msg: &[u8], mut off: usize) -> Result<usize, Error> {
 }
 
 /// End (in place) of a possibly compressed name at `off`, after checking
-/// the whole name: pointers go strictly backwards, at most `MAX_HOPS` of
-/// them, labels ≤ 63 bytes, name ≤ 255 bytes, no reserved label types.
+/// the whole name: pointers go strictly backwards and the name they lead to
+/// lies wholly before them, at most `MAX_HOPS` of them, labels ≤ 63 bytes,
+/// name ≤ 255 bytes, no reserved label types.
 pub fn name_end(msg: &[u8], off: usize) -> Result<usize, Error> {
     let mut end = None;
-    walk_name(msg, off, |pos, label| {
-        if label.is_none() && end.is_none() {
-            end = Some(pos);
+    walk_name(msg, off, |step| {
+        if let Step::End(at) = step {
+            end = Some(at);
         }
     })?;
     end.ok_or(Error::BadName)
@@ -767,8 +787,8 @@ pub fn name_end(msg: &[u8], off: usize) -> Result<usize, Error> {
 /// The name at `off`, decompressed and lower-cased (wire format).
 pub fn name_lower(msg: &[u8], off: usize) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(32);
-    walk_name(msg, off, |_, label| {
-        if let Some(label) = label {
+    walk_name(msg, off, |step| {
+        if let Step::Label(_, label) = step {
             out.push(label.len() as u8);
             out.extend(label.iter().map(u8::to_ascii_lowercase));
         }
@@ -778,53 +798,135 @@ pub fn name_lower(msg: &[u8], off: usize) -> Option<Vec<u8>> {
     Some(out)
 }
 
-/// Walks a name, calling `visit(pos, Some(label))` for each label and
-/// `visit(end, None)` where the name ends in place (after its last label or
-/// its first pointer).
-fn walk_name(
-    msg: &[u8],
+/// What a name walk meets, with positions in the message.
+enum Step<'a> {
+    /// A label: the offset of its length byte, and its content.
+    Label(usize, &'a [u8]),
+    /// A compression pointer at this offset.
+    Pointer(usize),
+    /// The root label (terminator) at this offset.
+    Root(usize),
+    /// Where the name ends in place (after its terminator or first pointer).
+    End(usize),
+}
+
+/// Walks a name, reporting every byte range it reads.
+fn walk_name<'a>(
+    msg: &'a [u8],
     mut off: usize,
-    mut visit: impl FnMut(usize, Option<&[u8]>),
+    mut visit: impl FnMut(Step<'a>),
 ) -> Result<(), Error> {
     let mut total = 1usize;
     let mut hops = 0usize;
     let mut in_place = true;
+    // After a jump, the name must lie wholly before the pointer: a name
+    // running on into the pointer's own record could change under our TTL
+    // and slot edits.
+    let mut bound = msg.len();
     loop {
-        let len = *msg.get(off).ok_or(Error::Truncated)?;
+        if off >= bound {
+            return Err(if bound == msg.len() {
+                Error::Truncated
+            } else {
+                Error::BadName
+            });
+        }
+        let len = msg[off];
         match len & 0xc0 {
             0x00 if len == 0 => {
+                visit(Step::Root(off));
                 if in_place {
-                    visit(off + 1, None);
+                    visit(Step::End(off + 1));
                 }
                 return Ok(());
             }
             0x00 => {
-                let label = msg
-                    .get(off + 1..off + 1 + usize::from(len))
-                    .ok_or(Error::Truncated)?;
-                total += 1 + label.len();
+                let end = off + 1 + usize::from(len);
+                if end > bound {
+                    return Err(if bound == msg.len() {
+                        Error::Truncated
+                    } else {
+                        Error::BadName
+                    });
+                }
+                total += 1 + usize::from(len);
                 if total > MAX_NAME {
                     return Err(Error::BadName);
                 }
-                visit(off, Some(label));
-                off += 1 + label.len();
+                visit(Step::Label(off, &msg[off + 1..end]));
+                off = end;
             }
             0xc0 => {
-                let target = usize::from(be16(msg, off).ok_or(Error::Truncated)? & 0x3fff);
+                if off + 2 > bound {
+                    return Err(if bound == msg.len() {
+                        Error::Truncated
+                    } else {
+                        Error::BadName
+                    });
+                }
+                let target = usize::from(u16::from_be_bytes([msg[off], msg[off + 1]]) & 0x3fff);
+                visit(Step::Pointer(off));
                 if in_place {
-                    visit(off + 2, None);
+                    visit(Step::End(off + 2));
                     in_place = false;
                 }
                 hops += 1;
                 if target >= off || hops > MAX_HOPS {
                     return Err(Error::BadName);
                 }
+                bound = off;
                 off = target;
             }
             // 0x40 and 0x80: extended and reserved label types (RFC 6891 §5).
             _ => return Err(Error::BadName),
         }
     }
+}
+
+/// Whether any name the stub or a client follows runs through bytes that
+/// `Reply` edits in place (header, TTL, and the A/AAAA slots): such a message is
+/// valid only by accident and would change meaning under the edit.
+fn names_avoid_edited_bytes(msg: &Message<'_>) -> bool {
+    // Ascending, since records are sequential: type..rdlength of every
+    // record, plus A/AAAA RDATA.
+    let mut edited: Vec<Range<usize>> = Vec::with_capacity(msg.records.len() * 2 + 1);
+    // The header: ID, flags and counts are rewritten for every client.
+    edited.push(0..HEADER_LEN);
+    for r in &msg.records {
+        edited.push(r.ttl_at - 4..r.rdata.start);
+        if r.rtype == rtype::A || r.rtype == rtype::AAAA {
+            edited.push(r.rdata.clone());
+        }
+    }
+    let hits = |range: Range<usize>| {
+        let i = edited.partition_point(|e| e.end <= range.start);
+        edited.get(i).is_some_and(|e| e.start < range.end)
+    };
+    let clean = |at: usize| {
+        let mut ok = true;
+        let walked = walk_name(msg.bytes, at, |step| {
+            let range = match step {
+                Step::Label(pos, label) => pos..pos + 1 + label.len(),
+                Step::Pointer(pos) => pos..pos + 2,
+                Step::Root(pos) => pos..pos + 1,
+                Step::End(_) => return,
+            };
+            ok &= !hits(range);
+        });
+        walked.is_ok() && ok
+    };
+    msg.records.iter().all(|r| {
+        clean(r.name)
+            && match r.rtype {
+                // RFC 3597 §4: only the RFC 1035 types may be compressed.
+                rtype::NS | rtype::CNAME | rtype::PTR => clean(r.rdata.start),
+                rtype::MX => clean(r.rdata.start + 2),
+                rtype::SOA => {
+                    clean(r.rdata.start) && name_end(msg.bytes, r.rdata.start).is_ok_and(&clean)
+                }
+                _ => true,
+            }
+    })
 }
 
 fn be16(b: &[u8], at: usize) -> Option<u16> {
@@ -868,14 +970,18 @@ pub fn exercise(data: &[u8]) {
             do_bit: true,
             udp_size: 1232,
         });
-        for (e, limit) in [
+        for (client, limit) in [
             (None, Some(512)),
             (edns, Some(1232)),
             (edns, None),
             (None, None),
         ] {
-            r.render(&shape(e, limit), 5, &mut out);
-            assert!(Message::parse(&out).is_ok(), "a rendered reply must parse");
+            r.render(&shape(client, limit), 5, &mut out);
+            if let Err(e) = Message::parse(&out) {
+                panic!(
+                    "a rendered reply must parse: {e} (client {client:?}, limit {limit:?}): {out:?}"
+                );
+            }
         }
         let before = r.addresses();
         r.reorder_addresses(|a, i| (a.is_ipv4(), usize::MAX - i));
@@ -884,6 +990,8 @@ pub fn exercise(data: &[u8]) {
         sorted.sort();
         after.sort();
         assert_eq!(sorted, after, "reordering keeps the addresses");
+        r.render(&shape(edns, None), 1, &mut out);
+        assert!(Message::parse(&out).is_ok(), "a reordered reply renders");
     }
 }
 
@@ -1049,6 +1157,32 @@ mod tests {
     }
 
     #[test]
+    fn names_may_not_run_through_edited_bytes() {
+        // Regression (found by the fuzzer): an owner name reached by a
+        // pointer into a TTL field changed when the cache lowered the TTL,
+        // so the rendered reply no longer parsed.
+        let mut m = header(1, flag::QR, [1, 2, 0, 0]);
+        m.extend(question("a.test", rtype::A));
+        let first = m.len();
+        m.extend(rr(&[0xc0, 12], rtype::A, 0x0100_0000, &[192, 0, 2, 1]));
+        // TTL bytes at first+6.. read as a label of length 1 and the root.
+        m.extend(rr(
+            &[0xc0, (first + 6) as u8],
+            rtype::A,
+            60,
+            &[192, 0, 2, 2],
+        ));
+        assert!(Message::parse(&m).is_ok(), "valid DNS by the letter");
+        assert_eq!(Reply::parse(&m).unwrap_err(), Error::BadName);
+        // A name after a jump must end before the pointer that led there.
+        let mut m = header(1, flag::QR, [1, 1, 0, 0]);
+        m.extend(question("a.test", rtype::A));
+        let at = m.len();
+        m.extend_from_slice(&[1, b'x', 0xc0, at as u8]);
+        assert_eq!(name_end(&m, at), Err(Error::BadName));
+    }
+
+    #[test]
     fn pointer_chains_are_bounded() {
         // 200 pointers each to the previous one: more hops than allowed.
         let mut m = header(1, flag::QR, [1, 0, 0, 0]);
@@ -1161,11 +1295,17 @@ mod tests {
         let e = Query::parse(&e).unwrap();
         r.render(&e.shape(None), 0, &mut out);
         assert_eq!(&out[2..], &r.bytes()[2..]);
+        // A reply cached without OPT gains one for an EDNS client.
+        let bare = Reply::parse(&reply(&[[192, 0, 2, 1]], 300, false)).unwrap();
+        bare.render(&e.shape(None), 0, &mut out);
+        let m = Message::parse(&out).unwrap();
+        assert_eq!(m.header.arcount, 1);
+        assert_eq!(m.edns.map(|e| (e.udp_size, e.do_bit)), Some((1232, false)));
         // RD follows the client.
         let mut no_rd = query("www.example.test", rtype::A, None);
         no_rd[2] = 0;
         r.render(&Query::parse(&no_rd).unwrap().shape(None), 0, &mut out);
-        assert_eq!(Header::parse(&out).unwrap().rd(), false);
+        assert!(!Header::parse(&out).unwrap().rd());
     }
 
     #[test]

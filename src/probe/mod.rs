@@ -1,1 +1,2 @@
 //! The probe engine (pure) and its driver (sockets).
+pub mod driver;

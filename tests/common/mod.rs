@@ -1,0 +1,30 @@
+//! The integration-test harness: in-process upstreams, a client, a
+//! field-by-field comparison and a way to start getapr on `127.0.0.1:0`.
+//!
+//! | module | what |
+//! |---|---|
+//! | [`auth`] | [`AuthUpstream`]: hickory-server with the `example.test.` zone |
+//! | [`fake`] | [`FakeUpstream`]: a scriptable UDP+TCP server (spoofing, silence, delays) |
+//! | [`client`] | UDP/TCP exchanges with timeouts, query builders |
+//! | [`compare`] | [`compare()`]: what a client gets via getapr vs directly |
+//! | [`daemon`] | [`start_getapr`] and the config text it runs with |
+//!
+//! Everything binds `127.0.0.1` only; nothing needs root or the network.
+
+// Every file under `tests/` is its own crate and uses only part of the
+// harness; without this, each would warn about the parts it does not use.
+#![allow(dead_code, unused_imports)]
+
+pub mod auth;
+pub mod client;
+pub mod compare;
+pub mod daemon;
+pub mod fake;
+
+pub use auth::AuthUpstream;
+pub use client::{
+    QueryBuilder, TcpClient, query, question_bytes, tcp_exchange, udp_exchange, udp_silence,
+};
+pub use compare::compare;
+pub use daemon::{config_toml, spawn_getapr, start_getapr};
+pub use fake::{Action, FakeUpstream, Transport};
