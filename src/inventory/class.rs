@@ -51,7 +51,7 @@ pub fn classify(ip: IpAddr) -> Class {
     }
 }
 
-/// Classifies an IPv4 address: the first row of [`V4`] that contains it,
+/// Classifies an IPv4 address: the first row of the `V4` table that contains it,
 /// else [`Class::Global4`].
 pub fn classify_v4(a: Ipv4Addr) -> Class {
     let x = u32::from(a);
@@ -60,7 +60,7 @@ pub fn classify_v4(a: Ipv4Addr) -> Class {
         .map_or(Class::Global4, |row| row.class)
 }
 
-/// Classifies an IPv6 address: the first row of [`V6`] that contains it,
+/// Classifies an IPv6 address: the first row of the `V6` table that contains it,
 /// else [`Class::Other`] (the remaining space is reserved or multicast).
 pub fn classify_v6(a: Ipv6Addr) -> Class {
     let x = u128::from(a);

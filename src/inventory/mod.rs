@@ -2,7 +2,9 @@
 
 use std::net::IpAddr;
 
-mod class;
+pub mod class;
+pub mod netlink;
+pub mod procfs;
 
 pub use class::{classify, classify_v4, classify_v6};
 
