@@ -58,9 +58,11 @@ pub mod class;
 pub mod netlink;
 pub mod procfs;
 pub mod system;
+mod watch;
 
 pub use class::{classify, classify_v4, classify_v6};
 pub use system::System;
+pub use watch::{POLL, watch};
 
 /// Something that can say what the host's interfaces look like now.
 ///
