@@ -26,7 +26,7 @@
 //! for about thirty lines), or speaking rtnetlink directly over a `socket2`
 //! socket, which is already a dependency. The last one is what
 //! [`netlink`] does: two dump requests, a pure and total parser of the
-//! replies (property-tested), ~150 lines. It is also right in any network
+//! replies (property-tested), about 230 lines. It is also right in any network
 //! namespace (a netlink socket and `/proc/self/net` belong to the caller's
 //! namespace, where `/sys/class/net` belongs to whoever mounted `/sys`).
 //!
