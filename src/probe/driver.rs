@@ -64,6 +64,21 @@ pub async fn run(
 /// One log line per source whose state changed, so an operator sees an
 /// uplink die or come back without asking.
 fn log_changes(old: &Verdicts, new: &Verdicts) {
+    if old.flags != new.flags {
+        let on: Vec<&str> = new
+            .flags
+            .named()
+            .iter()
+            .filter(|(_, v)| *v)
+            .map(|(n, _)| *n)
+            .collect();
+        tracing::info!(
+            "flags: {} gateways {} {}",
+            on.join(" "),
+            new.flags.def_gateway4.as_deref().unwrap_or("-"),
+            new.flags.def_gateway6.as_deref().unwrap_or("-")
+        );
+    }
     for s in &new.sources {
         let before = old
             .sources

@@ -153,6 +153,25 @@ pub struct Flags {
     pub def_gateway6: Option<String>,
 }
 
+impl Flags {
+    /// The boolean flags under the names of the contract (interface.md),
+    /// which are the Python getapr's.
+    pub fn named(&self) -> [(&'static str, bool); 10] {
+        [
+            ("GUA_ok", self.gua_ok),
+            ("ULA_ok", self.ula_ok),
+            ("LLA_ok", self.lla_ok),
+            ("IPv4_ok", self.ipv4_ok),
+            ("NAT44", self.nat44),
+            ("NAT44_tried", self.nat44_tried),
+            ("NPTv6", self.nptv6),
+            ("NPTv6_tried", self.nptv6_tried),
+            ("RFC1918", self.rfc1918),
+            ("ULA_present", self.ula_present),
+        ]
+    }
+}
+
 impl Verdicts {
     /// The verdict on `addr` if it was probed.
     pub fn destination(&self, addr: IpAddr) -> Option<&DestinationVerdict> {
