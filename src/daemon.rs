@@ -18,6 +18,9 @@ use crate::config::{self, Config, Source};
 use crate::dns::cache;
 use crate::dns::server::{self, Settings, Shared};
 use crate::dns::upstream::{self, Pool};
+use crate::dns::wire::rtype;
+use crate::inventory::{self, Snapshot};
+use crate::probe::{driver, engine};
 
 /// How long shutdown waits for queries in flight.
 const DRAIN: Duration = Duration::from_secs(2);
@@ -97,6 +100,8 @@ pub struct Daemon {
     listeners: Vec<Listener>,
     commands: mpsc::Receiver<Command>,
     handle: Handle,
+    /// Stops the probe engine of the running configuration.
+    probes: CancellationToken,
 }
 
 #[derive(Debug)]
@@ -171,6 +176,7 @@ impl Daemon {
                 commands: tx,
                 stop: CancellationToken::new(),
             },
+            probes: CancellationToken::new(),
         })
     }
 
@@ -188,6 +194,7 @@ impl Daemon {
         for l in &mut self.listeners {
             l.start(&self.shared);
         }
+        start_probes(&self.shared, &self.config.probe, &self.probes);
         let stop = self.handle.stop.clone();
         loop {
             tokio::select! {
@@ -200,6 +207,7 @@ impl Daemon {
                 },
             }
         }
+        self.probes.cancel();
         for l in &self.listeners {
             l.stop.cancel();
         }
@@ -255,6 +263,11 @@ impl Daemon {
             l.start(&self.shared);
             self.listeners.push(l);
         }
+        if config.probe != self.config.probe {
+            self.probes.cancel();
+            self.probes = CancellationToken::new();
+            start_probes(&self.shared, &config.probe, &self.probes);
+        }
         self.config = config;
         Ok(())
     }
@@ -275,6 +288,60 @@ impl Listener {
             )));
         }
     }
+}
+
+/// Starts the inventory watch and the probe engine, unless the
+/// configuration asks for no probe traffic at all (interface.md).
+fn start_probes(shared: &Arc<Shared>, probe: &config::Probe, stop: &CancellationToken) {
+    if probe.targets.is_empty() && probe.stun.is_empty() && !probe.destinations {
+        return;
+    }
+    let shared = Arc::clone(shared);
+    let probe = probe.clone();
+    let stop = stop.clone();
+    tokio::spawn(async move {
+        // STUN names are resolved through our own upstreams; DNS is served
+        // meanwhile, and sources stay `unknown` until the first round.
+        let stun = tokio::select! {
+            () = stop.cancelled() => return,
+            s = stun_servers(&shared, &probe.stun) => s,
+        };
+        let engine = engine::Engine::new(engine::Config::new(&probe, stun, rand::random()));
+        let (tx, rx) = tokio::sync::watch::channel(Arc::new(Snapshot::default()));
+        let watcher = tokio::spawn(inventory::watch(inventory::System, inventory::POLL, tx));
+        driver::run(engine, rx, Arc::clone(&shared.verdicts), stop).await;
+        watcher.abort();
+    });
+}
+
+/// The STUN servers' addresses: IP literals as they are, names looked up
+/// (A and AAAA). A name that does not resolve is left out, with a warning.
+async fn stun_servers(shared: &Shared, servers: &[config::HostPort]) -> Vec<SocketAddr> {
+    let mut out = Vec::new();
+    for s in servers {
+        if let Ok(ip) = s.host.parse() {
+            out.push(SocketAddr::new(ip, s.port));
+            continue;
+        }
+        let before = out.len();
+        for qtype in [rtype::A, rtype::AAAA] {
+            if let Ok(reply) = shared.lookup(&s.host, qtype).await {
+                out.extend(
+                    reply
+                        .addresses()
+                        .into_iter()
+                        .map(|ip| SocketAddr::new(ip, s.port)),
+                );
+            }
+        }
+        if out.len() == before {
+            tracing::warn!(
+                "probe.stun: {} does not resolve; NAT detection through it is off",
+                s.host
+            );
+        }
+    }
+    out
 }
 
 fn settings(config: &Config) -> Result<Settings, Error> {

@@ -9,6 +9,7 @@
 //! | [`dns::cache`] | O(1) LRU with TTL expiry | no |
 //! | [`dns::upstream`] | forwarding to upstream resolvers | yes |
 //! | [`dns::server`] | UDP/TCP listeners, ACL, limits | yes |
+//! | [`inventory`] | interfaces, addresses and classes, default gateways | yes, behind a trait |
 //! | [`daemon`] | wiring, signals, reload | yes |
 #![forbid(unsafe_code)]
 

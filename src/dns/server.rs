@@ -16,6 +16,7 @@ use tokio_util::task::TaskTracker;
 use super::cache::{self, Cache, Key};
 use super::upstream::{Failure, Pool};
 use super::wire::{self, Header, Query, Reply, rcode};
+use crate::probe::verdicts::Verdicts;
 
 /// RFC 7766 §6.2.3 asks servers to keep idle connections open "at least a
 /// few seconds"; 10 s is what Unbound and dnsmasq use by default.
@@ -39,6 +40,8 @@ pub struct Settings {
 pub struct Shared {
     pub settings: ArcSwap<Settings>,
     pub cache: Mutex<Cache<Arc<Reply>>>,
+    /// What the probe engine knows, read without locks.
+    pub verdicts: Arc<ArcSwap<Verdicts>>,
     /// Every task that owes a client an answer, so shutdown can drain them.
     pub tracker: TaskTracker,
 }
@@ -59,6 +62,7 @@ impl Shared {
         Shared {
             settings: ArcSwap::from_pointee(settings),
             cache: Mutex::new(Cache::new(cache_size)),
+            verdicts: Arc::new(ArcSwap::from_pointee(Verdicts::default())),
             tracker: TaskTracker::new(),
         }
     }
@@ -77,28 +81,24 @@ impl Shared {
         let settings = self.settings.load();
         let cap = udp.then_some(settings.udp_cap);
         let query = Query::parse(packet);
+        // The error answers carry the question when there is a readable one.
+        let shape = match &query {
+            Ok(q) => q.shape(cap),
+            Err(_) => wire::header_shape(&header),
+        };
         let peer = canonical(peer);
         if !settings.allow.iter().any(|net| net.contains(&peer)) {
-            let shape = match &query {
-                Ok(q) => q.shape(cap),
-                Err(_) => wire::header_shape(&header),
-            };
             wire::error_reply(&shape, header.opcode(), rcode::REFUSED, out);
             return Step::Reply;
         }
         if header.opcode() != 0 {
-            let shape = match &query {
-                Ok(q) => q.shape(cap),
-                Err(_) => wire::header_shape(&header),
-            };
             wire::error_reply(&shape, header.opcode(), rcode::NOTIMP, out);
             return Step::Reply;
         }
         let Ok(query) = query else {
-            wire::error_reply(&wire::header_shape(&header), 0, rcode::FORMERR, out);
+            wire::error_reply(&shape, 0, rcode::FORMERR, out);
             return Step::Reply;
         };
-        let shape = query.shape(cap);
         // RFC 6891 §6.1.3: we speak EDNS version 0 only.
         if query.edns().is_some_and(|e| e.version > 0) {
             wire::error_reply(&shape, 0, rcode::BADVERS, out);
@@ -138,6 +138,50 @@ impl Shared {
         }
         out
     }
+}
+
+impl Shared {
+    /// The daemon's own lookups (STUN server names, NAT64 discovery, the
+    /// sidecar): the same cache and upstreams as a client's query, no second
+    /// resolver.
+    pub async fn lookup(&self, name: &str, qtype: u16) -> Result<Arc<Reply>, LookupError> {
+        let mut packet = Vec::with_capacity(64);
+        Header {
+            id: rand::random(),
+            flags: wire::flag::RD,
+            qdcount: 1,
+            ancount: 0,
+            nscount: 0,
+            arcount: 0,
+        }
+        .write(&mut packet);
+        wire::write_name(name, &mut packet).ok_or(LookupError::BadName)?;
+        packet.extend_from_slice(&qtype.to_be_bytes());
+        packet.extend_from_slice(&1u16.to_be_bytes());
+        let query = Query::parse(&packet).map_err(|_| LookupError::BadName)?;
+        let (qname, _, qclass) = query.parts();
+        let key = Key::new(qname, qtype, qclass, false, false);
+        if let Some((reply, _)) = cache::lock(&self.cache).get(&key, Instant::now()) {
+            return Ok(Arc::clone(reply));
+        }
+        let pool = Arc::clone(&self.settings.load().pool);
+        let reply = pool
+            .resolve(key.clone(), &packet)
+            .await
+            .map_err(|_| LookupError::Upstreams)?;
+        if let Some(ttl) = cache::lifetime(&reply) {
+            cache::lock(&self.cache).insert(key, Arc::clone(&reply), Instant::now(), ttl);
+        }
+        Ok(reply)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum LookupError {
+    #[error("not a valid domain name")]
+    BadName,
+    #[error("the upstreams failed")]
+    Upstreams,
 }
 
 fn age_secs(age: Duration) -> u32 {

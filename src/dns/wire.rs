@@ -705,6 +705,29 @@ pub fn error_reply(shape: &Shape<'_>, opcode: u8, rcode: u16, out: &mut Vec<u8>)
     write_bare(shape, flags, (rcode >> 4) as u8, out);
 }
 
+/// Appends `name` (dotted text, trailing dot optional) in wire format;
+/// `None` when a label is empty or over 63 bytes or the name over 255.
+pub fn write_name(name: &str, out: &mut Vec<u8>) -> Option<()> {
+    let start = out.len();
+    let name = name.strip_suffix('.').unwrap_or(name);
+    if !name.is_empty() {
+        for label in name.split('.') {
+            if label.is_empty() || label.len() > MAX_LABEL {
+                out.truncate(start);
+                return None;
+            }
+            out.push(label.len() as u8);
+            out.extend_from_slice(label.as_bytes());
+        }
+    }
+    out.push(0);
+    if out.len() - start > MAX_NAME {
+        out.truncate(start);
+        return None;
+    }
+    Some(())
+}
+
 /// The reply shape for a message that is not a usable query: its ID and RD
 /// bit, and no question.
 pub fn header_shape(header: &Header) -> Shape<'static> {

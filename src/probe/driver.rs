@@ -1,0 +1,272 @@
+//! The probe engine's hands: sockets bound to one source address.
+//!
+//! Each probe binds its socket to the source it tests, so the kernel routes
+//! it as an application using that source would be routed (including
+//! source-specific routes, RFC 8028), and a link-local source or target
+//! carries its scope id.
+
+use std::io;
+use std::net::{IpAddr, SocketAddr, SocketAddrV6};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use tokio::net::{TcpSocket, UdpSocket};
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use super::engine::{Engine, Kind, Outcome, Probe};
+use super::stun;
+use super::verdicts::Verdicts;
+use crate::inventory::Snapshot;
+
+/// Runs `engine` until `stop`: sends the probes it asks for, feeds their
+/// outcomes and inventory changes back, and publishes each new verdict
+/// snapshot into `verdicts` for lock-free readers.
+pub async fn run(
+    mut engine: Engine,
+    mut inventory: watch::Receiver<Arc<Snapshot>>,
+    verdicts: Arc<ArcSwap<Verdicts>>,
+    stop: CancellationToken,
+) {
+    let (tx, mut rx) = mpsc::channel::<(u64, Outcome)>(256);
+    engine.set_inventory(Instant::now(), &inventory.borrow_and_update());
+    loop {
+        for probe in engine.poll(Instant::now()) {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let id = probe.id;
+                let _ = tx.send((id, send(probe).await)).await;
+            });
+        }
+        if let Some(v) = engine.publish() {
+            log_changes(&verdicts.load(), &v);
+            verdicts.store(v);
+        }
+        let wake = engine.next_wakeup().map_or_else(
+            || tokio::time::Instant::now() + Duration::from_secs(3600),
+            tokio::time::Instant::from_std,
+        );
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep_until(wake) => {}
+            Some((id, outcome)) = rx.recv() => engine.handle(Instant::now(), id, outcome),
+            changed = inventory.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                engine.set_inventory(Instant::now(), &inventory.borrow_and_update());
+            }
+        }
+    }
+}
+
+/// One log line per source whose state changed, so an operator sees an
+/// uplink die or come back without asking.
+fn log_changes(old: &Verdicts, new: &Verdicts) {
+    if old.flags != new.flags {
+        let on: Vec<&str> = new
+            .flags
+            .named()
+            .iter()
+            .filter(|(_, v)| *v)
+            .map(|(n, _)| *n)
+            .collect();
+        tracing::info!(
+            "flags: {} gateways {} {}",
+            on.join(" "),
+            new.flags.def_gateway4.as_deref().unwrap_or("-"),
+            new.flags.def_gateway6.as_deref().unwrap_or("-")
+        );
+    }
+    for s in &new.sources {
+        let before = old
+            .sources
+            .iter()
+            .find(|o| o.address == s.address)
+            .map(|o| o.state);
+        if before != Some(s.state) {
+            tracing::info!(
+                source = %s.address,
+                interface = %s.interface,
+                "source {}",
+                s.state.as_str()
+            );
+        }
+    }
+}
+
+/// Sends one probe and waits for its outcome (bounded by its deadline).
+async fn send(probe: Probe) -> Outcome {
+    let timeout = probe.deadline.saturating_duration_since(Instant::now());
+    let source = scoped(probe.source, 0, probe.scope_id);
+    match probe.kind {
+        Kind::Tcp(target) => match tcp(source, target, timeout).await {
+            Ok(rtt) => Outcome::Reachable { rtt },
+            Err(_) => Outcome::Unreachable,
+        },
+        Kind::Stun(server) => {
+            let id: stun::TransactionId = rand::random();
+            let request = stun::binding_request(&id);
+            match udp_exchange(source, server, &request, timeout, |b| {
+                stun::parse_response(b, &id).ok()
+            })
+            .await
+            {
+                Ok((mapped, rtt)) => Outcome::StunMapped { rtt, mapped },
+                Err(_) => Outcome::Unreachable,
+            }
+        }
+    }
+}
+
+/// Why a probe found no path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Failure {
+    #[error("timed out")]
+    Timeout,
+    /// ICMP unreachable (host, network, admin prohibited) or no route.
+    #[error("unreachable")]
+    Unreachable,
+    /// The source address is gone (or not yet usable) on this host.
+    #[error("source address not available")]
+    SourceGone,
+    #[error("{0:?}")]
+    Other(io::ErrorKind),
+}
+
+/// The socket address for `ip` with its scope id when it is link-local.
+pub fn scoped(ip: IpAddr, port: u16, scope_id: u32) -> SocketAddr {
+    match ip {
+        IpAddr::V6(v6) if v6.is_unicast_link_local() => {
+            SocketAddrV6::new(v6, port, 0, scope_id).into()
+        }
+        _ => SocketAddr::new(ip, port),
+    }
+}
+
+/// A TCP handshake from `source` to `target`. A completed handshake and a
+/// refused connection (RST) both prove the path both ways and return the
+/// round-trip time; a timeout or an ICMP error does not.
+pub async fn tcp(
+    source: SocketAddr,
+    target: SocketAddr,
+    timeout: Duration,
+) -> Result<Duration, Failure> {
+    let socket = match source {
+        SocketAddr::V4(_) => TcpSocket::new_v4(),
+        SocketAddr::V6(_) => TcpSocket::new_v6(),
+    }
+    .map_err(classify)?;
+    socket.bind(source).map_err(classify)?;
+    let start = Instant::now();
+    match tokio::time::timeout(timeout, socket.connect(target)).await {
+        Err(_) => Err(Failure::Timeout),
+        Ok(Ok(_stream)) => Ok(start.elapsed()),
+        Ok(Err(e)) if e.kind() == io::ErrorKind::ConnectionRefused => Ok(start.elapsed()),
+        Ok(Err(e)) => Err(classify(e)),
+    }
+}
+
+/// Sends `request` from `source` to `server` over UDP and waits for a
+/// datagram from `server` that `accept` takes (e.g. a STUN response with
+/// the request's transaction id); anything else is ignored.
+pub async fn udp_exchange<T>(
+    source: SocketAddr,
+    server: SocketAddr,
+    request: &[u8],
+    timeout: Duration,
+    accept: impl Fn(&[u8]) -> Option<T>,
+) -> Result<(T, Duration), Failure> {
+    let socket = UdpSocket::bind(source).await.map_err(classify)?;
+    socket.connect(server).await.map_err(classify)?;
+    let start = Instant::now();
+    socket.send(request).await.map_err(classify)?;
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut buf = vec![0u8; 1500];
+    loop {
+        let n = tokio::time::timeout_at(deadline, socket.recv(&mut buf))
+            .await
+            .map_err(|_| Failure::Timeout)?
+            .map_err(classify)?;
+        if let Some(got) = buf.get(..n).and_then(&accept) {
+            return Ok((got, start.elapsed()));
+        }
+    }
+}
+
+fn classify(e: io::Error) -> Failure {
+    use io::ErrorKind::*;
+    match e.kind() {
+        TimedOut => Failure::Timeout,
+        HostUnreachable | NetworkUnreachable | ConnectionRefused | PermissionDenied => {
+            Failure::Unreachable
+        }
+        AddrNotAvailable => Failure::SourceGone,
+        kind => Failure::Other(kind),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_listener_and_a_refusal_both_prove_the_path() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let open = listener.local_addr().unwrap();
+        let src: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        assert!(tcp(src, open, Duration::from_secs(1)).await.is_ok());
+        drop(listener);
+        // Nothing listens any more: the kernel answers RST.
+        assert!(tcp(src, open, Duration::from_secs(1)).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_source_not_on_this_host_is_reported() {
+        let src: SocketAddr = "192.0.2.123:0".parse().unwrap();
+        let dst: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        assert_eq!(
+            tcp(src, dst, Duration::from_secs(1)).await,
+            Err(Failure::SourceGone)
+        );
+    }
+
+    #[tokio::test]
+    async fn udp_exchange_ignores_what_it_does_not_accept() {
+        let server = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = server.local_addr().unwrap();
+        tokio::spawn(async move {
+            let mut buf = [0u8; 64];
+            let (_, peer) = server.recv_from(&mut buf).await.unwrap();
+            server.send_to(b"noise", peer).await.unwrap();
+            server.send_to(b"answer", peer).await.unwrap();
+        });
+        let src: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let (got, _) = udp_exchange(src, addr, b"hello", Duration::from_secs(1), |b| {
+            (b == b"answer").then_some(b.len())
+        })
+        .await
+        .unwrap();
+        assert_eq!(got, 6);
+        // No answer at all: a timeout.
+        let silent = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let r = udp_exchange(
+            src,
+            silent.local_addr().unwrap(),
+            b"x",
+            Duration::from_millis(100),
+            |_| Some(()),
+        )
+        .await;
+        assert_eq!(r.unwrap_err(), Failure::Timeout);
+    }
+
+    #[test]
+    fn link_local_addresses_carry_their_scope() {
+        let ll = scoped("fe80::1".parse().unwrap(), 443, 7);
+        assert_eq!(ll.to_string(), "[fe80::1%7]:443");
+        let global = scoped("2001:db8::1".parse().unwrap(), 443, 7);
+        assert_eq!(global.to_string(), "[2001:db8::1]:443");
+    }
+}
