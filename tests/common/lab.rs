@@ -55,7 +55,11 @@
 //! does too; a lab left behind by a killed test process is removed by the
 //! next [`Lab`] built on the machine. Servers for a lab must run as
 //! processes inside it ([`Lab::spawn`]): an in-process server of the test
-//! lives in the root namespace, which the lab cannot reach.
+//! lives in the root namespace, which the lab cannot reach. To run Rust
+//! code of the test inside the lab, re-run the test binary there, as
+//! `tests/inventory_netns.rs` does:
+//! `lab.command(Ns::Host, &[std::env::current_exe()?, "--exact", NAME])`
+//! with an environment variable telling the child what to do.
 //!
 //! Needs root, `ip` (iproute2), `nft` (nftables), `sysctl` (procps),
 //! `python3`, and `tayga` for NAT64; tests call [`root_or_skip`] first.
@@ -172,7 +176,8 @@ pub enum Connect {
 }
 
 /// True when running as root; otherwise prints a loud `SKIPPED` line
-/// naming `test` and returns false. The lab tests start with
+/// naming `test` and returns false, or panics when `GETAPR_NETNS_REQUIRED=1`
+/// (as `tests/inventory_netns.rs` does). The lab tests start with
 /// `if !lab::root_or_skip("...") { return; }`.
 pub fn root_or_skip(test: &str) -> bool {
     static ROOT: OnceLock<bool> = OnceLock::new();
@@ -183,6 +188,9 @@ pub fn root_or_skip(test: &str) -> bool {
             .map(|out| String::from_utf8_lossy(&out.stdout).trim() == "0")
             .unwrap_or(false)
     });
+    if !root && std::env::var("GETAPR_NETNS_REQUIRED").is_ok_and(|v| v == "1") {
+        panic!("{test} needs root (network namespaces) and GETAPR_NETNS_REQUIRED=1");
+    }
     if !root {
         // Straight to the stderr handle, not `eprintln!`: libtest captures
         // the macro's output of a passing test, and a skip must be seen.
