@@ -85,6 +85,12 @@ pub struct Probe {
     pub targets: Vec<SocketAddr>,
     pub stun: Vec<HostPort>,
     pub destinations: bool,
+    /// Interfaces whose addresses are probed and used as sources; empty =
+    /// all. A trailing `*` matches by prefix (`wan*`).
+    pub interfaces: Vec<String>,
+    /// Interfaces left out (wins over `interfaces`), e.g. VPN or container
+    /// bridges.
+    pub exclude_interfaces: Vec<String>,
 }
 
 /// A STUN server. `host` is a DNS name or an IP literal (IPv6 without
@@ -211,6 +217,8 @@ impl Default for Config {
                     port: 19302,
                 }],
                 destinations: true,
+                interfaces: Vec::new(),
+                exclude_interfaces: Vec::new(),
             },
             policy: Policy {
                 filter: Filter::Auto,
@@ -323,6 +331,8 @@ struct RawProbe {
     targets: Option<StrList>,
     stun: Option<StrList>,
     destinations: Option<bool>,
+    interfaces: Option<StrList>,
+    exclude_interfaces: Option<StrList>,
 }
 
 #[derive(Deserialize, Default)]
@@ -419,6 +429,15 @@ impl RawConfig {
                 .map_or(probe.targets, values),
             stun: list("probe.stun", raw.stun, Len::Any, host_port)?.map_or(probe.stun, values),
             destinations: raw.destinations.unwrap_or(probe.destinations),
+            interfaces: list("probe.interfaces", raw.interfaces, Len::Any, interface)?
+                .map_or(probe.interfaces, values),
+            exclude_interfaces: list(
+                "probe.exclude_interfaces",
+                raw.exclude_interfaces,
+                Len::Any,
+                interface,
+            )?
+            .map_or(probe.exclude_interfaces, values),
         };
 
         let filter = match self.policy.filter {
@@ -599,6 +618,19 @@ fn network(s: &str) -> Result<IpNet, String> {
     }
 }
 
+/// An interface name (Linux: at most 15 bytes, no `/`, `:` or blanks) or a
+/// prefix of one ending in `*`.
+fn interface(s: &str) -> Result<String, String> {
+    let name = s.strip_suffix('*').unwrap_or(s);
+    let bad = |c: char| c == '/' || c == ':' || c == '*' || c.is_whitespace();
+    if (name.is_empty() && !s.ends_with('*')) || name.len() > 15 || name.contains(bad) {
+        return Err(
+            "is not an interface name (at most 15 characters, `*` only at the end)".to_owned(),
+        );
+    }
+    Ok(s.to_owned())
+}
+
 fn host_port(s: &str) -> Result<HostPort, String> {
     const SHAPE: &str = "is not HOST:PORT, IP:PORT or [IPv6]:PORT";
     let (host, port) = if let Some(rest) = s.strip_prefix('[') {
@@ -711,6 +743,8 @@ mod tests {
             targets,
             stun,
             destinations,
+            interfaces,
+            exclude_interfaces,
         } = probe;
         let RawPolicy {
             filter,
@@ -732,6 +766,8 @@ mod tests {
             ("probe.targets", targets.is_some()),
             ("probe.stun", stun.is_some()),
             ("probe.destinations", destinations.is_some()),
+            ("probe.interfaces", interfaces.is_some()),
+            ("probe.exclude_interfaces", exclude_interfaces.is_some()),
             ("policy.filter", filter.is_some()),
             ("policy.break_dnssec", break_dnssec.is_some()),
         ];
@@ -762,6 +798,8 @@ timeout_ms = 60000
 targets = []
 stun = ["192.0.2.1:3478", "[2001:db8::1]:3478", "stun.example.org.:1"]
 destinations = false
+interfaces = ["eth0", "wlan*"]
+exclude_interfaces = ["docker*"]
 [policy]
 filter = "off"
 break_dnssec = true
@@ -802,6 +840,8 @@ break_dnssec = true
                     hp("stun.example.org.", 1),
                 ],
                 destinations: false,
+                interfaces: vec!["eth0".to_owned(), "wlan*".to_owned()],
+                exclude_interfaces: vec!["docker*".to_owned()],
             },
             policy: Policy {
                 filter: Filter::Off,
@@ -909,6 +949,10 @@ break_dnssec = true
             ("[probe]\nstun = [\"-x-.example:1\"]\n", r#"2:9: probe.stun: "-x-.example:1" has an invalid host name "-x-.example""#),
             ("[probe]\nstun = [\"1.2.3.256:1\"]\n", r#"2:9: probe.stun: "1.2.3.256:1" has an invalid host name "1.2.3.256""#),
             ("[probe]\nstun = [\"stun.example:99999\"]\n", r#"2:9: probe.stun: "stun.example:99999" has an invalid port "99999""#),
+            ("[probe]\ninterfaces = [\"eth0/1\"]\n", r#"2:15: probe.interfaces: "eth0/1" is not an interface name (at most 15 characters, `*` only at the end)"#),
+            ("[probe]\nexclude_interfaces = [\"a*b\"]\n", r#"2:23: probe.exclude_interfaces: "a*b" is not an interface name (at most 15 characters, `*` only at the end)"#),
+            ("[probe]\ninterfaces = [\"\"]\n", r#"2:15: probe.interfaces: "" is not an interface name (at most 15 characters, `*` only at the end)"#),
+            ("[probe]\ninterfaces = [\"sixteen-chars-xx\"]\n", r#"2:15: probe.interfaces: "sixteen-chars-xx" is not an interface name (at most 15 characters, `*` only at the end)"#),
             ("[policy]\nfilter = \"on\"\n", r#"2:10: policy.filter: "on" is not "off" or "auto""#),
         ]);
     }

@@ -308,10 +308,76 @@ fn start_probes(shared: &Arc<Shared>, probe: &config::Probe, stop: &Cancellation
         };
         let engine = engine::Engine::new(engine::Config::new(&probe, stun, rand::random()));
         let (tx, rx) = tokio::sync::watch::channel(Arc::new(Snapshot::default()));
-        let watcher = tokio::spawn(inventory::watch(inventory::System, inventory::POLL, tx));
-        driver::run(engine, rx, Arc::clone(&shared.verdicts), stop).await;
+        let (include, exclude) = (probe.interfaces.clone(), probe.exclude_interfaces.clone());
+        let host = move || {
+            inventory::Inventory::snapshot(&inventory::System).map(|s| s.filter(&include, &exclude))
+        };
+        let watcher = tokio::spawn(inventory::watch(host, inventory::POLL, tx));
+        let (inputs, inputs_rx) = tokio::sync::mpsc::channel(1024);
+        let nat64 = tokio::spawn(discover_nat64(
+            Arc::clone(&shared),
+            inputs.clone(),
+            probe.interval,
+        ));
+        shared.probe_inputs.store(Some(Arc::new(inputs)));
+        driver::run(engine, rx, inputs_rx, Arc::clone(&shared.verdicts), stop).await;
+        shared.probe_inputs.store(None);
+        nat64.abort();
         watcher.abort();
     });
+}
+
+/// RFC 7050: the AAAA records of `ipv4only.arpa`, asked through our
+/// upstreams (a DNS64 resolver synthesizes them), reveal the NAT64
+/// prefixes. Asked again when the answer's TTL runs out (it comes from our
+/// cache until then), at least every `floor` and at most hourly.
+async fn discover_nat64(
+    shared: Arc<Shared>,
+    tx: tokio::sync::mpsc::Sender<driver::Input>,
+    floor: Duration,
+) {
+    let mut known = None;
+    loop {
+        let (prefixes, ttl) = match shared
+            .lookup(crate::probe::nat64::WELL_KNOWN_NAME, rtype::AAAA)
+            .await
+        {
+            Ok(reply) => {
+                let v6: Vec<std::net::Ipv6Addr> = reply
+                    .addresses()
+                    .into_iter()
+                    .filter_map(|a| match a {
+                        std::net::IpAddr::V6(v6) => Some(v6),
+                        std::net::IpAddr::V4(_) => None,
+                    })
+                    .collect();
+                let ttl = reply.min_ttl().or(reply.negative_ttl()).unwrap_or(0);
+                (
+                    crate::probe::nat64::discover(&v6),
+                    Duration::from_secs(u64::from(ttl)),
+                )
+            }
+            Err(_) => {
+                // Upstreams down: keep what we knew and ask again soon.
+                tokio::time::sleep(floor).await;
+                continue;
+            }
+        };
+        if known.as_ref() != Some(&prefixes) {
+            if !prefixes.is_empty() {
+                tracing::info!("NAT64 prefixes (RFC 7050): {prefixes:?}");
+            }
+            if tx
+                .send(driver::Input::Nat64(prefixes.clone()))
+                .await
+                .is_err()
+            {
+                return;
+            }
+            known = Some(prefixes);
+        }
+        tokio::time::sleep(ttl.clamp(floor, Duration::from_secs(3600))).await;
+    }
 }
 
 /// The STUN servers' addresses: IP literals as they are, names looked up

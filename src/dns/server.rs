@@ -5,7 +5,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use ipnet::IpNet;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
@@ -16,6 +16,7 @@ use tokio_util::task::TaskTracker;
 use super::cache::{self, Cache, Key};
 use super::upstream::{Failure, Pool};
 use super::wire::{self, Header, Query, Reply, rcode};
+use crate::probe::driver::Input;
 use crate::probe::verdicts::Verdicts;
 
 /// RFC 7766 §6.2.3 asks servers to keep idle connections open "at least a
@@ -42,6 +43,8 @@ pub struct Shared {
     pub cache: Mutex<Cache<Arc<Reply>>>,
     /// What the probe engine knows, read without locks.
     pub verdicts: Arc<ArcSwap<Verdicts>>,
+    /// Where answers' addresses go to be probed, while probing runs.
+    pub probe_inputs: ArcSwapOption<mpsc::Sender<Input>>,
     /// Every task that owes a client an answer, so shutdown can drain them.
     pub tracker: TaskTracker,
 }
@@ -63,6 +66,7 @@ impl Shared {
             settings: ArcSwap::from_pointee(settings),
             cache: Mutex::new(Cache::new(cache_size)),
             verdicts: Arc::new(ArcSwap::from_pointee(Verdicts::default())),
+            probe_inputs: ArcSwapOption::empty(),
             tracker: TaskTracker::new(),
         }
     }
@@ -124,6 +128,7 @@ impl Shared {
         let shape = query.shape(cap);
         match pool.resolve(key.clone(), packet).await {
             Ok(reply) => {
+                self.learn(&key, &reply);
                 if let Some(ttl) = cache::lifetime(&reply) {
                     cache::lock(&self.cache).insert(key, Arc::clone(&reply), Instant::now(), ttl);
                 }
@@ -182,6 +187,55 @@ pub enum LookupError {
     BadName,
     #[error("the upstreams failed")]
     Upstreams,
+}
+
+impl Shared {
+    /// Hands the addresses of a fresh A/AAAA answer to the probe engine.
+    /// Never waits: when the engine is behind, addresses are dropped (they
+    /// come again with the next miss). Cache hits do not learn, so the hot
+    /// path stays free of parsing.
+    fn learn(&self, key: &Key, reply: &Reply) {
+        if key.qtype() != wire::rtype::A && key.qtype() != wire::rtype::AAAA {
+            return;
+        }
+        let Some(tx) = self.probe_inputs.load_full() else {
+            return;
+        };
+        let public_name = is_public_name(key.qname());
+        for addr in reply.addresses() {
+            if tx.try_send(Input::Learn { addr, public_name }).is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// Whether a (wire-format, lower-cased) name is a public one: not a single
+/// label and not under a name reserved for local use (RFC 6761 `local`,
+/// `localhost`, `test`, `invalid`; RFC 8375 `home.arpa`; ICANN's
+/// `internal`; the common `lan` and `localdomain`), nor a reverse name.
+pub fn is_public_name(wire_name: &[u8]) -> bool {
+    let mut labels = Vec::new();
+    let mut rest = wire_name;
+    while let Some((&len, tail)) = rest.split_first() {
+        if len == 0 || usize::from(len) > tail.len() {
+            break;
+        }
+        labels.push(&tail[..usize::from(len)]);
+        rest = &tail[usize::from(len)..];
+    }
+    let tld = labels.last().copied().unwrap_or_default();
+    let second = labels
+        .len()
+        .checked_sub(2)
+        .map(|i| labels[i])
+        .unwrap_or_default();
+    labels.len() >= 2
+        && !matches!(
+            tld,
+            b"local" | b"localhost" | b"test" | b"invalid" | b"internal" | b"lan" | b"localdomain"
+        )
+        && !(tld == b"arpa" && matches!(second, b"home" | b"in-addr" | b"ip6"))
 }
 
 fn age_secs(age: Duration) -> u32 {
@@ -343,4 +397,42 @@ async fn connection(
     }
     drop(tx);
     let _ = writer.await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wire_name(dotted: &str) -> Vec<u8> {
+        let mut out = Vec::new();
+        wire::write_name(dotted, &mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn public_names() {
+        for name in [
+            "www.example.com",
+            "a.b.example.org.",
+            "example.net",
+            "ipv4only.arpa",
+        ] {
+            assert!(is_public_name(&wire_name(name)), "{name}");
+        }
+        for name in [
+            "printer",
+            "nas.local",
+            "router.home.arpa",
+            "x.lan",
+            "db.internal",
+            "host.localdomain",
+            "a.test",
+            "1.1.168.192.in-addr.arpa",
+            "localhost",
+            "",
+        ] {
+            assert!(!is_public_name(&wire_name(name)), "{name}");
+        }
+        assert!(!is_public_name(&[5, b'a']), "malformed");
+    }
 }

@@ -20,12 +20,23 @@ use super::stun;
 use super::verdicts::Verdicts;
 use crate::inventory::Snapshot;
 
+/// What the rest of the daemon tells the engine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input {
+    /// An address seen in an answer; `public_name` when the query name is
+    /// not a local one.
+    Learn { addr: IpAddr, public_name: bool },
+    /// The NAT64 prefixes found by RFC 7050 discovery.
+    Nat64(Vec<ipnet::Ipv6Net>),
+}
+
 /// Runs `engine` until `stop`: sends the probes it asks for, feeds their
-/// outcomes and inventory changes back, and publishes each new verdict
-/// snapshot into `verdicts` for lock-free readers.
+/// outcomes, inventory changes and `inputs` back, and publishes each new
+/// verdict snapshot into `verdicts` for lock-free readers.
 pub async fn run(
     mut engine: Engine,
     mut inventory: watch::Receiver<Arc<Snapshot>>,
+    mut inputs: mpsc::Receiver<Input>,
     verdicts: Arc<ArcSwap<Verdicts>>,
     stop: CancellationToken,
 ) {
@@ -51,6 +62,10 @@ pub async fn run(
             () = stop.cancelled() => return,
             () = tokio::time::sleep_until(wake) => {}
             Some((id, outcome)) = rx.recv() => engine.handle(Instant::now(), id, outcome),
+            Some(input) = inputs.recv() => match input {
+                Input::Learn { addr, public_name } => engine.learn(Instant::now(), addr, public_name),
+                Input::Nat64(prefixes) => engine.set_nat64_prefixes(prefixes),
+            },
             changed = inventory.changed() => {
                 if changed.is_err() {
                     return;
