@@ -173,7 +173,7 @@ fn dual_stack_behind_nat44_then_ipv6_breaks_and_mends() {
     eprintln!("IPv6 blackholed: GUA source failed after {t_fail:?}; flags now: {flags}");
     assert!(!has_word(&flags, "GUA_ok"), "{flags}");
     assert!(
-        t_fail <= INTERVAL * 3 + TIMEOUT,
+        t_fail <= INTERVAL * 3,
         "detection took {t_fail:?}"
     );
 
@@ -182,7 +182,7 @@ fn dual_stack_behind_nat44_then_ipv6_breaks_and_mends() {
     lab.drop_ipv6_forwarding(false);
     let (t_ok, _) = daemon.wait(mended, &["ok", &gua], INTERVAL * 2 + TIMEOUT * 2);
     eprintln!("IPv6 mended: GUA source ok after {t_ok:?}");
-    assert!(t_ok <= INTERVAL * 2 + TIMEOUT, "recovery took {t_ok:?}");
+    assert!(t_ok <= INTERVAL * 2, "recovery took {t_ok:?}");
     let (_, flags) = daemon.wait(
         mended,
         &["flags:", "GUA_ok", "IPv4_ok"],
