@@ -172,10 +172,7 @@ fn dual_stack_behind_nat44_then_ipv6_breaks_and_mends() {
     assert!(has_word(&flags, "IPv4_ok"), "{flags}");
     eprintln!("IPv6 blackholed: GUA source failed after {t_fail:?}; flags now: {flags}");
     assert!(!has_word(&flags, "GUA_ok"), "{flags}");
-    assert!(
-        t_fail <= INTERVAL * 3,
-        "detection took {t_fail:?}"
-    );
+    assert!(t_fail <= INTERVAL * 3, "detection took {t_fail:?}");
 
     // (c) It mends.
     let mended = Instant::now();
