@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::cache::{self, Cache, Key};
-use super::upstream::{Failure, Pool};
+use super::upstream::{Failure, Outcome, Pool};
 use super::wire::{self, Header, Query, Reply, rcode};
 use crate::probe::driver::Input;
 use crate::probe::verdicts::Verdicts;
@@ -126,12 +126,11 @@ impl Shared {
         };
         let cap = udp.then_some(self.settings.load().udp_cap);
         let shape = query.shape(cap);
-        match pool.resolve(key.clone(), packet).await {
+        match self.resolve(pool, key.clone(), packet).await {
             Ok(reply) => {
+                // Clients' answers only: the daemon's own lookups (STUN
+                // servers, ipv4only.arpa) are no destinations to probe.
                 self.learn(&key, &reply);
-                if let Some(ttl) = cache::lifetime(&reply) {
-                    cache::lock(&self.cache).insert(key, Arc::clone(&reply), Instant::now(), ttl);
-                }
                 reply.render(&shape, 0, &mut out);
             }
             Err(e) => {
@@ -142,6 +141,16 @@ impl Shared {
             }
         }
         out
+    }
+
+    /// Asks the upstreams (merged with identical queries in flight) and
+    /// caches the answer.
+    async fn resolve(&self, pool: &Arc<Pool>, key: Key, packet: &[u8]) -> Outcome {
+        let reply = pool.resolve(key.clone(), packet).await?;
+        if let Some(ttl) = cache::lifetime(&reply) {
+            cache::lock(&self.cache).insert(key, Arc::clone(&reply), Instant::now(), ttl);
+        }
+        Ok(reply)
     }
 }
 
@@ -170,14 +179,9 @@ impl Shared {
             return Ok(Arc::clone(reply));
         }
         let pool = Arc::clone(&self.settings.load().pool);
-        let reply = pool
-            .resolve(key.clone(), &packet)
+        self.resolve(&pool, key, &packet)
             .await
-            .map_err(|_| LookupError::Upstreams)?;
-        if let Some(ttl) = cache::lifetime(&reply) {
-            cache::lock(&self.cache).insert(key, Arc::clone(&reply), Instant::now(), ttl);
-        }
-        Ok(reply)
+            .map_err(|_| LookupError::Upstreams)
     }
 }
 
