@@ -13,6 +13,7 @@
 use std::collections::HashMap;
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -83,9 +84,16 @@ pub fn addresses(dns: &config::Dns) -> Result<Vec<SocketAddr>, String> {
     }
     out.dedup();
     if out.is_empty() {
+        // On systemd hosts the uplink's servers are listed here.
+        const RESOLVED: &str = "/run/systemd/resolve/resolv.conf";
+        let hint = if Path::new(RESOLVED).exists() && dns.resolv_conf != Path::new(RESOLVED) {
+            format!(" (or dns.resolv_conf = \"{RESOLVED}\")")
+        } else {
+            String::new()
+        };
         return Err(format!(
             "no upstream left: the nameservers of {} are this daemon's own listen addresses; \
-             set dns.upstreams to the real resolvers",
+             set dns.upstreams to the real resolvers{hint}",
             dns.resolv_conf.display()
         ));
     }
@@ -370,6 +378,39 @@ mod tests {
         assert!(is_own(&"[::1]:5353".parse().unwrap(), &listen));
         assert!(!is_own(&"127.0.0.1:53".parse().unwrap(), &listen));
         assert!(!is_own(&"[2001:db8::1]:5353".parse().unwrap(), &listen));
+    }
+
+    fn dns_with_resolv_conf(text: &str, tag: &str) -> config::Dns {
+        let path = std::env::temp_dir().join(format!("getapr-resolv-{tag}-{}", std::process::id()));
+        std::fs::write(&path, text).unwrap();
+        let toml = format!(
+            "[dns]\nlisten = [\"127.0.0.53:53\"]\nupstreams = [\"system\", \"192.0.2.9\"]\nresolv_conf = {:?}\n",
+            path.display().to_string()
+        );
+        config::Config::parse(&toml).unwrap().dns
+    }
+
+    #[test]
+    fn system_upstreams_skip_ourselves() {
+        let dns = dns_with_resolv_conf("nameserver 127.0.0.53\nnameserver 192.0.2.53\n", "mixed");
+        assert_eq!(
+            addresses(&dns).unwrap(),
+            vec![
+                "192.0.2.53:53".parse::<SocketAddr>().unwrap(),
+                "192.0.2.9:53".parse().unwrap()
+            ]
+        );
+        let mut only_us = dns_with_resolv_conf("nameserver 127.0.0.53\n", "self");
+        only_us.upstreams.truncate(1);
+        let err = addresses(&only_us).unwrap_err();
+        assert!(err.contains("no upstream left"), "{err}");
+        let mut missing = only_us.clone();
+        missing.resolv_conf = "/nonexistent/resolv.conf".into();
+        assert!(
+            addresses(&missing)
+                .unwrap_err()
+                .starts_with("/nonexistent/resolv.conf: ")
+        );
     }
 
     #[test]
