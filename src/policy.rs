@@ -231,7 +231,7 @@ pub fn select_source<'a>(
 
 /// RFC 6724 §4: the candidate set for `dst`.
 fn is_candidate(source: &Address, dst: IpAddr, route: &Route) -> bool {
-    let src = source.addr.to_canonical();
+    let (src, dst) = (source.addr.to_canonical(), dst.to_canonical());
     if src.is_ipv4() != dst.is_ipv4() {
         return false;
     }
@@ -695,4 +695,1017 @@ fn rtt(verdicts: &Verdicts, source: &Address, dst: IpAddr) -> Option<Duration> {
             .and_then(|p| p.rtt)
     });
     path.or_else(|| source_verdict(verdicts, source).and_then(|v| v.rtt))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inventory::classify;
+    use crate::probe::verdicts::{DestinationVerdict, PathVerdict, SourceVerdict};
+    use proptest::prelude::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    /// A source on eth0 (ifindex 1): /64 for IPv6, /24 for IPv4.
+    fn src(s: &str) -> Address {
+        let addr = ip(s);
+        Address {
+            addr,
+            prefix_len: if addr.is_ipv4() { 24 } else { 64 },
+            interface: "eth0".into(),
+            ifindex: 1,
+            scope_id: if scope(addr) == SCOPE_LINK && addr.is_ipv6() {
+                1
+            } else {
+                0
+            },
+            class: classify(addr),
+            deprecated: false,
+            temporary: false,
+        }
+    }
+
+    fn deprecated(s: &str) -> Address {
+        Address {
+            deprecated: true,
+            ..src(s)
+        }
+    }
+
+    fn temporary(s: &str) -> Address {
+        Address {
+            temporary: true,
+            ..src(s)
+        }
+    }
+
+    fn on(ifindex: u32, s: &str) -> Address {
+        Address {
+            ifindex,
+            interface: format!("eth{ifindex}"),
+            ..src(s)
+        }
+    }
+
+    fn host(addresses: Vec<Address>) -> Snapshot {
+        Snapshot {
+            addresses,
+            ..Snapshot::default()
+        }
+    }
+
+    fn rfc6724() -> Policy {
+        Policy::new(Table::Rfc6724, &Snapshot::default())
+    }
+
+    /// `select_source` with no route knowledge, candidates in both orders.
+    fn select(dst: &str, candidates: &[Address]) -> Option<IpAddr> {
+        let forward =
+            select_source(ip(dst), &Route::default(), candidates, &rfc6724()).map(|a| a.addr);
+        let reversed: Vec<Address> = candidates.iter().rev().cloned().collect();
+        let backward =
+            select_source(ip(dst), &Route::default(), &reversed, &rfc6724()).map(|a| a.addr);
+        assert_eq!(forward, backward, "{dst}: the order of candidates decided");
+        forward
+    }
+
+    /// `sort_destinations` as (destination, source) strings; checks that the
+    /// reversed input gives the same answer when `both_ways`.
+    fn order(dsts: &[&str], sources: Vec<Address>, both_ways: bool) -> Vec<(String, String)> {
+        let h = host(sources);
+        let run = |dsts: Vec<IpAddr>| -> Vec<(String, String)> {
+            sort_destinations(&dsts, &h, &rfc6724())
+                .into_iter()
+                .map(|(d, s)| (d.to_string(), s.map_or("-".into(), |s| s.addr.to_string())))
+                .collect()
+        };
+        let forward = run(dsts.iter().map(|d| ip(d)).collect());
+        if both_ways {
+            let backward = run(dsts.iter().rev().map(|d| ip(d)).collect());
+            assert_eq!(forward, backward, "{dsts:?}: the input order decided");
+        }
+        forward
+    }
+
+    fn expect(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(d, s)| (d.to_string(), s.to_string()))
+            .collect()
+    }
+
+    // ---- policy table and scope ------------------------------------------
+
+    #[test]
+    fn rfc6724_policy_table() {
+        let p = rfc6724();
+        let cases = [
+            ("::1", (50, 0)),
+            ("2001:db8::1", (40, 1)),
+            ("::ffff:192.0.2.1", (35, 4)),
+            ("192.0.2.1", (35, 4)),
+            ("127.0.0.1", (35, 4)),
+            ("2002:c633:6401::1", (30, 2)),
+            ("2001:0:4136:e378::1", (5, 5)),
+            ("2001:1::1", (40, 1)), // outside 2001::/32
+            ("fd00:1::1", (3, 13)),
+            ("fc00::1", (3, 13)),
+            ("::192.0.2.1", (1, 3)),
+            ("fec0::1", (1, 11)),
+            ("3ffe::1", (1, 12)),
+            ("fe80::1", (40, 1)),
+            ("ff02::1", (40, 1)),
+        ];
+        for (a, want) in cases {
+            assert_eq!(p.classify(ip(a)), want, "{a}");
+        }
+    }
+
+    #[test]
+    fn update_policy_table_and_known_local_ulas() {
+        let h = host(vec![src("fd12:3456:789a:1::2"), src("2001:db8:1::2")]);
+        let p = Policy::new(Table::Update, &h);
+        let cases = [
+            ("::1", (50, 0)),
+            ("2001:db8::1", (40, 1)),
+            ("192.0.2.1", (20, 4)),
+            ("2002:c633:6401::1", (5, 2)),
+            ("2001:0:4136:e378::1", (5, 5)),
+            ("fd00:1::1", (30, 13)),
+            // The /48 of the host's own ULA is known-local.
+            ("fd12:3456:789a:ffff::1", (45, 14)),
+            ("fd12:3456:789b::1", (30, 13)),
+            ("fec0::1", (1, 11)),
+        ];
+        for (a, want) in cases {
+            assert_eq!(p.classify(ip(a)), want, "{a}");
+        }
+        // The RFC 6724 table knows nothing of local ULAs.
+        let old = Policy::new(Table::Rfc6724, &h);
+        assert_eq!(old.classify(ip("fd12:3456:789a:ffff::1")), (3, 13));
+    }
+
+    #[test]
+    fn update_table_puts_ula_before_ipv4() {
+        let sources = vec![src("fd12:3456:789a:1::2"), src("192.0.2.2")];
+        let h = host(sources);
+        let dsts = [ip("192.0.2.1"), ip("fd00:9::1"), ip("fd12:3456:789a:2::1")];
+        let got = |table| -> Vec<IpAddr> {
+            sort_destinations(&dsts, &h, &Policy::new(table, &h))
+                .into_iter()
+                .map(|(d, _)| d)
+                .collect()
+        };
+        // RFC 6724: IPv4 35 > ULA 3. Update: known-local 45 > ULA 30 > IPv4 20.
+        // (fd00:9::1 has no matching label with the known-local source: rule 5.)
+        assert_eq!(got(Table::Rfc6724)[0], ip("192.0.2.1"));
+        assert_eq!(got(Table::Update)[0], ip("fd12:3456:789a:2::1"));
+    }
+
+    #[test]
+    fn scopes() {
+        let cases = [
+            ("127.0.0.1", SCOPE_LINK),
+            ("169.254.1.2", SCOPE_LINK),
+            ("10.1.2.3", SCOPE_GLOBAL),
+            ("8.8.8.8", SCOPE_GLOBAL),
+            ("224.0.0.1", SCOPE_GLOBAL),
+            ("::ffff:169.254.1.2", SCOPE_LINK),
+            ("::1", SCOPE_LINK),
+            ("fe80::1", SCOPE_LINK),
+            ("febf::1", SCOPE_LINK),
+            ("fec0::1", SCOPE_SITE),
+            ("fd00::1", SCOPE_GLOBAL),
+            ("2001:db8::1", SCOPE_GLOBAL),
+            ("ff01::1", 0x1),
+            ("ff02::1", SCOPE_LINK),
+            ("ff04::1", 0x4),
+            ("ff05::1", SCOPE_SITE),
+            ("ff08::1", 0x8),
+            ("ff0e::1", SCOPE_GLOBAL),
+        ];
+        for (a, want) in cases {
+            assert_eq!(scope(ip(a)), want, "{a}");
+        }
+    }
+
+    #[test]
+    fn common_prefix_lengths() {
+        let cases = [
+            ("fe80::1", "fe80::2", 64),
+            ("fe81::1", "fe80::2", 15),
+            ("2001:db8:1::2", "2001:db8:1::1", 64), // capped at the /64
+            ("2001:db8:3f44::2", "2001:db8:3ffe::1", 40),
+            ("192.0.2.2", "192.0.2.1", 24), // capped at the /24
+            ("10.2.3.4", "10.255.0.1", 8),
+            ("10.2.3.4", "23.1.1.1", 3),
+            ("192.0.2.2", "2001:db8::1", 0),
+        ];
+        for (s, d, want) in cases {
+            assert_eq!(common_prefix_len(&src(s), ip(d)), want, "{s} {d}");
+        }
+    }
+
+    // ---- RFC 6724 §10.1: source selection examples -------------------------
+
+    #[test]
+    fn rfc6724_10_1_source_examples() {
+        let cases: [(&str, Vec<Address>, &str, &str); 7] = [
+            (
+                "2001:db8:1::1",
+                vec![src("2001:db8:3::1"), src("fe80::1")],
+                "2001:db8:3::1",
+                "prefer appropriate scope",
+            ),
+            (
+                "ff05::1",
+                vec![src("2001:db8:3::1"), src("fe80::1")],
+                "2001:db8:3::1",
+                "prefer appropriate scope",
+            ),
+            (
+                "2001:db8:1::1",
+                vec![deprecated("2001:db8:1::1"), src("2001:db8:2::1")],
+                "2001:db8:1::1",
+                "prefer same address",
+            ),
+            (
+                "fe80::1",
+                vec![deprecated("fe80::2"), src("2001:db8:1::1")],
+                "fe80::2",
+                "prefer appropriate scope",
+            ),
+            (
+                "2001:db8:1::1",
+                vec![src("2001:db8:1::2"), src("2001:db8:3::2")],
+                "2001:db8:1::2",
+                "longest matching prefix",
+            ),
+            (
+                "2002:c633:6401::1",
+                vec![
+                    temporary("2002:c633:6401::d5e3:7953:13eb:22e8"),
+                    src("2001:db8:1::2"),
+                ],
+                "2002:c633:6401::d5e3:7953:13eb:22e8",
+                "prefer matching label",
+            ),
+            (
+                "2001:db8:1::d5e3:0:0:1",
+                vec![
+                    src("2001:db8:1::2"),
+                    temporary("2001:db8:1::d5e3:7953:13eb:22e8"),
+                ],
+                "2001:db8:1::d5e3:7953:13eb:22e8",
+                "prefer temporary address",
+            ),
+        ];
+        for (dst, candidates, want, rule) in cases {
+            assert_eq!(select(dst, &candidates), Some(ip(want)), "{dst}: {rule}");
+        }
+    }
+
+    /// §10.1's sixth example (care-of 2001:db8:1::2 or home 2001:db8:3::2 for
+    /// 2001:db8:1::1) gives the home address by rule 4. getapr knows no home
+    /// addresses, so rule 8 decides: the documented departure.
+    #[test]
+    fn rfc6724_10_1_home_address_example_falls_to_rule_8() {
+        let candidates = [src("2001:db8:1::2"), src("2001:db8:3::2")];
+        assert_eq!(
+            select("2001:db8:1::1", &candidates),
+            Some(ip("2001:db8:1::2"))
+        );
+    }
+
+    // ---- RFC 6724 §10.2: destination selection examples --------------------
+
+    #[test]
+    fn rfc6724_10_2_prefer_matching_scope_first() {
+        // RFC: 2001:db8:1::1 (src 2001:db8:1::2) then 198.51.100.121 (src
+        // 169.254.13.78). Here a link-local source is no candidate for a
+        // global destination (§4 as getapr applies it), so the IPv4
+        // destination has no source and is last by rule 1: the same order.
+        let got = order(
+            &["2001:db8:1::1", "198.51.100.121"],
+            vec![src("2001:db8:1::2"), src("fe80::1"), src("169.254.13.78")],
+            true,
+        );
+        assert_eq!(
+            got,
+            expect(&[("2001:db8:1::1", "2001:db8:1::2"), ("198.51.100.121", "-")])
+        );
+    }
+
+    #[test]
+    fn rfc6724_10_2_prefer_matching_scope_second() {
+        // RFC: 198.51.100.121 (src 198.51.100.117) then 2001:db8:1::1 (src
+        // fe80::1); the same order, the IPv6 one without a source (see above).
+        let got = order(
+            &["2001:db8:1::1", "198.51.100.121"],
+            vec![src("fe80::1"), src("198.51.100.117")],
+            true,
+        );
+        assert_eq!(
+            got,
+            expect(&[("198.51.100.121", "198.51.100.117"), ("2001:db8:1::1", "-")])
+        );
+    }
+
+    #[test]
+    fn rfc6724_10_2_prefer_higher_precedence() {
+        let got = order(
+            &["2001:db8:1::1", "10.1.2.3"],
+            vec![src("2001:db8:1::2"), src("fe80::1"), src("10.1.2.4")],
+            true,
+        );
+        assert_eq!(
+            got,
+            expect(&[("2001:db8:1::1", "2001:db8:1::2"), ("10.1.2.3", "10.1.2.4")])
+        );
+    }
+
+    #[test]
+    fn rfc6724_10_2_prefer_smaller_scope() {
+        let got = order(
+            &["2001:db8:1::1", "fe80::1"],
+            vec![src("2001:db8:1::2"), src("fe80::2")],
+            true,
+        );
+        assert_eq!(
+            got,
+            expect(&[("fe80::1", "fe80::2"), ("2001:db8:1::1", "2001:db8:1::2")])
+        );
+    }
+
+    /// §10.2's fifth example puts 2001:db8:1::1 (src home 2001:db8:3::1)
+    /// before fe80::1 by rule 4. Without home addresses rule 8 decides.
+    #[test]
+    fn rfc6724_10_2_home_address_example_falls_to_rule_8() {
+        let got = order(
+            &["2001:db8:1::1", "fe80::1"],
+            vec![src("2001:db8:1::2"), src("2001:db8:3::1"), src("fe80::2")],
+            true,
+        );
+        assert_eq!(
+            got,
+            expect(&[("fe80::1", "fe80::2"), ("2001:db8:1::1", "2001:db8:1::2")])
+        );
+    }
+
+    #[test]
+    fn rfc6724_10_2_avoid_deprecated_addresses() {
+        let got = order(
+            &["2001:db8:1::1", "fe80::1"],
+            vec![src("2001:db8:1::2"), deprecated("fe80::2")],
+            true,
+        );
+        assert_eq!(
+            got,
+            expect(&[("2001:db8:1::1", "2001:db8:1::2"), ("fe80::1", "fe80::2")])
+        );
+    }
+
+    #[test]
+    fn rfc6724_10_2_longest_matching_prefix() {
+        let got = order(
+            &["2001:db8:1::1", "2001:db8:3ffe::1"],
+            vec![
+                src("2001:db8:1::2"),
+                src("2001:db8:3f44::2"),
+                src("fe80::2"),
+            ],
+            true,
+        );
+        assert_eq!(
+            got,
+            expect(&[
+                ("2001:db8:1::1", "2001:db8:1::2"),
+                ("2001:db8:3ffe::1", "2001:db8:3f44::2")
+            ])
+        );
+    }
+
+    #[test]
+    fn rfc6724_10_2_prefer_matching_label() {
+        let got = order(
+            &["2002:c633:6401::1", "2001:db8:1::1"],
+            vec![src("2002:c633:6401::2"), src("fe80::2")],
+            true,
+        );
+        assert_eq!(
+            got,
+            expect(&[
+                ("2002:c633:6401::1", "2002:c633:6401::2"),
+                ("2001:db8:1::1", "2002:c633:6401::2")
+            ])
+        );
+    }
+
+    #[test]
+    fn rfc6724_10_2_prefer_higher_precedence_6to4() {
+        let got = order(
+            &["2002:c633:6401::1", "2001:db8:1::1"],
+            vec![
+                src("2002:c633:6401::2"),
+                src("2001:db8:1::2"),
+                src("fe80::2"),
+            ],
+            true,
+        );
+        assert_eq!(
+            got,
+            expect(&[
+                ("2001:db8:1::1", "2001:db8:1::2"),
+                ("2002:c633:6401::1", "2002:c633:6401::2")
+            ])
+        );
+    }
+
+    // ---- §5 rules, one table each -------------------------------------------
+
+    #[test]
+    fn source_candidates_follow_section_4() {
+        let all = [
+            src("192.0.2.2"),
+            src("169.254.1.2"),
+            src("2001:db8:1::2"),
+            on(2, "fe80::2"),
+        ];
+        let route = Route::default();
+        let cands = |dst: &str, route: &Route| -> Vec<IpAddr> {
+            all.iter()
+                .filter(|a| is_candidate(a, ip(dst), route))
+                .map(|a| a.addr)
+                .collect()
+        };
+        assert_eq!(cands("198.51.100.1", &route), [ip("192.0.2.2")]);
+        assert_eq!(cands("::ffff:198.51.100.1", &route), [ip("192.0.2.2")]);
+        assert_eq!(
+            cands("169.254.9.9", &route),
+            [ip("192.0.2.2"), ip("169.254.1.2")]
+        );
+        assert_eq!(cands("2001:db8:9::1", &route), [ip("2001:db8:1::2")]);
+        assert_eq!(
+            cands("fe80::9", &route),
+            [ip("2001:db8:1::2"), ip("fe80::2")]
+        );
+        // A link-local destination on a known interface: only its sources.
+        let on2 = Route {
+            ifindex: Some(2),
+            next_hop: None,
+        };
+        assert_eq!(cands("fe80::9", &on2), [ip("fe80::2")]);
+        let on1 = Route {
+            ifindex: Some(1),
+            next_hop: None,
+        };
+        assert_eq!(cands("fe80::9", &on1), [ip("2001:db8:1::2")]);
+    }
+
+    #[test]
+    fn source_rule_3_avoid_deprecated() {
+        let candidates = [deprecated("2001:db8:1::2"), src("2001:db8:1::3")];
+        assert_eq!(
+            select("2001:db8:1::1", &candidates),
+            Some(ip("2001:db8:1::3"))
+        );
+    }
+
+    #[test]
+    fn source_rule_5_prefer_outgoing_interface() {
+        // Rule 8 alone would pick 2001:db8:1::2 (a longer match).
+        let candidates = [on(1, "2001:db8:1::2"), on(2, "2001:db8:2::2")];
+        let route = Route {
+            ifindex: Some(2),
+            next_hop: None,
+        };
+        let got = select_source(ip("2001:db8:1:9::1"), &route, &candidates, &rfc6724());
+        assert_eq!(got.map(|a| a.addr), Some(ip("2001:db8:2::2")));
+    }
+
+    #[test]
+    fn source_rule_5_5_prefer_the_next_hops_prefix() {
+        // Same interface; rule 8 alone would pick 10.0.0.5 (8.8.8.8 shares
+        // 6 bits with 10/8 and none with 192/8).
+        let h = Snapshot {
+            addresses: vec![src("10.0.0.5"), src("192.168.1.5")],
+            gateways4: vec![Gateway {
+                addr: ip("192.168.1.1"),
+                interface: "eth0".into(),
+                ifindex: 1,
+                scope_id: 0,
+            }],
+            gateways6: vec![],
+        };
+        let route = Route::to(ip("8.8.8.8"), &h);
+        assert_eq!(
+            route,
+            Route {
+                ifindex: Some(1),
+                next_hop: Some(ip("192.168.1.1"))
+            }
+        );
+        let got = select_source(ip("8.8.8.8"), &route, &h.addresses, &rfc6724());
+        assert_eq!(got.map(|a| a.addr), Some(ip("192.168.1.5")));
+        let without = select_source(ip("8.8.8.8"), &Route::default(), &h.addresses, &rfc6724());
+        assert_eq!(without.map(|a| a.addr), Some(ip("10.0.0.5")));
+    }
+
+    #[test]
+    fn source_rule_6_beats_rule_7_and_7_beats_8() {
+        // Rule 7 over rule 8: the temporary one shares less with the destination.
+        let candidates = [src("2001:db8:1::2"), temporary("2001:db8:1::8000:0:0:2")];
+        assert_eq!(
+            select("2001:db8:1::3", &candidates),
+            Some(ip("2001:db8:1::8000:0:0:2"))
+        );
+    }
+
+    #[test]
+    fn route_to_on_link_and_via_gateway() {
+        let h = Snapshot {
+            addresses: vec![on(1, "192.0.2.2"), on(2, "2001:db8:1::2")],
+            gateways4: vec![],
+            gateways6: vec![Gateway {
+                addr: ip("fe80::1"),
+                interface: "eth3".into(),
+                ifindex: 3,
+                scope_id: 3,
+            }],
+        };
+        assert_eq!(Route::to(ip("192.0.2.77"), &h).ifindex, Some(1));
+        assert_eq!(Route::to(ip("198.51.100.1"), &h), Route::default());
+        assert_eq!(Route::to(ip("2001:db8:1::9"), &h).ifindex, Some(2));
+        assert_eq!(
+            Route::to(ip("2001:db8:9::9"), &h),
+            Route {
+                ifindex: Some(3),
+                next_hop: Some(ip("fe80::1"))
+            }
+        );
+        assert_eq!(Route::to(ip("fe80::9"), &h), Route::default());
+    }
+
+    // ---- §6 rules, one table each -------------------------------------------
+
+    #[test]
+    fn destination_rule_1_unusable_last() {
+        // 198.51.100.1 has no IPv4 source at all.
+        let got = order(
+            &["198.51.100.1", "2001:db8:1::1"],
+            vec![src("2001:db8:1::2")],
+            true,
+        );
+        assert_eq!(
+            got,
+            expect(&[("2001:db8:1::1", "2001:db8:1::2"), ("198.51.100.1", "-")])
+        );
+    }
+
+    #[test]
+    fn destination_rule_3_avoid_deprecated_source() {
+        // Rule 6 alone would put IPv6 (40) before IPv4 (35).
+        let got = order(
+            &["2001:db8:1::1", "192.0.2.1"],
+            vec![deprecated("2001:db8:1::2"), src("192.0.2.2")],
+            true,
+        );
+        assert_eq!(
+            got,
+            expect(&[
+                ("192.0.2.1", "192.0.2.2"),
+                ("2001:db8:1::1", "2001:db8:1::2")
+            ])
+        );
+    }
+
+    #[test]
+    fn destination_rules_on_hand_built_pairs() {
+        // Rules that default tables cannot isolate, checked on the rule
+        // functions: (rule, function, a better than b).
+        let p = rfc6724();
+        let s6 = src("2001:db8:1::2");
+        let base = Ranked::new(ip("2001:db8:1::1"), Some(&s6), None, &p);
+        let with = |f: &dyn Fn(&mut Ranked<'_>)| {
+            let mut r = base.clone();
+            f(&mut r);
+            r
+        };
+        type Rule = fn(&Ranked<'_>, &Ranked<'_>) -> Ordering;
+        let cases: [(&str, Rule, Ranked<'_>, Ranked<'_>); 7] = [
+            (
+                "2 matching scope",
+                matching_scope,
+                base.clone(),
+                with(&|r| r.source_scope = SCOPE_LINK),
+            ),
+            (
+                "3 deprecated",
+                avoid_deprecated,
+                base.clone(),
+                with(&|r| r.source_deprecated = true),
+            ),
+            (
+                "5 label",
+                matching_label,
+                base.clone(),
+                with(&|r| r.source_label = 2),
+            ),
+            (
+                "6 precedence",
+                higher_precedence,
+                base.clone(),
+                with(&|r| r.precedence = 30),
+            ),
+            (
+                "7 native",
+                native_transport,
+                base.clone(),
+                with(&|r| r.encapsulated = true),
+            ),
+            (
+                "8 smaller scope",
+                smaller_scope,
+                // Both scopes match their sources, so rule 2 ties.
+                with(&|r| {
+                    r.scope = SCOPE_SITE;
+                    r.source_scope = SCOPE_SITE;
+                }),
+                base.clone(),
+            ),
+            (
+                "9 longest prefix",
+                longest_prefix,
+                base.clone(),
+                with(&|r| r.common_prefix = 40),
+            ),
+        ];
+        for (rule, f, better, worse) in cases {
+            assert_eq!(f(&better, &worse), Ordering::Less, "rule {rule}");
+            assert_eq!(f(&worse, &better), Ordering::Greater, "rule {rule}");
+            assert_eq!(f(&better, &better), Ordering::Equal, "rule {rule}");
+            assert_eq!(
+                compare_destinations(&better, &worse),
+                Ordering::Less,
+                "rule {rule}"
+            );
+        }
+        assert!(is_encapsulated(ip("2002:c633:6401::1")));
+        assert!(is_encapsulated(ip("2001:0:4136:e378::1")));
+        assert!(!is_encapsulated(ip("2001:db8::1")));
+        assert!(!is_encapsulated(ip("192.0.2.1")));
+    }
+
+    #[test]
+    fn destination_rule_9_is_ipv6_only() {
+        // Go issue 13283: a 10/8 source does not make 10.x or 23.x closer.
+        let dsts = ["54.83.193.112", "23.23.172.185", "10.9.9.9", "10.1.2.200"];
+        let got = order(&dsts, vec![src("10.1.2.4")], false);
+        let got: Vec<&str> = got.iter().map(|(d, _)| d.as_str()).collect();
+        assert_eq!(got, dsts);
+    }
+
+    #[test]
+    fn destination_rule_10_keeps_the_order() {
+        let dsts = ["192.0.2.9", "192.0.2.1", "198.51.100.1", "192.0.2.9"];
+        let got = order(&dsts, vec![src("192.0.2.2")], false);
+        let got: Vec<&str> = got.iter().map(|(d, _)| d.as_str()).collect();
+        assert_eq!(got, dsts);
+    }
+
+    // ---- getapr's verdict rules ---------------------------------------------
+
+    fn source_verdict(a: &Address, state: State, rtt_ms: Option<u64>) -> SourceVerdict {
+        SourceVerdict {
+            address: a.addr,
+            scope_id: a.scope_id,
+            interface: a.interface.clone(),
+            class: a.class,
+            state,
+            link: State::Unknown,
+            rtt: rtt_ms.map(Duration::from_millis),
+            mapped: None,
+        }
+    }
+
+    fn destination_verdict(
+        d: &str,
+        learned: bool,
+        state: State,
+        paths: &[(&str, u64)],
+    ) -> DestinationVerdict {
+        DestinationVerdict {
+            address: ip(d),
+            learned,
+            state,
+            paths: paths
+                .iter()
+                .map(|(s, ms)| PathVerdict {
+                    source: ip(s),
+                    scope_id: 0,
+                    state: State::Ok,
+                    rtt: Some(Duration::from_millis(*ms)),
+                })
+                .collect(),
+        }
+    }
+
+    fn verdicts(
+        mut sources: Vec<SourceVerdict>,
+        mut destinations: Vec<DestinationVerdict>,
+    ) -> Verdicts {
+        sources.sort_by_key(|a| (a.address, a.scope_id));
+        destinations.sort_by_key(|a| a.address);
+        Verdicts {
+            sources,
+            destinations,
+            ..Verdicts::default()
+        }
+    }
+
+    fn pair_strings(got: &[Pair]) -> Vec<(String, String)> {
+        got.iter()
+            .map(|p| (p.destination.to_string(), p.source.addr.to_string()))
+            .collect()
+    }
+
+    const DUAL: [&str; 4] = [
+        "2001:db8:9::1",
+        "2001:db8:9::2",
+        "198.51.100.1",
+        "198.51.100.2",
+    ];
+
+    fn dual_host() -> Snapshot {
+        host(vec![src("2001:db8:1::2"), src("192.0.2.2"), src("fe80::2")])
+    }
+
+    fn dsts(list: &[&str]) -> Vec<IpAddr> {
+        list.iter().map(|d| ip(d)).collect()
+    }
+
+    #[test]
+    fn unknown_keeps_everything() {
+        let got = pairs(
+            &dsts(&DUAL),
+            &dual_host(),
+            &Verdicts::default(),
+            &Options::default(),
+        );
+        assert_eq!(
+            pair_strings(&got),
+            expect(&[
+                ("2001:db8:9::1", "2001:db8:1::2"),
+                ("198.51.100.1", "192.0.2.2"),
+                ("2001:db8:9::2", "2001:db8:1::2"),
+                ("198.51.100.2", "192.0.2.2"),
+            ])
+        );
+        // Explicitly unknown verdicts are the same as none.
+        let h = dual_host();
+        let unknown = verdicts(
+            h.addresses
+                .iter()
+                .map(|a| source_verdict(a, State::Unknown, None))
+                .collect(),
+            DUAL.iter()
+                .map(|d| destination_verdict(d, true, State::Unknown, &[]))
+                .collect(),
+        );
+        assert_eq!(pairs(&dsts(&DUAL), &h, &unknown, &Options::default()), got);
+    }
+
+    #[test]
+    fn failed_source_is_dropped() {
+        let h = dual_host();
+        let v = verdicts(
+            vec![source_verdict(&h.addresses[0], State::Failed, None)],
+            vec![],
+        );
+        let got = pairs(&dsts(&DUAL), &h, &v, &Options::default());
+        assert_eq!(
+            pair_strings(&got),
+            expect(&[("198.51.100.1", "192.0.2.2"), ("198.51.100.2", "192.0.2.2")])
+        );
+    }
+
+    #[test]
+    fn failed_source_gives_way_to_another_source() {
+        let h = host(vec![on(1, "2001:db8:1::2"), on(2, "2001:db8:2::2")]);
+        let v = verdicts(
+            vec![source_verdict(&h.addresses[0], State::Failed, None)],
+            vec![],
+        );
+        let got = pairs(&dsts(&["2001:db8:1::1"]), &h, &v, &Options::default());
+        assert_eq!(
+            pair_strings(&got),
+            expect(&[("2001:db8:1::1", "2001:db8:2::2")])
+        );
+    }
+
+    #[test]
+    fn dead_destination_is_dropped() {
+        let h = dual_host();
+        let v = verdicts(
+            vec![],
+            vec![
+                destination_verdict("2001:db8:9::1", true, State::Failed, &[]),
+                // Not learned (a configured target): not "dead" for answers.
+                destination_verdict("198.51.100.1", false, State::Failed, &[]),
+            ],
+        );
+        let got = pairs(&dsts(&DUAL), &h, &v, &Options::default());
+        assert_eq!(
+            pair_strings(&got),
+            expect(&[
+                ("2001:db8:9::2", "2001:db8:1::2"),
+                ("198.51.100.1", "192.0.2.2"),
+                ("198.51.100.2", "192.0.2.2"),
+            ])
+        );
+    }
+
+    #[test]
+    fn rtt_decides_between_rules_8_and_9() {
+        // Rule 9 prefers 2001:db8:1::1 (64 bits in common with the source).
+        let h = host(vec![src("2001:db8:1::2")]);
+        let list = dsts(&["2001:db8:1::1", "2001:db8:9::1"]);
+        let plain = pairs(&list, &h, &Verdicts::default(), &Options::default());
+        assert_eq!(plain[0].destination, ip("2001:db8:1::1"));
+        // Both measured: the lower RTT wins over rule 9.
+        let v = verdicts(
+            vec![],
+            vec![
+                destination_verdict("2001:db8:1::1", true, State::Ok, &[("2001:db8:1::2", 80)]),
+                destination_verdict("2001:db8:9::1", true, State::Ok, &[("2001:db8:1::2", 20)]),
+            ],
+        );
+        let got = pairs(&list, &h, &v, &Options::default());
+        assert_eq!(got[0].destination, ip("2001:db8:9::1"));
+        assert_eq!(got[0].rtt, Some(Duration::from_millis(20)));
+        // Only one measured: rule 9 again.
+        let one = verdicts(
+            vec![],
+            vec![destination_verdict(
+                "2001:db8:9::1",
+                true,
+                State::Ok,
+                &[("2001:db8:1::2", 20)],
+            )],
+        );
+        let got = pairs(&list, &h, &one, &Options::default());
+        assert_eq!(got[0].destination, ip("2001:db8:1::1"));
+    }
+
+    #[test]
+    fn rtt_orders_ipv4_and_never_beats_earlier_rules() {
+        let h = dual_host();
+        let v = verdicts(
+            vec![
+                source_verdict(&h.addresses[0], State::Ok, Some(90)),
+                source_verdict(&h.addresses[1], State::Ok, Some(10)),
+            ],
+            vec![
+                destination_verdict("198.51.100.1", true, State::Ok, &[("192.0.2.2", 50)]),
+                destination_verdict("198.51.100.2", true, State::Ok, &[("192.0.2.2", 30)]),
+            ],
+        );
+        let got = pairs(&dsts(&DUAL), &h, &v, &Options::default());
+        // IPv6 stays first (rule 6 before the RTT rule) although slower;
+        // among the A records the faster path comes first.
+        assert_eq!(
+            pair_strings(&got),
+            expect(&[
+                ("2001:db8:9::1", "2001:db8:1::2"),
+                ("198.51.100.2", "192.0.2.2"),
+                ("2001:db8:9::2", "2001:db8:1::2"),
+                ("198.51.100.1", "192.0.2.2"),
+            ])
+        );
+        // The IPv6 pairs carry the source's RTT, as no path was measured.
+        assert_eq!(got[0].rtt, Some(Duration::from_millis(90)));
+    }
+
+    // ---- RFC 8305 §4 interleaving -------------------------------------------
+
+    #[test]
+    fn interleave_by_family() {
+        let is4 = |s: &&str| s.contains('.');
+        let cases: [(&[&str], usize, &[&str]); 6] = [
+            (
+                &["a:1", "a:2", "a:3", "4.1", "4.2"],
+                1,
+                &["a:1", "4.1", "a:2", "4.2", "a:3"],
+            ),
+            (
+                &["a:1", "a:2", "a:3", "4.1", "4.2"],
+                2,
+                &["a:1", "a:2", "4.1", "a:3", "4.2"],
+            ),
+            (
+                &["4.1", "a:1", "a:2", "4.2"],
+                1,
+                &["4.1", "a:1", "4.2", "a:2"],
+            ),
+            (&["a:1", "a:2", "4.1"], 0, &["a:1", "4.1", "a:2"]),
+            (
+                &["a:1", "4.1", "4.2", "4.3"],
+                2,
+                &["a:1", "4.1", "4.2", "4.3"],
+            ),
+            (&[], 1, &[]),
+        ];
+        for (input, count, want) in cases {
+            assert_eq!(
+                interleave(input.to_vec(), count, is4),
+                want,
+                "{input:?} {count}"
+            );
+        }
+    }
+
+    #[test]
+    fn pairs_interleave_with_first_family_count_2() {
+        let options = Options {
+            first_family_count: 2,
+            ..Options::default()
+        };
+        let got = pairs(&dsts(&DUAL), &dual_host(), &Verdicts::default(), &options);
+        let order: Vec<String> = got.iter().map(|p| p.destination.to_string()).collect();
+        assert_eq!(
+            order,
+            [
+                "2001:db8:9::1",
+                "2001:db8:9::2",
+                "198.51.100.1",
+                "198.51.100.2"
+            ]
+        );
+    }
+
+    // ---- invariants ----------------------------------------------------------
+
+    const POOL: [&str; 12] = [
+        "2001:db8:1::1",
+        "2001:db8:9::1",
+        "2002:c633:6401::1",
+        "2001:0:4136:e378::1",
+        "fd00:1::1",
+        "fe80::1",
+        "198.51.100.1",
+        "192.0.2.1",
+        "10.1.2.3",
+        "169.254.9.9",
+        "::ffff:198.51.100.7",
+        "ff05::1",
+    ];
+    const SOURCES: [&str; 7] = [
+        "2001:db8:1::2",
+        "2002:c633:6401::2",
+        "fd00:1::2",
+        "fe80::2",
+        "192.0.2.2",
+        "10.1.2.4",
+        "169.254.1.1",
+    ];
+
+    proptest! {
+        #[test]
+        fn pairs_only_permute_and_keep_what_can_work(
+            picks in proptest::collection::vec(0..POOL.len(), 0..12),
+            have in proptest::collection::vec(any::<bool>(), SOURCES.len()),
+            update in any::<bool>(),
+            count in 0usize..4,
+        ) {
+            let list: Vec<IpAddr> = picks.iter().map(|&i| ip(POOL[i])).collect();
+            let h = host(SOURCES.iter().zip(&have).filter(|(_, h)| **h).map(|(s, _)| src(s)).collect());
+            let options = Options {
+                table: if update { Table::Update } else { Table::Rfc6724 },
+                first_family_count: count,
+            };
+            let got = pairs(&list, &h, &Verdicts::default(), &options);
+            // Never adds: every output destination is taken from the input.
+            let mut left = list.clone();
+            for p in &got {
+                let i = left.iter().position(|d| *d == p.destination);
+                prop_assert!(i.is_some(), "{} was added", p.destination);
+                left.swap_remove(i.unwrap_or_default());
+                prop_assert!(h.addresses.contains(&p.source));
+            }
+            // Keeps every destination that has a usable source.
+            let policy = Policy::new(options.table, &h);
+            for d in left {
+                let route = Route::to(d, &h);
+                prop_assert!(select_source(d, &route, &h.addresses, &policy).is_none(), "{d} was dropped");
+            }
+            // sort_destinations is a permutation of its input.
+            let mut sorted: Vec<IpAddr> = sort_destinations(&list, &h, &policy).into_iter().map(|(d, _)| d).collect();
+            let mut input = list.clone();
+            sorted.sort();
+            input.sort();
+            prop_assert_eq!(sorted, input);
+        }
+    }
 }
