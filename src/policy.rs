@@ -1214,7 +1214,7 @@ mod tests {
     }
 
     #[test]
-    fn source_rule_6_beats_rule_7_and_7_beats_8() {
+    fn source_rule_7_prefer_temporary_before_rule_8() {
         // Rule 7 over rule 8: the temporary one shares less with the destination.
         let candidates = [src("2001:db8:1::2"), temporary("2001:db8:1::8000:0:0:2")];
         assert_eq!(
