@@ -10,6 +10,7 @@
 //! | [`dns::upstream`] | forwarding to upstream resolvers | yes |
 //! | [`dns::server`] | UDP/TCP listeners, ACL, limits | yes |
 //! | [`inventory`] | interfaces, addresses and classes, default gateways | yes, behind a trait |
+//! | [`policy`] | RFC 6724 source and destination selection + verdicts, family interleave | no |
 //! | [`daemon`] | wiring, signals, reload | yes |
 #![forbid(unsafe_code)]
 
@@ -17,4 +18,5 @@ pub mod config;
 pub mod daemon;
 pub mod dns;
 pub mod inventory;
+pub mod policy;
 pub mod probe;
