@@ -105,6 +105,10 @@ pub struct HostPort {
 pub struct Policy {
     pub filter: Filter,
     pub break_dnssec: bool,
+    /// The RFC 6724 policy table `/pairs` sorts with.
+    pub table: crate::policy::Table,
+    /// RFC 8305 §4 "First Address Family Count" of `/pairs` (1..=16).
+    pub first_family_count: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -223,6 +227,8 @@ impl Default for Config {
             policy: Policy {
                 filter: Filter::Auto,
                 break_dnssec: false,
+                table: crate::policy::Table::Rfc6724,
+                first_family_count: 1,
             },
         }
     }
@@ -340,6 +346,8 @@ struct RawProbe {
 struct RawPolicy {
     filter: Option<Spanned<String>>,
     break_dnssec: Option<bool>,
+    table: Option<Spanned<String>>,
+    first_family_count: Option<Spanned<i64>>,
 }
 
 // ---- stage 2: validation --------------------------------------------------
@@ -451,9 +459,28 @@ impl RawConfig {
                 }
             },
         };
+        let table = match self.policy.table {
+            None => d.policy.table,
+            Some(t) => match t.get_ref().as_str() {
+                "rfc6724" => crate::policy::Table::Rfc6724,
+                "update" => crate::policy::Table::Update,
+                other => {
+                    let message =
+                        format!("policy.table: {other:?} is not \"rfc6724\" or \"update\"");
+                    return invalid(t.span(), message);
+                }
+            },
+        };
         let policy = Policy {
             filter,
             break_dnssec: self.policy.break_dnssec.unwrap_or(d.policy.break_dnssec),
+            table,
+            first_family_count: ranged(
+                "policy.first_family_count",
+                &self.policy.first_family_count,
+                1..=16,
+            )?
+            .unwrap_or(d.policy.first_family_count),
         };
 
         Ok(Config {
@@ -749,6 +776,8 @@ mod tests {
         let RawPolicy {
             filter,
             break_dnssec,
+            table,
+            first_family_count,
         } = policy;
         let present = [
             ("dns.listen", listen.is_some()),
@@ -770,6 +799,8 @@ mod tests {
             ("probe.exclude_interfaces", exclude_interfaces.is_some()),
             ("policy.filter", filter.is_some()),
             ("policy.break_dnssec", break_dnssec.is_some()),
+            ("policy.table", table.is_some()),
+            ("policy.first_family_count", first_family_count.is_some()),
         ];
         for (key, is_present) in present {
             assert!(is_present, "config/getapr.toml does not state {key}");
@@ -803,6 +834,8 @@ exclude_interfaces = ["docker*"]
 [policy]
 filter = "off"
 break_dnssec = true
+table = "update"
+first_family_count = 2
 "#,
         )
         .unwrap();
@@ -846,6 +879,8 @@ break_dnssec = true
             policy: Policy {
                 filter: Filter::Off,
                 break_dnssec: true,
+                table: crate::policy::Table::Update,
+                first_family_count: 2,
             },
         };
         assert_eq!(config, expected);
@@ -894,7 +929,7 @@ break_dnssec = true
             ("[dns]\nlisten = [\"127.0.0.1:53\"]\nbogus = 3\n",
              "3:1: unknown field `bogus`, expected one of `listen`, `upstreams`, `resolv_conf`, \
               `timeout_ms`, `cache_size`, `allow`, `udp_max_size`, `max_inflight`, `tcp_max_connections`"),
-            ("[policy]\n\n  colour = 1\n", "3:3: unknown field `colour`, expected `filter` or `break_dnssec`"),
+            ("[policy]\n\n  colour = 1\n", "3:3: unknown field `colour`, expected one of `filter`, `break_dnssec`, `table`, `first_family_count`"),
             ("[dns]\ntimeout_ms = \"fast\"\n", "2:14: invalid type: string \"fast\", expected i64"),
             ("[dns]\nlisten = \"127.0.0.1:53\"\n", "2:10: invalid type: string \"127.0.0.1:53\", expected a sequence"),
             ("[dns]\nlisten = [53]\n", "2:11: invalid type: integer `53`, expected a string"),
@@ -954,6 +989,8 @@ break_dnssec = true
             ("[probe]\ninterfaces = [\"\"]\n", r#"2:15: probe.interfaces: "" is not an interface name (at most 15 characters, `*` only at the end)"#),
             ("[probe]\ninterfaces = [\"sixteen-chars-xx\"]\n", r#"2:15: probe.interfaces: "sixteen-chars-xx" is not an interface name (at most 15 characters, `*` only at the end)"#),
             ("[policy]\nfilter = \"on\"\n", r#"2:10: policy.filter: "on" is not "off" or "auto""#),
+            ("[policy]\ntable = \"rfc3484\"\n", r#"2:9: policy.table: "rfc3484" is not "rfc6724" or "update""#),
+            ("[policy]\nfirst_family_count = 0\n", "2:22: policy.first_family_count: 0 is outside 1..=16"),
         ]);
     }
 

@@ -298,6 +298,7 @@ pub struct Engine {
     sources: BTreeMap<SourceKey, Source>,
     gateways4: Vec<Gateway>,
     gateways6: Vec<Gateway>,
+    host: Arc<Snapshot>,
     in_flight: HashMap<u64, InFlight>,
     next_id: u64,
     paths: HashMap<(SourceKey, IpAddr), Path>,
@@ -325,6 +326,7 @@ impl Engine {
     /// `poll`, without waiting for an interval.
     pub fn set_inventory(&mut self, now: Instant, snapshot: &Snapshot) {
         self.inventory_known = true;
+        self.host = Arc::new(snapshot.clone());
         self.gateways4 = snapshot.gateways4.clone();
         self.gateways6 = snapshot.gateways6.clone();
         let mut keep = BTreeMap::new();
@@ -740,7 +742,11 @@ impl Engine {
             .collect();
 
         let mut by_prefix: BTreeMap<IpNet, Vec<State>> = BTreeMap::new();
-        for d in &destinations {
+        // An address inside a NAT64 prefix is an IPv4 destination behind
+        // the translator: its /64 is the translator's, shared by all of
+        // them, so one dead IPv4 site must not condemn the rest.
+        let translated = |a: &IpAddr| super::nat64::behind(&self.nat64, *a).is_some();
+        for d in destinations.iter().filter(|d| !translated(&d.address)) {
             by_prefix
                 .entry(prefix_of(d.address))
                 .or_default()
@@ -762,6 +768,7 @@ impl Engine {
             destinations,
             flags,
             nat64_prefixes: self.nat64.clone(),
+            host: Arc::clone(&self.host),
         }
     }
 

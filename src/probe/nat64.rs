@@ -5,7 +5,7 @@
 //! [`extract`] translate between an IPv4 address and its IPv6 form under a
 //! prefix.
 
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnet::Ipv6Net;
 
@@ -60,6 +60,15 @@ pub fn extract(prefix: Ipv6Net, v6: Ipv6Addr) -> Option<Ipv4Addr> {
         return None;
     }
     Some(Ipv4Addr::from(at.map(|i| o[i])))
+}
+
+/// The IPv4 destination behind `addr` when it lies in one of the NAT64
+/// `prefixes` (RFC 6052 §2.3), else `None`.
+pub fn behind(prefixes: &[Ipv6Net], addr: IpAddr) -> Option<Ipv4Addr> {
+    let IpAddr::V6(v6) = addr else {
+        return None;
+    };
+    prefixes.iter().find_map(|&p| extract(p, v6))
 }
 
 /// The NAT64 prefixes revealed by the AAAA records of `ipv4only.arpa`
@@ -130,6 +139,22 @@ mod tests {
             assert_eq!(embed(net(prefix), v4), Some(v6(want)), "{prefix}");
             assert_eq!(extract(net(prefix), v6(want)), Some(v4), "{prefix}");
         }
+    }
+
+    #[test]
+    fn behind_finds_the_ipv4_destination_under_any_known_prefix() {
+        let prefixes: Vec<Ipv6Net> = vec![
+            "64:ff9b::/96".parse().unwrap(),
+            "2001:db8:64::/48".parse().unwrap(),
+        ];
+        let v4 = Ipv4Addr::new(198, 51, 100, 7);
+        for p in &prefixes {
+            let v6 = embed(*p, v4).unwrap();
+            assert_eq!(behind(&prefixes, IpAddr::V6(v6)), Some(v4), "{p}");
+        }
+        assert_eq!(behind(&prefixes, "2001:db8:1::7".parse().unwrap()), None);
+        assert_eq!(behind(&prefixes, IpAddr::V4(v4)), None);
+        assert_eq!(behind(&[], "64:ff9b::c633:6407".parse().unwrap()), None);
     }
 
     #[test]

@@ -5,11 +5,12 @@
 //! locks and may cache work keyed by its generation.
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
-use crate::inventory::Class;
+use crate::inventory::{Class, Snapshot};
 
 /// A verdict. For a destination, `Failed` is what the design calls dead.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
@@ -64,6 +65,10 @@ pub struct Verdicts {
     pub destinations: Vec<DestinationVerdict>,
     pub flags: Flags,
     pub nat64_prefixes: Vec<Ipv6Net>,
+    /// The inventory these verdicts were computed on (after the interface
+    /// filter): readers need its subnets and gateways for RFC 6724 source
+    /// selection and to tell on-link destinations from Internet ones.
+    pub host: Arc<Snapshot>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
