@@ -421,6 +421,7 @@ fn settings(config: &Config) -> Result<Settings, Error> {
             config.dns.max_inflight,
         )),
         tcp_slots: Arc::new(Semaphore::new(config.dns.tcp_max_connections)),
+        policy: config.policy.clone(),
     })
 }
 

@@ -34,6 +34,8 @@ pub struct Settings {
     pub udp_cap: u16,
     pub pool: Arc<Pool>,
     pub tcp_slots: Arc<Semaphore>,
+    /// `[policy]`: how answers are rewritten and `/pairs` sorted.
+    pub policy: crate::config::Policy,
 }
 
 /// State shared by every listener of the daemon.
