@@ -986,7 +986,7 @@ fn checked(command: &mut Command, stdin: Option<&str>) -> String {
 
 /// The Python 3 interpreter itself, not a wrapper around it (pyenv's shim
 /// costs 100 ms a start): `sys.executable`, found once.
-fn python() -> &'static OsStr {
+pub fn python() -> &'static OsStr {
     static PYTHON: OnceLock<String> = OnceLock::new();
     OsStr::new(PYTHON.get_or_init(|| {
         Command::new("python3")
@@ -1041,9 +1041,9 @@ fn remove_netns_etc(dir: &Path) {
     }
 }
 
-/// Removes the namespaces, `/etc/netns` entries and tayga directories of
-/// labs whose test process is gone (killed before its `Drop` ran), once per
-/// process.
+/// Removes the namespaces, `/etc/netns` entries and tayga (and labdns)
+/// directories of labs whose test process is gone (killed before its
+/// `Drop` ran), once per process.
 fn remove_stale_labs() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
@@ -1068,7 +1068,8 @@ fn remove_stale_labs() {
         };
         for entry in entries.flatten() {
             let name = entry.file_name();
-            if stale(&name.to_string_lossy(), &["tayga"]).is_some() {
+            // `labdns`: the servers' directories of `common::labdns`.
+            if stale(&name.to_string_lossy(), &["tayga", "labdns"]).is_some() {
                 let _ = std::fs::remove_dir_all(entry.path());
             }
         }

@@ -8,6 +8,8 @@
 //! | [`client`] | UDP/TCP exchanges with timeouts, query builders |
 //! | [`compare`] | [`compare()`]: what a client gets via getapr vs directly |
 //! | [`daemon`] | [`start_getapr`] and the config text it runs with |
+//! | [`lab`] | the network-namespace lab (root) |
+//! | [`labdns`] | Knot, Unbound (DNS64) and getapr in the lab; DNS clients there |
 //!
 //! Everything binds `127.0.0.1` only; nothing needs root or the network.
 
@@ -21,6 +23,7 @@ pub mod compare;
 pub mod daemon;
 pub mod fake;
 pub mod lab;
+pub mod labdns;
 
 pub use auth::AuthUpstream;
 pub use client::{
