@@ -672,3 +672,71 @@ fn lab_dns_directory_is_removed() {
     drop(dns_servers);
     assert!(!Path::new(&dir).exists(), "{} left behind", dir.display());
 }
+
+/// The checkers above, on replies built here (no root needed): a proper
+/// filtered reply passes, and each way of falling short is named.
+#[test]
+fn filtered_reply_checker_accepts_the_spec_and_names_each_shortfall() {
+    use hickory_proto::op::{Edns, MessageType, OpCode};
+    use hickory_proto::rr::rdata::opt::EdnsOption;
+    use hickory_proto::rr::rdata::{AAAA, SOA};
+    use hickory_proto::rr::{Name, RData};
+
+    let zone = Name::from_ascii("lab.example.").unwrap();
+    let build = |soa_ttl: Option<u32>, ede: Option<(u16, &str)>, answer: bool| {
+        let mut reply = Message::new(7, MessageType::Response, OpCode::Query);
+        reply.metadata.response_code = ResponseCode::NoError;
+        if answer {
+            reply.add_answer(Record::from_rdata(
+                Name::from_ascii("dual.lab.example.").unwrap(),
+                300,
+                RData::AAAA(AAAA(DUAL6)),
+            ));
+        }
+        if let Some(ttl) = soa_ttl {
+            let soa = SOA::new(zone.clone(), zone.clone(), 1, 3600, 600, 86400, 300);
+            reply.add_authority(Record::from_rdata(zone.clone(), ttl, RData::SOA(soa)));
+        }
+        let mut edns = Edns::new();
+        if let Some((code, text)) = ede {
+            let mut data = code.to_be_bytes().to_vec();
+            data.extend_from_slice(text.as_bytes());
+            edns.options_mut().insert(EdnsOption::Unknown(15, data));
+        }
+        reply.set_edns(edns);
+        // Through the wire, as the tests see replies.
+        common::client::parse(&reply.to_vec().unwrap())
+    };
+
+    let good = build(Some(60), Some((17, "no working IPv6 source")), false);
+    assert_eq!(filtered_problems(&good), Vec::<String>::new());
+    assert_eq!(
+        labdns::extended_errors(&good),
+        [(17, "no working IPv6 source".to_owned())]
+    );
+
+    let cases = [
+        (
+            build(Some(60), Some((17, "x")), true),
+            "expected none (NODATA)",
+        ),
+        (build(None, Some((17, "x")), false), "no SOA"),
+        (build(Some(300), Some((17, "x")), false), "at most 60"),
+        (build(Some(60), None, false), "no Extended DNS Error 17"),
+        (
+            build(Some(60), Some((18, "x")), false),
+            "no Extended DNS Error 17",
+        ),
+        (build(Some(60), Some((17, "")), false), "no EXTRA-TEXT"),
+    ];
+    for (reply, expected) in cases {
+        let problems = filtered_problems(&reply);
+        assert!(
+            problems.len() == 1 && problems[0].contains(expected),
+            "expected one problem with {expected:?}, got {problems:?}"
+        );
+    }
+    let mut refused = build(Some(60), Some((17, "x")), false);
+    refused.metadata.response_code = ResponseCode::Refused;
+    assert!(filtered_problems(&refused)[0].contains("expected NOERROR"));
+}
