@@ -649,7 +649,7 @@ fn common_prefix_len(source: &Address, dst: IpAddr) -> u32 {
 }
 
 /// `addr` lies in the subnet of `source` (its address and prefix length).
-fn in_subnet(source: &Address, addr: IpAddr) -> bool {
+pub(crate) fn in_subnet(source: &Address, addr: IpAddr) -> bool {
     let len = source.prefix_len;
     match (source.addr.to_canonical(), addr) {
         (IpAddr::V4(s), IpAddr::V4(a)) => {

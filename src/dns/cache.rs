@@ -285,6 +285,15 @@ impl<V> Cache<V> {
         self.lookup(key, now, max_stale)
     }
 
+    /// The fresh entry for `key`, to look at or change, without marking it
+    /// used or counting a hit or miss: for the daemon's own bookkeeping
+    /// (the rewritten view of an entry, the other family of a name).
+    pub fn peek_mut(&mut self, key: &Key, now: Instant) -> Option<&mut V> {
+        let &idx = self.map.get(key)?;
+        let node = &mut self.nodes[slot(idx)];
+        is_live(node.expires, Duration::ZERO, now).then_some(&mut node.value)
+    }
+
     /// Stores `value` for `key` as the most recently used entry, fresh until
     /// `now + ttl`.
     ///

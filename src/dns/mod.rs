@@ -1,6 +1,7 @@
 //! The DNS stub: wire format, cache, upstream forwarding and the listeners.
 
 pub mod cache;
+pub mod rewrite;
 pub mod server;
 pub mod upstream;
 pub mod wire;

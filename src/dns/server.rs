@@ -14,10 +14,12 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::cache::{self, Cache, Key};
+use super::rewrite::{self, Context, Other};
 use super::upstream::{Failure, Outcome, Pool};
 use super::wire::{self, Header, Query, Reply, rcode};
+use crate::config::Filter;
 use crate::probe::driver::Input;
-use crate::probe::verdicts::Verdicts;
+use crate::probe::verdicts::{State, Verdicts};
 
 /// RFC 7766 §6.2.3 asks servers to keep idle connections open "at least a
 /// few seconds"; 10 s is what Unbound and dnsmasq use by default.
@@ -25,6 +27,11 @@ const TCP_IDLE: Duration = Duration::from_secs(10);
 /// Queries of one TCP connection being resolved at once; reading pauses
 /// beyond this, so one client cannot pile up unbounded work.
 const TCP_PIPELINE: usize = 128;
+/// How long an answer whose every address would be filtered waits for the
+/// name's other family (module doc of [`rewrite`]); past it the answer goes
+/// out unfiltered. The other query usually runs beside the first one (see
+/// [`Shared::forward`]), so this bounds a slow upstream, not the usual case.
+const OTHER_FAMILY_DEADLINE: Duration = Duration::from_millis(500);
 
 /// What the listeners read on every query; replaced whole on reload.
 #[derive(Debug)]
@@ -42,13 +49,45 @@ pub struct Settings {
 #[derive(Debug)]
 pub struct Shared {
     pub settings: ArcSwap<Settings>,
-    pub cache: Mutex<Cache<Arc<Reply>>>,
+    pub cache: Mutex<Cache<Cached>>,
     /// What the probe engine knows, read without locks.
     pub verdicts: Arc<ArcSwap<Verdicts>>,
     /// Where answers' addresses go to be probed, while probing runs.
     pub probe_inputs: ArcSwapOption<mpsc::Sender<Input>>,
     /// Every task that owes a client an answer, so shutdown can drain them.
     pub tracker: TaskTracker,
+}
+
+/// A cache entry: the upstream's reply, and what the verdicts made of it
+/// for one [`Stamp`] (recomputed when the stamp moves, not per answer).
+#[derive(Debug)]
+pub struct Cached {
+    pub reply: Arc<Reply>,
+    view: Option<(Stamp, Arc<Reply>)>,
+}
+
+impl Cached {
+    pub fn new(reply: Arc<Reply>) -> Cached {
+        Cached { reply, view: None }
+    }
+}
+
+/// What a rewritten view depends on: the verdicts and the `[policy]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    generation: u64,
+    filter: Filter,
+    break_dnssec: bool,
+}
+
+impl Stamp {
+    fn new(verdicts: &Verdicts, policy: &crate::config::Policy) -> Stamp {
+        Stamp {
+            generation: verdicts.generation,
+            filter: policy.filter,
+            break_dnssec: policy.break_dnssec,
+        }
+    }
 }
 
 /// What to do with a received message.
@@ -112,37 +151,160 @@ impl Shared {
         }
         let (name, qtype, qclass) = query.parts();
         let key = Key::new(name, qtype, qclass, query.do_bit(), header.cd());
+        let now = Instant::now();
+        let verdicts = self.verdicts.load();
+        let stamp = Stamp::new(&verdicts, &settings.policy);
         let mut cache = cache::lock(&self.cache);
-        if let Some((reply, age)) = cache.get(&key, Instant::now()) {
-            reply.render(&shape, age_secs(age), out);
+        let Some((entry, age)) = cache.get(&key, now) else {
+            return Step::Forward(key);
+        };
+        if let Some((s, view)) = &entry.view
+            && *s == stamp
+        {
+            view.render(&shape, age_secs(age), out);
             return Step::Reply;
         }
-        Step::Forward(key)
+        // The verdicts moved since this entry was last answered from.
+        let upstream = Arc::clone(&entry.reply);
+        let ctx = context(&verdicts, &settings.policy);
+        match view_from_cache(&mut cache, &key, &upstream, &ctx, stamp, now) {
+            Some(view) => {
+                view.render(&shape, age_secs(age), out);
+                Step::Reply
+            }
+            // Every address would go and the other family is not cached:
+            // that needs a lookup, which is the slow path's business.
+            None => Step::Forward(key),
+        }
     }
 
-    /// Resolves a cache miss and writes the answer fitted to the client.
-    pub async fn forward(&self, pool: &Arc<Pool>, key: Key, packet: &[u8], udp: bool) -> Vec<u8> {
+    /// Resolves a cache miss (or a hit whose rewrite needs the name's other
+    /// family) and writes the answer fitted to the client.
+    pub async fn forward(
+        self: &Arc<Self>,
+        pool: &Arc<Pool>,
+        key: Key,
+        packet: &[u8],
+        udp: bool,
+    ) -> Vec<u8> {
         let mut out = Vec::new();
         let Ok(query) = Query::parse(packet) else {
             return out;
         };
-        let cap = udp.then_some(self.settings.load().udp_cap);
-        let shape = query.shape(cap);
-        match self.resolve(pool, key.clone(), packet).await {
-            Ok(reply) => {
-                // Clients' answers only: the daemon's own lookups (STUN
-                // servers, ipv4only.arpa) are no destinations to probe.
-                self.learn(&key, &reply);
-                reply.render(&shape, 0, &mut out);
-            }
-            Err(e) => {
-                if matches!(*e, Failure::Busy) {
-                    tracing::debug!("upstream queries at their cap; answering SERVFAIL");
+        let settings = self.settings.load_full();
+        let shape = query.shape(udp.then_some(settings.udp_cap));
+        let cached = cache::lock(&self.cache)
+            .get(&key, Instant::now())
+            .map(|(e, age)| (Arc::clone(&e.reply), age_secs(age)));
+        let mut other = None;
+        let (reply, age) = match cached {
+            Some(hit) => hit,
+            None => {
+                other = self.other_family_beside(&key, &settings.policy);
+                match self.resolve(pool, key.clone(), packet).await {
+                    Ok(reply) => {
+                        // Clients' answers only: the daemon's own lookups
+                        // (STUN servers, ipv4only.arpa) are no destinations
+                        // to probe.
+                        self.learn(&key, &reply);
+                        (reply, 0)
+                    }
+                    Err(e) => {
+                        if matches!(*e, Failure::Busy) {
+                            tracing::debug!("upstream queries at their cap; answering SERVFAIL");
+                        }
+                        wire::error_reply(&shape, 0, rcode::SERVFAIL, &mut out);
+                        return out;
+                    }
                 }
-                wire::error_reply(&shape, 0, rcode::SERVFAIL, &mut out);
             }
-        }
+        };
+        let view = self.view(&key, &reply, &settings.policy, other).await;
+        view.render(&shape, age, &mut out);
         out
+    }
+
+    /// When the verdicts already say the asked family cannot work, the
+    /// answer is likely to be filtered, which needs the other family's
+    /// answer: ask for it at once, beside the client's query, so the
+    /// filtering costs no extra round trip.
+    fn other_family_beside(
+        self: &Arc<Self>,
+        key: &Key,
+        policy: &crate::config::Policy,
+    ) -> Option<tokio::task::JoinHandle<Option<Arc<Reply>>>> {
+        let other = rewrite::other_type(key.qtype())?;
+        let verdicts = self.verdicts.load();
+        let family = if key.qtype() == wire::rtype::A {
+            verdicts.families.ipv4
+        } else {
+            verdicts.families.ipv6
+        };
+        if policy.filter != Filter::Auto || family != State::Failed || rewrite::exempt(key.qname())
+        {
+            return None;
+        }
+        let shared = Arc::clone(self);
+        let name = key.qname().to_vec();
+        let qclass = key.qclass();
+        Some(tokio::spawn(async move {
+            shared.lookup_wire(&name, other, qclass).await.ok()
+        }))
+    }
+
+    /// The reply to send for `upstream` under the present verdicts: the
+    /// cached view when it is current, else computed (asking for the other
+    /// family when the rewrite needs it) and kept in the cache entry.
+    async fn view(
+        &self,
+        key: &Key,
+        upstream: &Arc<Reply>,
+        policy: &crate::config::Policy,
+        beside: Option<tokio::task::JoinHandle<Option<Arc<Reply>>>>,
+    ) -> Arc<Reply> {
+        let verdicts = self.verdicts.load_full();
+        let stamp = Stamp::new(&verdicts, policy);
+        let ctx = context(&verdicts, policy);
+        if let Some(view) = view_from_cache(
+            &mut cache::lock(&self.cache),
+            key,
+            upstream,
+            &ctx,
+            stamp,
+            Instant::now(),
+        ) {
+            return view;
+        }
+        let Some(other_type) = rewrite::other_type(key.qtype()) else {
+            return Arc::clone(upstream);
+        };
+        let lookup = async {
+            match beside {
+                Some(task) => task.await.ok().flatten(),
+                None => (self
+                    .lookup_wire(key.qname(), other_type, key.qclass())
+                    .await)
+                    .ok(),
+            }
+        };
+        let other = tokio::time::timeout(OTHER_FAMILY_DEADLINE, lookup)
+            .await
+            .ok()
+            .flatten();
+        let outcome = match &other {
+            Some(o) => rewrite::rewrite(upstream, key.qtype(), key.do_bit(), &ctx, Other::Reply(o)),
+            None => rewrite::rewrite(upstream, key.qtype(), key.do_bit(), &ctx, Other::Failed),
+        };
+        let view = into_view(outcome, upstream, key);
+        // A view made without the other answer is not kept: the next
+        // answer may have it.
+        if other.is_some()
+            && let Some(entry) = cache::lock(&self.cache).peek_mut(key, Instant::now())
+            && Arc::ptr_eq(&entry.reply, upstream)
+        {
+            entry.view = Some((stamp, Arc::clone(&view)));
+        }
+        view
     }
 
     /// Asks the upstreams (merged with identical queries in flight) and
@@ -150,9 +312,84 @@ impl Shared {
     async fn resolve(&self, pool: &Arc<Pool>, key: Key, packet: &[u8]) -> Outcome {
         let reply = pool.resolve(key.clone(), packet).await?;
         if let Some(ttl) = cache::lifetime(&reply) {
-            cache::lock(&self.cache).insert(key, Arc::clone(&reply), Instant::now(), ttl);
+            let entry = Cached::new(Arc::clone(&reply));
+            cache::lock(&self.cache).insert(key, entry, Instant::now(), ttl);
         }
         Ok(reply)
+    }
+}
+
+fn context<'a>(verdicts: &'a Verdicts, policy: &crate::config::Policy) -> Context<'a> {
+    Context {
+        verdicts,
+        filter: policy.filter,
+        break_dnssec: policy.break_dnssec,
+    }
+}
+
+/// The view of `upstream` for `stamp`, from the entry when it is current,
+/// else computed with the other family's answer from the cache and kept.
+/// `None` when the rewrite needs the other family and the cache lacks it.
+fn view_from_cache(
+    cache: &mut Cache<Cached>,
+    key: &Key,
+    upstream: &Arc<Reply>,
+    ctx: &Context<'_>,
+    stamp: Stamp,
+    now: Instant,
+) -> Option<Arc<Reply>> {
+    if let Some(entry) = cache.peek_mut(key, now)
+        && Arc::ptr_eq(&entry.reply, upstream)
+        && let Some((s, view)) = &entry.view
+        && *s == stamp
+    {
+        return Some(Arc::clone(view));
+    }
+    let (qtype, do_bit) = (key.qtype(), key.do_bit());
+    let mut outcome = if rewrite::exempt(key.qname()) {
+        rewrite::Outcome::Same
+    } else {
+        rewrite::rewrite(upstream, qtype, do_bit, ctx, Other::Unasked)
+    };
+    if outcome == rewrite::Outcome::NeedOther {
+        let other_type = rewrite::other_type(qtype)?;
+        // The other family as a client asked it (same DO and CD), else as
+        // the daemon asks it.
+        let other = [
+            Key::new(key.qname(), other_type, key.qclass(), do_bit, key.cd()),
+            Key::new(key.qname(), other_type, key.qclass(), false, false),
+        ]
+        .iter()
+        .find_map(|k| cache.peek_mut(k, now).map(|e| Arc::clone(&e.reply)))?;
+        outcome = rewrite::rewrite(upstream, qtype, do_bit, ctx, Other::Reply(&other));
+    }
+    let view = into_view(outcome, upstream, key);
+    if let Some(entry) = cache.peek_mut(key, now)
+        && Arc::ptr_eq(&entry.reply, upstream)
+    {
+        entry.view = Some((stamp, Arc::clone(&view)));
+    }
+    Some(view)
+}
+
+fn into_view(outcome: rewrite::Outcome, upstream: &Arc<Reply>, key: &Key) -> Arc<Reply> {
+    match outcome {
+        rewrite::Outcome::Same | rewrite::Outcome::NeedOther => Arc::clone(upstream),
+        rewrite::Outcome::Reordered(r) => Arc::new(r),
+        rewrite::Outcome::Filtered {
+            reply,
+            removed,
+            nodata,
+            why,
+        } => {
+            tracing::debug!(
+                qtype = key.qtype(),
+                removed,
+                nodata,
+                "answer filtered: {why}"
+            );
+            Arc::new(reply)
+        }
     }
 }
 
@@ -161,7 +398,20 @@ impl Shared {
     /// sidecar): the same cache and upstreams as a client's query, no second
     /// resolver.
     pub async fn lookup(&self, name: &str, qtype: u16) -> Result<Arc<Reply>, LookupError> {
-        let mut packet = Vec::with_capacity(64);
+        let mut qname = Vec::with_capacity(64);
+        wire::write_name(name, &mut qname).ok_or(LookupError::BadName)?;
+        self.lookup_wire(&qname, qtype, wire::CLASS_IN).await
+    }
+
+    /// [`Shared::lookup`] of a name in wire format: upstream's reply as it
+    /// came (never rewritten), from the cache when it is there.
+    async fn lookup_wire(
+        &self,
+        qname: &[u8],
+        qtype: u16,
+        qclass: u16,
+    ) -> Result<Arc<Reply>, LookupError> {
+        let mut packet = Vec::with_capacity(HEADER_LEN_HINT + qname.len());
         Header {
             id: rand::random(),
             flags: wire::flag::RD,
@@ -171,14 +421,14 @@ impl Shared {
             arcount: 0,
         }
         .write(&mut packet);
-        wire::write_name(name, &mut packet).ok_or(LookupError::BadName)?;
+        packet.extend_from_slice(qname);
         packet.extend_from_slice(&qtype.to_be_bytes());
-        packet.extend_from_slice(&1u16.to_be_bytes());
+        packet.extend_from_slice(&qclass.to_be_bytes());
         let query = Query::parse(&packet).map_err(|_| LookupError::BadName)?;
         let (qname, _, qclass) = query.parts();
         let key = Key::new(qname, qtype, qclass, false, false);
-        if let Some((reply, _)) = cache::lock(&self.cache).get(&key, Instant::now()) {
-            return Ok(Arc::clone(reply));
+        if let Some((entry, _)) = cache::lock(&self.cache).get(&key, Instant::now()) {
+            return Ok(Arc::clone(&entry.reply));
         }
         let pool = Arc::clone(&self.settings.load().pool);
         self.resolve(&pool, key, &packet)
@@ -186,6 +436,9 @@ impl Shared {
             .map_err(|_| LookupError::Upstreams)
     }
 }
+
+/// Header plus type and class.
+const HEADER_LEN_HINT: usize = wire::HEADER_LEN + 4;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum LookupError {

@@ -59,7 +59,7 @@ pub mod rcode {
 const OPT_ECS: u16 = 8;
 const OPT_COOKIE: u16 = 10;
 
-const CLASS_IN: u16 = 1;
+pub const CLASS_IN: u16 = 1;
 /// RFC 1035 §3.1 limits; hops bound pointer chasing (each hop must also go
 /// strictly backwards, so loops are impossible anyway).
 const MAX_LABEL: usize = 63;
@@ -623,6 +623,56 @@ impl Reply {
         changed
     }
 
+    /// Stable-sorts the addresses inside every `ipv4hint` and `ipv6hint` of
+    /// the answer's SVCB/HTTPS records by `rank(address, position)`, in
+    /// place (a hint is a list of fixed-size addresses). Returns whether
+    /// anything moved.
+    pub fn reorder_hints<K: Ord>(&mut self, mut rank: impl FnMut(IpAddr, usize) -> K) -> bool {
+        let hints: Vec<(u16, Range<usize>)> = self
+            .message()
+            .records
+            .iter()
+            .filter(|r| r.section == Section::Answer)
+            .flat_map(|r| svcb_hints(&self.bytes, r))
+            .collect();
+        let mut changed = false;
+        for (key, range) in hints {
+            let Some(value) = self.bytes.get_mut(range) else {
+                continue;
+            };
+            let addrs = hint_addresses(key, value);
+            let mut keyed: Vec<(K, usize)> = (addrs.iter().enumerate())
+                .map(|(i, &a)| (rank(a, i), i))
+                .collect();
+            keyed.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
+            if keyed.iter().enumerate().all(|(pos, (_, i))| pos == *i) {
+                continue;
+            }
+            let size = value.len() / addrs.len().max(1);
+            let old = value.to_vec();
+            for (pos, (_, from)) in keyed.iter().enumerate() {
+                value[pos * size..(pos + 1) * size]
+                    .copy_from_slice(&old[from * size..(from + 1) * size]);
+            }
+            changed = true;
+        }
+        changed
+    }
+
+    /// The addresses in the hints of the answer's SVCB/HTTPS records, in
+    /// wire order, each with its key.
+    pub fn hints(&self) -> Vec<(u16, IpAddr)> {
+        let msg = self.message();
+        let mut out = Vec::new();
+        for r in msg.records.iter().filter(|r| r.section == Section::Answer) {
+            for (key, range) in svcb_hints(&self.bytes, r) {
+                let value = self.bytes.get(range).unwrap_or(&[]);
+                out.extend(hint_addresses(key, value).into_iter().map(|a| (key, a)));
+            }
+        }
+        out
+    }
+
     /// The addresses of the answer section in wire order.
     pub fn addresses(&self) -> Vec<IpAddr> {
         self.message()
@@ -767,6 +817,62 @@ fn address(bytes: &[u8], r: &Record) -> Option<IpAddr> {
             Some(IpAddr::V6(Ipv6Addr::from(a)))
         }
         _ => None,
+    }
+}
+
+/// SvcParamKeys of the address hints (RFC 9460 §7.3).
+pub const IPV4HINT: u16 = 4;
+pub const IPV6HINT: u16 = 6;
+
+/// The `ipv4hint` and `ipv6hint` values of an SVCB or HTTPS record (RFC
+/// 9460 §2.2): `(key, value range)`, each value a whole number of
+/// addresses. Empty for any other record, and for RDATA that does not
+/// parse: the target name must be uncompressed (§2.2) and the parameters
+/// must fill the RDATA exactly.
+pub fn svcb_hints(bytes: &[u8], r: &Record) -> Vec<(u16, Range<usize>)> {
+    if r.rtype != rtype::SVCB && r.rtype != rtype::HTTPS {
+        return Vec::new();
+    }
+    let mut hints = Vec::new();
+    let Ok(mut at) = plain_name_end(bytes, r.rdata.start + 2) else {
+        return hints;
+    };
+    while at < r.rdata.end {
+        let (Some(key), Some(len)) = (be16(bytes, at), be16(bytes, at + 2)) else {
+            return Vec::new();
+        };
+        let value = at + 4..at + 4 + usize::from(len);
+        if value.end > r.rdata.end {
+            return Vec::new();
+        }
+        let size = match key {
+            IPV4HINT => 4,
+            IPV6HINT => 16,
+            _ => 0,
+        };
+        if size > 0 && !value.is_empty() && value.len() % size == 0 {
+            hints.push((key, value.clone()));
+        }
+        at = value.end;
+    }
+    if at != r.rdata.end || r.rdata.len() < 3 {
+        return Vec::new();
+    }
+    hints
+}
+
+/// The addresses in a hint value of `key`.
+fn hint_addresses(key: u16, value: &[u8]) -> Vec<IpAddr> {
+    match key {
+        IPV4HINT => value
+            .chunks_exact(4)
+            .map(|c| IpAddr::V4(Ipv4Addr::new(c[0], c[1], c[2], c[3])))
+            .collect(),
+        _ => value
+            .chunks_exact(16)
+            .filter_map(|c| <[u8; 16]>::try_from(c).ok())
+            .map(|a| IpAddr::V6(Ipv6Addr::from(a)))
+            .collect(),
     }
 }
 
@@ -920,6 +1026,8 @@ fn names_avoid_edited_bytes(msg: &Message<'_>) -> bool {
         if r.rtype == rtype::A || r.rtype == rtype::AAAA {
             edited.push(r.rdata.clone());
         }
+        // SVCB/HTTPS address hints are reordered in place too.
+        edited.extend(svcb_hints(msg.bytes, r).into_iter().map(|(_, v)| v));
     }
     let hits = |range: Range<usize>| {
         let i = edited.partition_point(|e| e.end <= range.start);
