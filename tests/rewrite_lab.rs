@@ -5,7 +5,8 @@
 //! the zones and servers.
 //!
 //! Run with `--nocapture --test-threads=1` to see the measured connect
-//! times and query latencies.
+//! times and query latencies (`GETAPR_LAB_LATENCY_RUNS=N` per latency
+//! class, 11 by default; `--release` measures the optimized daemon).
 
 mod common;
 
@@ -128,6 +129,15 @@ impl Expectations {
             self.0.join("\n  - ")
         );
     }
+}
+
+/// Runs per latency class: `GETAPR_LAB_LATENCY_RUNS`, 11 by default.
+fn latency_runs() -> usize {
+    std::env::var("GETAPR_LAB_LATENCY_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n| (1..=1000).contains(&n))
+        .unwrap_or(11)
 }
 
 fn median(mut values: Vec<Duration>) -> Duration {
@@ -298,20 +308,21 @@ fn broken_ipv6_filters_aaaa_for_glibc_and_kdig() {
     });
 
     // The price of filtering: query latencies through getapr.
+    let runs = latency_runs();
     let upstream = exchange(
         &lab,
         Ns::Host,
         dns(KNOT4),
-        &(0..11)
+        &(0..runs)
             .map(|_| query(&dual, RecordType::A))
             .collect::<Vec<_>>(),
     );
     let upstream = median(upstream.into_iter().flatten().map(|(t, _)| t).collect());
-    eprintln!("MEASURED query latency (median of 11, from Python in the host netns):");
+    eprintln!("MEASURED query latency (median of {runs}, from Python in the host netns):");
     eprintln!("  straight to Knot (A, through NAT44): {}", us(upstream));
-    for (label, took, filtered) in measure_latencies(&lab, 11) {
+    for (label, took, filtered) in measure_latencies(&lab, runs) {
         let note = if label.starts_with("AAAA") {
-            format!(" ({filtered}/11 filtered)")
+            format!(" ({filtered}/{runs} filtered)")
         } else {
             String::new()
         };
@@ -403,6 +414,19 @@ fn healthy_host_answers_untouched_and_ipv6_first() {
     expect.check(via.connected && via.detail == DUAL6.to_string(), || {
         format!("on a healthy host, {dual}:80 should be reached over IPv6 ({DUAL6}), got {via:?}")
     });
+
+    // The baseline for the price of filtering: the same latency classes on
+    // a host where nothing is filtered.
+    let runs = latency_runs();
+    eprintln!("MEASURED query latency on the healthy host (median of {runs}, nothing filtered):");
+    for (label, took, filtered) in measure_latencies(&lab, runs) {
+        eprintln!("  through getapr, {label}: {}", us(took));
+        expect.check(filtered == 0, || {
+            format!(
+                "on a healthy host nothing should be filtered, but {filtered} {label} replies were"
+            )
+        });
+    }
     expect.finish("healthy_host_answers_untouched_and_ipv6_first");
 }
 
