@@ -278,7 +278,9 @@ pub fn rewrite(
     other: Other<'_>,
 ) -> Outcome {
     let is_svcb = qtype == rtype::SVCB || qtype == rtype::HTTPS;
-    if qtype != rtype::A && qtype != rtype::AAAA && !is_svcb {
+    // Generation 0: the engine has published nothing (or is not running),
+    // so every address is unknown and nothing could move.
+    if (qtype != rtype::A && qtype != rtype::AAAA && !is_svcb) || ctx.verdicts.generation == 0 {
         return Outcome::Same;
     }
     let msg = reply.message();
