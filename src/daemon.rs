@@ -119,6 +119,7 @@ struct Listener {
 pub struct Handle {
     commands: mpsc::Sender<Command>,
     stop: CancellationToken,
+    verdicts: Arc<arc_swap::ArcSwap<crate::probe::verdicts::Verdicts>>,
 }
 
 #[derive(Debug)]
@@ -136,6 +137,14 @@ impl Handle {
             .await
             .map_err(|_| Error::Stopped)?;
         rx.await.map_err(|_| Error::Stopped)?
+    }
+
+    /// Where the probe engine publishes its verdicts. Tests that cannot run
+    /// a network lab publish their own here (with probing off, nothing else
+    /// writes it).
+    #[doc(hidden)]
+    pub fn verdicts(&self) -> &Arc<arc_swap::ArcSwap<crate::probe::verdicts::Verdicts>> {
+        &self.verdicts
     }
 
     /// Stops accepting queries; `run` returns once those in flight are
@@ -167,15 +176,17 @@ impl Daemon {
             upstreams.join(", ")
         );
         let (tx, rx) = mpsc::channel(4);
+        let shared = Arc::new(Shared::new(settings, config.dns.cache_size));
         Ok(Daemon {
-            shared: Arc::new(Shared::new(settings, config.dns.cache_size)),
             config,
             listeners,
             commands: rx,
             handle: Handle {
                 commands: tx,
                 stop: CancellationToken::new(),
+                verdicts: Arc::clone(&shared.verdicts),
             },
+            shared,
             probes: CancellationToken::new(),
         })
     }

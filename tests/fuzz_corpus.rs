@@ -30,3 +30,13 @@ fn wire_corpus_replays_without_panic() {
         getapr::dns::wire::exercise(&data);
     }
 }
+
+#[test]
+fn rewrite_corpus_replays_without_panic() {
+    let seeds = corpus("rewrite");
+    assert!(seeds.len() >= 5, "the rewrite corpus lost its seeds");
+    for (name, data) in seeds {
+        eprintln!("replaying {name}");
+        getapr::dns::rewrite::exercise(&data);
+    }
+}

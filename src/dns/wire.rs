@@ -1046,14 +1046,22 @@ fn names_avoid_edited_bytes(msg: &Message<'_>) -> bool {
         });
         walked.is_ok() && ok
     };
+    // A name in RDATA must also end inside the RDATA: one that runs past
+    // it reads other records' bytes (or bytes past the message, which a
+    // stored reply no longer has).
+    let within = |at: usize, r: &Record| {
+        at < r.rdata.end && name_end(msg.bytes, at).is_ok_and(|end| end <= r.rdata.end)
+    };
+    let rdata_name = |at: usize, r: &Record| within(at, r) && clean(at);
     msg.records.iter().all(|r| {
         clean(r.name)
             && match r.rtype {
                 // RFC 3597 §4: only the RFC 1035 types may be compressed.
-                rtype::NS | rtype::CNAME | rtype::PTR => clean(r.rdata.start),
-                rtype::MX => clean(r.rdata.start + 2),
+                rtype::NS | rtype::CNAME | rtype::PTR => rdata_name(r.rdata.start, r),
+                rtype::MX => rdata_name(r.rdata.start + 2, r),
                 rtype::SOA => {
-                    clean(r.rdata.start) && name_end(msg.bytes, r.rdata.start).is_ok_and(&clean)
+                    rdata_name(r.rdata.start, r)
+                        && name_end(msg.bytes, r.rdata.start).is_ok_and(|at| rdata_name(at, r))
                 }
                 _ => true,
             }
@@ -1592,5 +1600,28 @@ mod tests {
             prop_assert_eq!(before, after);
             prop_assert_eq!(r.bytes().len(), reply(&addrs, 60, true).len());
         }
+    }
+
+    #[test]
+    fn a_name_in_rdata_must_end_inside_it() {
+        // An NS record with empty RDATA and, after the message, bytes that
+        // read as a name: found by the rewrite fuzz target (a reply kept
+        // without its trailing bytes no longer parsed).
+        let mut m = header(1, flag::QR, [1, 1, 0, 0]);
+        m.extend(question("a.example", rtype::A));
+        m.extend(rr(&name("a.example"), rtype::NS, 60, &[]));
+        m.extend([1, b'x', 0]);
+        assert_eq!(Reply::parse(&m), Err(Error::BadName));
+        // A CNAME whose target runs past its RDATA.
+        let mut m = header(1, flag::QR, [1, 1, 0, 0]);
+        m.extend(question("a.example", rtype::CNAME));
+        m.extend(rr(&name("a.example"), rtype::CNAME, 60, &[1, b'b']));
+        m.extend([0]);
+        assert!(Reply::parse(&m).is_err());
+        // The same with the name inside: fine.
+        let mut m = header(1, flag::QR, [1, 1, 0, 0]);
+        m.extend(question("a.example", rtype::CNAME));
+        m.extend(rr(&name("a.example"), rtype::CNAME, 60, &[1, b'b', 0]));
+        assert!(Reply::parse(&m).is_ok());
     }
 }
