@@ -186,14 +186,8 @@ pub fn judge(v: &Verdicts, addr: IpAddr) -> Judgement {
             _ => {}
         }
     }
-    let prefix = if via_nat64 {
-        State::Unknown
-    } else {
-        v.prefix_state(addr)
-    };
-    if prefix == State::Failed {
-        return Judgement::cannot(Why::DeadPrefix(prefix_of(addr)));
-    }
+    // The family first: when it has no working source, its prefixes fail
+    // too, but the family is the reason to give.
     if via_nat64 || is_internet(v, addr) {
         let ipv4 = addr.is_ipv4();
         let family = if ipv4 {
@@ -204,6 +198,14 @@ pub fn judge(v: &Verdicts, addr: IpAddr) -> Judgement {
         if family == State::Failed {
             return Judgement::cannot(Why::NoSource { ipv4 });
         }
+    }
+    let prefix = if via_nat64 {
+        State::Unknown
+    } else {
+        v.prefix_state(addr)
+    };
+    if prefix == State::Failed {
+        return Judgement::cannot(Why::DeadPrefix(prefix_of(addr)));
     }
     Judgement::of(if prefix == State::Ok {
         Standing::Likely
@@ -1106,6 +1108,24 @@ mod tests {
         assert_eq!(removed, 1);
         assert!(why.contains("nothing in 203.0.113.0/24 answers"), "{why}");
         assert_eq!(out.addresses(), [ip("198.51.100.9"), ip("192.0.2.9")]);
+    }
+
+    #[test]
+    fn a_dead_family_is_the_reason_given_before_its_dead_prefixes() {
+        let mut v = verdicts(State::Ok, State::Failed);
+        v.prefixes = vec![PrefixVerdict {
+            prefix: "2001:db8:ffff::/64".parse().unwrap(),
+            state: State::Failed,
+        }];
+        assert_eq!(
+            judge(&v, ip("2001:db8:ffff::80")).why,
+            Some(Why::NoSource { ipv4: false })
+        );
+        v.families.ipv6 = State::Ok;
+        assert_eq!(
+            judge(&v, ip("2001:db8:ffff::80")).why,
+            Some(Why::DeadPrefix("2001:db8:ffff::/64".parse().unwrap()))
+        );
     }
 
     #[test]
