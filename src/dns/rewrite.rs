@@ -331,30 +331,39 @@ pub fn rewrite(
             filtered = filter_addresses(reply, qtype, &remove, !keeps_one);
         }
     }
-    let rank = |a: IpAddr, _| judge(v, a).rank();
+    let nodata = !judged.iter().any(|j| j.standing != Standing::Cannot);
+    finish(reply, filtered, nodata, |r| {
+        r.reorder_addresses(|a, _| judge(v, a).rank())
+    })
+}
+
+/// The outcome: the filtered reply (if any) or a copy of the upstream's,
+/// put in order by `reorder` (which says whether anything moved).
+fn finish(
+    upstream: &Reply,
+    filtered: Option<(Reply, usize, String)>,
+    nodata: bool,
+    reorder: impl Fn(&mut Reply) -> bool,
+) -> Outcome {
     match filtered {
         Some((mut reply, removed, why)) => {
-            reply.reorder_addresses(rank);
+            reorder(&mut reply);
             Outcome::Filtered {
                 reply,
                 removed,
-                nodata: !keeps_one_of(&judged),
+                nodata,
                 why,
             }
         }
         None => {
-            let mut copy = reply.clone();
-            if copy.reorder_addresses(rank) {
+            let mut copy = upstream.clone();
+            if reorder(&mut copy) {
                 Outcome::Reordered(copy)
             } else {
                 Outcome::Same
             }
         }
     }
-}
-
-fn keeps_one_of(judged: &[Judgement]) -> bool {
-    judged.iter().any(|j| j.standing != Standing::Cannot)
 }
 
 /// The addresses of the answer's records of type `qtype` (class IN).
@@ -379,26 +388,9 @@ fn rewrite_hints(reply: &Reply, ctx: &Context<'_>, may_filter: bool) -> Outcome 
             filtered = filter_hints(reply, v);
         }
     }
-    let rank = |a: IpAddr, _| judge(v, a).rank();
-    match filtered {
-        Some((mut reply, removed, why)) => {
-            reply.reorder_hints(rank);
-            Outcome::Filtered {
-                reply,
-                removed,
-                nodata: false,
-                why,
-            }
-        }
-        None => {
-            let mut copy = reply.clone();
-            if copy.reorder_hints(rank) {
-                Outcome::Reordered(copy)
-            } else {
-                Outcome::Same
-            }
-        }
-    }
+    finish(reply, filtered, false, |r| {
+        r.reorder_hints(|a, _| judge(v, a).rank())
+    })
 }
 
 /// Removes the listed addresses of type `qtype` from the answer; with
