@@ -10,6 +10,7 @@
 //! | [`dns::upstream`] | forwarding to upstream resolvers | yes |
 //! | [`dns::server`] | UDP/TCP listeners, ACL, limits | yes |
 //! | [`inventory`] | interfaces, addresses and classes, default gateways | yes, behind a trait |
+//! | [`metrics`] | the Prometheus families of `/metrics` | no |
 //! | [`policy`] | RFC 6724 source and destination selection + verdicts, family interleave | no |
 //! | [`daemon`] | wiring, signals, reload | yes |
 #![forbid(unsafe_code)]
@@ -18,5 +19,6 @@ pub mod config;
 pub mod daemon;
 pub mod dns;
 pub mod inventory;
+pub mod metrics;
 pub mod policy;
 pub mod probe;

@@ -56,6 +56,8 @@ pub struct Shared {
     pub probe_inputs: ArcSwapOption<mpsc::Sender<Input>>,
     /// Every task that owes a client an answer, so shutdown can drain them.
     pub tracker: TaskTracker,
+    /// Counters of `/metrics`.
+    pub metrics: crate::metrics::Metrics,
 }
 
 /// A cache entry: the upstream's reply, and what the verdicts made of it
@@ -109,6 +111,7 @@ impl Shared {
             verdicts: Arc::new(ArcSwap::from_pointee(Verdicts::default())),
             probe_inputs: ArcSwapOption::empty(),
             tracker: TaskTracker::new(),
+            metrics: crate::metrics::Metrics::new(),
         }
     }
 
