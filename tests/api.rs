@@ -857,6 +857,20 @@ async fn a_slow_or_idle_client_is_dropped_after_the_header_timeout() {
             assert_eq!(r.status, 408, "{r:?}");
         }
     }
+    // A keep-alive connection idle after its response: closed too.
+    let mut stream = TcpStream::connect(s.http).await.unwrap();
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let mut bytes = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut bytes))
+        .await
+        .expect("closed after the header timeout, not kept open");
+    assert!(
+        String::from_utf8_lossy(&bytes).starts_with("HTTP/1.1 200"),
+        "{bytes:?}"
+    );
     s.handle.shutdown();
 }
 
