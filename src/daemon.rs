@@ -120,6 +120,7 @@ pub struct Handle {
     commands: mpsc::Sender<Command>,
     stop: CancellationToken,
     verdicts: Arc<arc_swap::ArcSwap<crate::probe::verdicts::Verdicts>>,
+    shared: Arc<Shared>,
 }
 
 #[derive(Debug)]
@@ -145,6 +146,12 @@ impl Handle {
     #[doc(hidden)]
     pub fn verdicts(&self) -> &Arc<arc_swap::ArcSwap<crate::probe::verdicts::Verdicts>> {
         &self.verdicts
+    }
+
+    /// `/metrics` as the sidecar serves it, for tests without the sidecar.
+    #[doc(hidden)]
+    pub fn metrics_text(&self) -> String {
+        self.shared.metrics.encode()
     }
 
     /// Stops accepting queries; `run` returns once those in flight are
@@ -185,6 +192,7 @@ impl Daemon {
                 commands: tx,
                 stop: CancellationToken::new(),
                 verdicts: Arc::clone(&shared.verdicts),
+                shared: Arc::clone(&shared),
             },
             shared,
             probes: CancellationToken::new(),
@@ -331,7 +339,8 @@ fn start_probes(shared: &Arc<Shared>, probe: &config::Probe, stop: &Cancellation
             probe.interval,
         ));
         shared.probe_inputs.store(Some(Arc::new(inputs)));
-        driver::run(engine, rx, inputs_rx, Arc::clone(&shared.verdicts), stop).await;
+        let (verdicts, metrics) = (Arc::clone(&shared.verdicts), shared.metrics.probes.clone());
+        driver::run(engine, rx, inputs_rx, verdicts, metrics, stop).await;
         shared.probe_inputs.store(None);
         nat64.abort();
         watcher.abort();
