@@ -76,7 +76,7 @@ pub fn pairs(api: &Api, host: &str, port: Option<u16>, format: Format) -> Result
     }
     let body = api.get_json(&target)?;
     match format {
-        Format::Json => Ok(as_received(&body)),
+        Format::Json => as_received(api, &body),
         Format::Table => {
             let answer = serde_json::from_slice(&body).map_err(|e| api.bad_answer(e))?;
             Ok(render::pairs(host, &answer))
@@ -88,7 +88,7 @@ pub fn pairs(api: &Api, host: &str, port: Option<u16>, format: Format) -> Result
 pub fn status(api: &Api, format: Format) -> Result<String, Error> {
     let body = api.get_json("/status")?;
     match format {
-        Format::Json => Ok(as_received(&body)),
+        Format::Json => as_received(api, &body),
         Format::Table => {
             let answer = serde_json::from_slice(&body).map_err(|e| api.bad_answer(e))?;
             Ok(render::status(&answer))
@@ -96,13 +96,15 @@ pub fn status(api: &Api, format: Format) -> Result<String, Error> {
     }
 }
 
-/// The body as the daemon sent it, ending in a newline for the terminal.
-fn as_received(body: &[u8]) -> String {
+/// The body as the daemon sent it, ending in a newline for the terminal;
+/// checked to be JSON, so a script never parses some other server's page.
+fn as_received(api: &Api, body: &[u8]) -> Result<String, Error> {
+    serde_json::from_slice::<serde::de::IgnoredAny>(body).map_err(|e| api.bad_answer(e))?;
     let mut text = String::from_utf8_lossy(body).into_owned();
     if !text.ends_with('\n') {
         text.push('\n');
     }
-    text
+    Ok(text)
 }
 
 impl Api {
