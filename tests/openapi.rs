@@ -11,9 +11,19 @@
 //! it unnoticed, and the tests of [`the_checker_rejects_what_breaks_the_schema`]
 //! show that it can fail.
 
-use std::path::Path;
+mod common;
 
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use getapr::config::Source;
+use getapr::daemon::{Daemon, Handle};
+use hickory_proto::op::ResponseCode;
 use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use common::{AuthUpstream, FakeUpstream};
 
 /// The `/pairs` example of `interface.md`.
 const PAIRS: &str = r#"{"host": "www.example.com", "port": 443,
@@ -254,6 +264,127 @@ fn assert_rejected(
         errors.iter().any(|e| e.contains(want)),
         "expected a complaint containing {want:?}, got {errors:?} for\n{value:#}"
     );
+}
+
+// ---------------------------------------------------------------------------
+// The running daemon: in process, DNS and the sidecar on 127.0.0.1:0, a
+// local upstream, no probe traffic.
+
+/// Starts getapr forwarding to `upstream`; returns its handle and the
+/// sidecar's address.
+async fn start_daemon(upstream: SocketAddr) -> (Handle, SocketAddr) {
+    let toml = format!(
+        r#"[dns]
+listen = ["127.0.0.1:0"]
+upstreams = ["{upstream}"]
+timeout_ms = 500
+
+[http]
+listen = ["127.0.0.1:0"]
+
+[probe]
+targets = []
+stun = []
+destinations = false
+"#
+    );
+    let daemon = Daemon::bind(common::daemon::parse(&toml), Source::Embedded)
+        .await
+        .unwrap_or_else(|e| panic!("bind failed: {e}"));
+    let http = *daemon
+        .http_addrs()
+        .first()
+        .expect("the daemon reports its sidecar address");
+    let handle = daemon.handle();
+    tokio::spawn(daemon.run());
+    (handle, http)
+}
+
+/// An answer of the sidecar.
+#[derive(Debug)]
+struct Answer {
+    status: u16,
+    content_type: String,
+    body: Vec<u8>,
+}
+
+impl Answer {
+    #[track_caller]
+    fn json(&self) -> Value {
+        assert!(
+            self.content_type.starts_with("application/json"),
+            "Content-Type {:?}",
+            self.content_type
+        );
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+}
+
+/// Sends `METHOD target` with `Host: host` and reads the answer to the close.
+async fn request(addr: SocketAddr, method: &str, target: &str, host: &str) -> Answer {
+    let exchange = async {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let head =
+            format!("{method} {target} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+        stream.write_all(head.as_bytes()).await.unwrap();
+        let mut bytes = Vec::new();
+        stream.read_to_end(&mut bytes).await.unwrap();
+        bytes
+    };
+    let bytes = tokio::time::timeout(Duration::from_secs(10), exchange)
+        .await
+        .expect("the sidecar answers within 10 s");
+    let split = bytes
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a complete head");
+    let head = String::from_utf8_lossy(&bytes[..split]).into_owned();
+    let mut body = bytes[split + 4..].to_vec();
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let header = |name: &str| {
+        head.lines().skip(1).find_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            n.eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
+        })
+    };
+    if header("transfer-encoding").is_some_and(|te| te.contains("chunked")) {
+        body = dechunk(&body);
+    } else if let Some(len) = header("content-length") {
+        body.truncate(len.parse().unwrap());
+    }
+    Answer {
+        status,
+        content_type: header("content-type").unwrap_or_default(),
+        body,
+    }
+}
+
+fn dechunk(mut bytes: &[u8]) -> Vec<u8> {
+    let mut body = Vec::new();
+    loop {
+        let nl = bytes.windows(2).position(|w| w == b"\r\n").unwrap();
+        let size_text = std::str::from_utf8(&bytes[..nl]).unwrap();
+        let size = usize::from_str_radix(size_text.split(';').next().unwrap().trim(), 16).unwrap();
+        if size == 0 {
+            return body;
+        }
+        body.extend_from_slice(&bytes[nl + 2..nl + 2 + size]);
+        bytes = &bytes[nl + 2 + size + 2..];
+    }
+}
+
+/// GETs `target` from the sidecar as a local client would.
+async fn get(addr: SocketAddr, target: &str) -> Answer {
+    request(addr, "GET", target, &addr.to_string()).await
 }
 
 // ---------------------------------------------------------------------------
@@ -590,4 +721,169 @@ fn every_ref_resolves() {
     let mut count = 0;
     walk(&doc, &doc.root, &mut count);
     assert!(count > 10, "{count} refs");
+}
+
+// ---------------------------------------------------------------------------
+// (c) Real answers of the running daemon are valid, and every field they
+// carry is in the document.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_pairs_answers_are_valid() {
+    let doc = Doc::load();
+    let auth = AuthUpstream::start().await;
+    let (handle, http) = start_daemon(auth.addr()).await;
+
+    // A dual-stack name served by the upstream: its pairs (if this host has
+    // sources for them) go to its addresses.
+    let answer = get(http, "/pairs?host=dual.example.test").await;
+    assert_eq!(answer.status, 200, "{answer:?}");
+    let body = answer.json();
+    assert_valid(&doc, doc.response_schema("/pairs", 200), &body);
+    assert_eq!(body["port"], 443);
+    let names: Vec<String> = common::auth::DUAL_V4
+        .iter()
+        .map(ToString::to_string)
+        .chain(common::auth::DUAL_V6.iter().map(ToString::to_string))
+        .collect();
+    for pair in body["pairs"].as_array().unwrap() {
+        let destination = pair["destination"].as_str().unwrap();
+        assert!(names.iter().any(|n| n == destination), "{destination}");
+    }
+
+    // IP literals skip DNS; a port given is the port answered.
+    for (target, port) in [
+        ("/pairs?host=192.0.2.7&port=8443", 8443),
+        ("/pairs?host=2001%3Adb8%3A%3A7", 443),
+        ("/pairs?host=127.0.0.1&port=1", 1),
+        ("/pairs?host=%3A%3A1&port=65535", 65535),
+    ] {
+        let answer = get(http, target).await;
+        assert_eq!(answer.status, 200, "{target}: {answer:?}");
+        let body = answer.json();
+        assert_valid(&doc, doc.response_schema("/pairs", 200), &body);
+        assert_eq!(body["port"], port, "{target}");
+    }
+
+    // The errors are the documented Error object.
+    let errors = [
+        ("/pairs?host=missing.example.test", 404),
+        ("/pairs?host=dual.example.test&port=0", 400),
+        ("/pairs?host=dual.example.test&port=65536", 400),
+        ("/pairs?host=dual.example.test&port=x", 400),
+        ("/pairs", 400),
+        ("/pairs?host=", 400),
+        ("/pairs?host=-bad-.example..test", 400),
+    ];
+    for (target, status) in errors {
+        let answer = get(http, target).await;
+        assert_eq!(answer.status, status, "{target}: {answer:?}");
+        assert_valid(&doc, doc.response_schema("/pairs", status), &answer.json());
+    }
+    let answer = request(http, "GET", "/pairs?host=127.0.0.1", "evil.example").await;
+    assert_eq!(answer.status, 403, "{answer:?}");
+    assert_valid(&doc, doc.response_schema("/pairs", 403), &answer.json());
+    let answer = request(http, "POST", "/pairs?host=127.0.0.1", "localhost").await;
+    assert_eq!(answer.status, 405, "{answer:?}");
+    assert_valid(&doc, doc.response_schema("/pairs", 405), &answer.json());
+    handle.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_upstreams_are_a_valid_502() {
+    let doc = Doc::load();
+    let upstream = FakeUpstream::rcode(ResponseCode::ServFail).await;
+    let (handle, http) = start_daemon(upstream.addr()).await;
+    let answer = get(http, "/pairs?host=www.example.test").await;
+    assert_eq!(answer.status, 502, "{answer:?}");
+    assert_valid(&doc, doc.response_schema("/pairs", 502), &answer.json());
+    handle.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_status_metrics_and_healthz_answers_are_valid() {
+    let doc = Doc::load();
+    let auth = AuthUpstream::start().await;
+    let (handle, http) = start_daemon(auth.addr()).await;
+
+    let answer = get(http, "/status").await;
+    assert_eq!(answer.status, 200, "{answer:?}");
+    assert_valid(&doc, doc.response_schema("/status", 200), &answer.json());
+    let answer = request(http, "GET", "/status", "evil.example").await;
+    assert_eq!(answer.status, 403, "{answer:?}");
+    assert_valid(&doc, doc.response_schema("/status", 403), &answer.json());
+
+    let answer = get(http, "/healthz").await;
+    assert_eq!((answer.status, answer.body.trim_ascii()), (200, &b"ok"[..]));
+    assert!(answer.content_type.starts_with("text/plain"), "{answer:?}");
+    let answer = get(http, "/metrics").await;
+    assert_eq!(answer.status, 200, "{answer:?}");
+    assert!(
+        answer.content_type.starts_with("text/plain")
+            || answer
+                .content_type
+                .starts_with("application/openmetrics-text"),
+        "{answer:?}"
+    );
+    handle.shutdown();
+}
+
+/// The CLI against the real sidecar: `--json` passes a valid body through,
+/// the tables render, an unknown name exits 1 with the daemon's message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_reads_the_real_sidecar() {
+    let doc = Doc::load();
+    let auth = AuthUpstream::start().await;
+    let (handle, http) = start_daemon(auth.addr()).await;
+    let api = format!("http://{http}");
+    let run = |args: Vec<String>| {
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_getapr"))
+                .args(args)
+                .output()
+                .unwrap()
+        })
+    };
+    let args = |list: &[&str]| -> Vec<String> {
+        list.iter()
+            .map(ToString::to_string)
+            .chain(["--api".to_owned(), api.clone()])
+            .collect()
+    };
+
+    let out = run(args(&["pairs", "dual.example.test", "--json"]))
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let body: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_valid(&doc, doc.response_schema("/pairs", 200), &body);
+
+    let out = run(args(&["pairs", "dual.example.test", "8443"]))
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.starts_with("FAMILY") || text == "no working pair known for dual.example.test\n",
+        "{text}"
+    );
+
+    let out = run(args(&["status", "--json"])).await.unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let body: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_valid(&doc, doc.response_schema("/status", 200), &body);
+    let out = run(args(&["status"])).await.unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("flags false"),
+        "{out:?}"
+    );
+
+    let out = run(args(&["pairs", "missing.example.test"])).await.unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("missing.example.test") && err.contains("HTTP 404"),
+        "{err}"
+    );
+    handle.shutdown();
 }
