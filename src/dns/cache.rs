@@ -4,7 +4,8 @@
 //! tests drive it with made-up instants and the server decides which clock
 //! and which lock to use.
 //!
-//! Layout: a `HashMap<Key, u32>` points into a slab (`Vec<Node<V>>`) whose
+//! Layout: a hash table of `u32` slots (hashbrown's `HashTable`, the keys
+//! being the nodes' own) points into a slab (`Vec<Node<V>>`) whose
 //! nodes form a doubly linked recency list through `u32` indices. That keeps
 //! every operation O(1) without `unsafe`, without a pointer per link and
 //! without an allocation per entry beyond the slab itself. Once the cache is
@@ -25,10 +26,10 @@
 //! would let them build collision chains. The hash is a few tens of
 //! nanoseconds of a ~2 µs cache hit, not worth trading away.
 
-use std::collections::HashMap;
-use std::collections::hash_map::Entry;
 use std::fmt;
-use std::hash::{Hash, Hasher};
+use std::hash::{BuildHasher, Hash, Hasher, RandomState};
+
+use hashbrown::HashTable;
 use std::time::{Duration, Instant};
 
 /// A cache key: lower-cased wire-format qname, qtype, qclass, DO and CD.
@@ -103,10 +104,8 @@ impl fmt::Debug for Key {
 ///
 /// 30 makes `Key` 40 bytes on 64-bit targets and covers names of up to 28
 /// characters (`www.google-analytics.com` is 26 on the wire). Inline names
-/// mean building a key for a lookup does not allocate, and the one clone an
-/// insert makes (map and slab each hold the key) is a memcpy. It also costs
-/// less memory than a boxed name: 2 × 40 bytes against 2 × (24 + a 32-byte
-/// malloc chunk).
+/// mean building a key for a lookup does not allocate. It also costs less
+/// memory than a boxed name: 40 bytes against 24 + a 32-byte malloc chunk.
 const INLINE: usize = 30;
 
 /// A name's bytes, inline when short. Equality and hashing look only at the
@@ -205,7 +204,7 @@ const MAX_CAPACITY: usize = u32::MAX as usize;
 
 /// An LRU cache of `V` with per-entry TTL; see the module documentation.
 pub struct Cache<V> {
-    map: HashMap<Key, u32>,
+    map: Index,
     /// Dense: `nodes[..len]` are all live, so no slot needs an `Option`.
     nodes: Vec<Node<V>>,
     /// Most recently used.
@@ -235,7 +234,7 @@ impl<V> Cache<V> {
     /// Capacities above `u32::MAX` are clamped to it.
     pub fn new(capacity: usize) -> Cache<V> {
         Cache {
-            map: HashMap::new(),
+            map: Index::default(),
             nodes: Vec::new(),
             head: NIL,
             tail: NIL,
@@ -289,7 +288,7 @@ impl<V> Cache<V> {
     /// used or counting a hit or miss: for the daemon's own bookkeeping
     /// (the rewritten view of an entry, the other family of a name).
     pub fn peek_mut(&mut self, key: &Key, now: Instant) -> Option<&mut V> {
-        let &idx = self.map.get(key)?;
+        let idx = self.map.get(&self.nodes, key)?;
         let node = &mut self.nodes[slot(idx)];
         is_live(node.expires, Duration::ZERO, now).then_some(&mut node.value)
     }
@@ -306,9 +305,9 @@ impl<V> Cache<V> {
         }
         let expires = now.checked_add(ttl);
         self.stats.inserts += 1;
-        let idx = match self.map.entry(key) {
-            Entry::Occupied(entry) => {
-                let idx = *entry.get();
+        let hash = self.map.hash(&key);
+        let idx = match self.map.find(&self.nodes, hash, &key) {
+            Some(idx) => {
                 let node = &mut self.nodes[slot(idx)];
                 if !is_live(node.expires, Duration::ZERO, now) {
                     self.stats.expired += 1;
@@ -319,23 +318,22 @@ impl<V> Cache<V> {
                 self.promote(idx);
                 return;
             }
-            Entry::Vacant(entry) if self.nodes.len() < self.capacity => {
+            None if self.nodes.len() < self.capacity => {
                 let idx = index(self.nodes.len());
                 self.nodes.push(Node {
-                    key: entry.key().clone(),
+                    key,
                     value,
                     inserted: now,
                     expires,
                     prev: NIL,
                     next: NIL,
                 });
-                entry.insert(idx);
+                self.map.insert(&self.nodes, hash, idx);
                 idx
             }
-            Entry::Vacant(entry) => {
+            None => {
                 // Full: the LRU slot is reused as it is, so neither the slab
                 // nor the map grows under a flood of new names.
-                let key = entry.into_key();
                 let idx = self.tail;
                 self.unlink(idx);
                 let node = &mut self.nodes[slot(idx)];
@@ -344,12 +342,12 @@ impl<V> Cache<V> {
                 } else {
                     self.stats.expired += 1;
                 }
-                let old = std::mem::replace(&mut node.key, key.clone());
+                let old = std::mem::replace(&mut node.key, key);
                 node.value = value;
                 node.inserted = now;
                 node.expires = expires;
-                self.map.remove(&old);
-                self.map.insert(key, idx);
+                self.map.remove(self.map.hash(&old), idx);
+                self.map.insert(&self.nodes, hash, idx);
                 idx
             }
         };
@@ -358,7 +356,9 @@ impl<V> Cache<V> {
 
     /// Removes the entry for `key`, fresh or not, and returns its value.
     pub fn remove(&mut self, key: &Key) -> Option<V> {
-        let idx = self.map.remove(key)?;
+        let hash = self.map.hash(key);
+        let idx = self.map.find(&self.nodes, hash, key)?;
+        self.map.remove(hash, idx);
         self.unlink(idx);
         Some(self.take(idx).value)
     }
@@ -381,18 +381,19 @@ impl<V> Cache<V> {
         while self.nodes.len() > capacity {
             let idx = self.tail;
             self.unlink(idx);
-            let node = self.take(idx);
-            self.map.remove(&node.key);
+            self.map
+                .remove(self.map.hash(&self.nodes[slot(idx)].key), idx);
+            self.take(idx);
             self.stats.evictions += 1;
         }
         if shrinking {
             self.nodes.shrink_to(capacity);
-            self.map.shrink_to(capacity);
+            self.map.shrink_to(&self.nodes, capacity);
         }
     }
 
     fn lookup(&mut self, key: &Key, now: Instant, window: Duration) -> Option<(&V, Duration)> {
-        let Some(&idx) = self.map.get(key) else {
+        let Some(idx) = self.map.get(&self.nodes, key) else {
             self.stats.misses += 1;
             return None;
         };
@@ -447,9 +448,10 @@ impl<V> Cache<V> {
         }
     }
 
-    /// Takes an already unlinked node out of the slab, moving the last node
-    /// into its slot so the slab stays dense.
+    /// Takes an already unlinked node, already out of the map, out of the
+    /// slab, moving the last node into its slot so the slab stays dense.
     fn take(&mut self, idx: u32) -> Node<V> {
+        let last = index(self.nodes.len() - 1);
         let node = self.nodes.swap_remove(slot(idx));
         if slot(idx) < self.nodes.len() {
             let (prev, next) = {
@@ -466,15 +468,73 @@ impl<V> Cache<V> {
             } else {
                 self.nodes[slot(next)].prev = idx;
             }
-            let moved_key = &self.nodes[slot(idx)].key;
-            // Every node's key is in the map: nodes are only created together
-            // with their map entry, and only the caller's node has left it.
-            *self
-                .map
-                .get_mut(moved_key)
-                .expect("slab node without a map entry") = idx;
+            let hash = self.map.hash(&self.nodes[slot(idx)].key);
+            self.map.renumber(hash, last, idx);
         }
         node
+    }
+}
+
+/// The map from keys to slab slots: a hash table of bare `u32` slots whose
+/// keys are the nodes' own. A `HashMap<Key, u32>` kept a second copy of
+/// every key (40 bytes, and a second heap name for long ones) per bucket;
+/// this keeps 4 bytes.
+#[derive(Default)]
+struct Index {
+    table: HashTable<u32>,
+    hasher: RandomState,
+}
+
+impl Index {
+    fn hash(&self, key: &Key) -> u64 {
+        self.hasher.hash_one(key)
+    }
+
+    fn get<V>(&self, nodes: &[Node<V>], key: &Key) -> Option<u32> {
+        self.find(nodes, self.hash(key), key)
+    }
+
+    fn find<V>(&self, nodes: &[Node<V>], hash: u64, key: &Key) -> Option<u32> {
+        self.table
+            .find(hash, |&i| nodes.get(slot(i)).is_some_and(|n| n.key == *key))
+            .copied()
+    }
+
+    /// Adds `idx`, whose node already holds the key hashed to `hash`.
+    fn insert<V>(&mut self, nodes: &[Node<V>], hash: u64, idx: u32) {
+        let hasher = &self.hasher;
+        self.table.insert_unique(hash, idx, |&i| {
+            nodes.get(slot(i)).map_or(0, |n| hasher.hash_one(&n.key))
+        });
+    }
+
+    fn remove(&mut self, hash: u64, idx: u32) {
+        if let Ok(entry) = self.table.find_entry(hash, |&i| i == idx) {
+            entry.remove();
+        }
+    }
+
+    /// The node at `from` moved to `to`.
+    fn renumber(&mut self, hash: u64, from: u32, to: u32) {
+        if let Some(i) = self.table.find_mut(hash, |&i| i == from) {
+            *i = to;
+        }
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.table.len()
+    }
+
+    fn clear(&mut self) {
+        self.table.clear();
+    }
+
+    fn shrink_to<V>(&mut self, nodes: &[Node<V>], capacity: usize) {
+        let hasher = &self.hasher;
+        self.table.shrink_to(capacity, |&i| {
+            nodes.get(slot(i)).map_or(0, |n| hasher.hash_one(&n.key))
+        });
     }
 }
 
@@ -580,7 +640,7 @@ mod tests {
             while at != NIL {
                 let node = &self.nodes[slot(at)];
                 assert_eq!(node.prev, prev);
-                assert_eq!(self.map.get(&node.key), Some(&at));
+                assert_eq!(self.map.get(&self.nodes, &node.key), Some(at));
                 keys.push(node.key.clone());
                 prev = at;
                 at = node.next;
