@@ -4,6 +4,7 @@
 //!
 //! | module | owns | I/O |
 //! |---|---|---|
+//! | [`client`] | `getapr pairs` / `getapr status`: GET the sidecar, print tables | yes |
 //! | [`config`] | raw TOML → validated [`config::Config`] | no |
 //! | [`dns::wire`] | views over DNS wire bytes, in-place edits | no |
 //! | [`dns::cache`] | O(1) LRU with TTL expiry | no |
@@ -17,6 +18,7 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod client;
 pub mod config;
 pub mod daemon;
 pub mod dns;
