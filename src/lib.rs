@@ -12,9 +12,11 @@
 //! | [`inventory`] | interfaces, addresses and classes, default gateways | yes, behind a trait |
 //! | [`metrics`] | the Prometheus families of `/metrics` | no |
 //! | [`policy`] | RFC 6724 source and destination selection + verdicts, family interleave | no |
+//! | [`api`] | the HTTP sidecar: routes, Host/Origin guard, JSON | yes |
 //! | [`daemon`] | wiring, signals, reload | yes |
 #![forbid(unsafe_code)]
 
+pub mod api;
 pub mod config;
 pub mod daemon;
 pub mod dns;
