@@ -19,7 +19,6 @@
 
 mod common;
 
-use std::ffi::OsStr;
 use std::io::{BufRead, BufReader};
 use std::net::{IpAddr, SocketAddr};
 use std::process::Stdio;
@@ -59,24 +58,8 @@ impl Getapr {
         let path = dns.dir().join(format!("{name}.toml"));
         std::fs::write(&path, toml)
             .unwrap_or_else(|error| panic!("write {}: {error}", path.display()));
-        let mut command = if INTERIM {
-            let exe = std::env::current_exe().expect("the test binary");
-            let mut c = lab.command(
-                Ns::Host,
-                &[
-                    exe.as_os_str(),
-                    OsStr::new("--exact"),
-                    OsStr::new("interim_sidecar"),
-                    OsStr::new("--nocapture"),
-                ],
-            );
-            c.env("GETAPR_PAIRS_LAB_CHILD", &path);
-            c
-        } else {
-            let mut c = lab.command(Ns::Host, &[env!("CARGO_BIN_EXE_getapr"), "serve", "-c"]);
-            c.arg(&path);
-            c
-        };
+        let mut command = lab.command(Ns::Host, &[env!("CARGO_BIN_EXE_getapr"), "serve", "-c"]);
+        command.arg(&path);
         command.stdin(Stdio::null()).stderr(Stdio::piped());
         let mut child = LabChild::spawn(&mut command);
         let stderr = child.stderr.take().expect("stderr is piped");
@@ -192,50 +175,46 @@ fn curl(lab: &Lab, ns: Ns, args: &[&str]) -> (u16, String) {
     (code.trim().parse().unwrap_or(0), body.to_owned())
 }
 
-/// The pairs of a `/pairs` body, in order (parsed by Python's json module:
-/// the test crate has no JSON parser of its own); panics on a body that is
-/// not the contract's shape.
+/// The pairs of a `/pairs` body, in order; panics on a body that is not
+/// the contract's shape.
 fn parse_pairs(body: &str) -> Vec<Pair> {
-    let script = "import json, sys\n\
-                  d = json.load(sys.stdin)\n\
-                  for p in d['pairs']:\n\
-                  \x20   rtt = p['rtt_ms']\n\
-                  \x20   print(p['family'], p['source'], p['destination'], p['port'],\n\
-                  \x20         p['interface'] or '-', p['scope_id'], '-' if rtt is None else rtt)\n";
-    let mut child = std::process::Command::new(lab::python())
-        .args([OsStr::new("-S"), OsStr::new("-c"), OsStr::new(script)])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("python3 runs");
-    {
-        use std::io::Write as _;
-        let mut stdin = child.stdin.take().expect("stdin is piped");
-        stdin.write_all(body.as_bytes()).expect("write to python");
-    }
-    let out = child.wait_with_output().expect("python3 runs");
-    assert!(
-        out.status.success(),
-        "/pairs body is not the contract's JSON ({}):\n{body}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|line| {
-            let w: Vec<&str> = line.split(' ').collect();
-            let bad = || panic!("/pairs entry {line:?} of:\n{body}");
-            let [family, source, destination, port, interface, scope_id, rtt] = w[..] else {
-                bad()
+    let bad =
+        |why: &str| -> ! { panic!("/pairs body is not the contract's JSON ({why}):\n{body}") };
+    let json: serde_json::Value =
+        serde_json::from_str(body).unwrap_or_else(|e| bad(&e.to_string()));
+    let Some(pairs) = json["pairs"].as_array() else {
+        bad("no \"pairs\" array")
+    };
+    pairs
+        .iter()
+        .map(|p| {
+            let text = |key: &str| {
+                p[key]
+                    .as_str()
+                    .unwrap_or_else(|| bad(&format!("{key} is not a string")))
+                    .to_owned()
+            };
+            let ip = |key: &str| -> IpAddr {
+                text(key)
+                    .parse()
+                    .unwrap_or_else(|_| bad(&format!("{key} is not an IP address")))
+            };
+            let number = |key: &str| {
+                p[key]
+                    .as_u64()
+                    .unwrap_or_else(|| bad(&format!("{key} is not a whole number")))
             };
             Pair {
-                family: family.to_owned(),
-                source: source.parse().unwrap_or_else(|_| bad()),
-                destination: destination.parse().unwrap_or_else(|_| bad()),
-                port: port.parse().unwrap_or_else(|_| bad()),
-                interface: interface.to_owned(),
-                scope_id: scope_id.parse().unwrap_or_else(|_| bad()),
-                rtt_ms: (rtt != "-").then(|| rtt.parse().unwrap_or_else(|_| bad())),
+                family: text("family"),
+                source: ip("source"),
+                destination: ip("destination"),
+                port: u16::try_from(number("port")).unwrap_or_else(|_| bad("port")),
+                interface: text("interface"),
+                scope_id: u32::try_from(number("scope_id")).unwrap_or_else(|_| bad("scope_id")),
+                rtt_ms: match &p["rtt_ms"] {
+                    serde_json::Value::Null => None,
+                    rtt => Some(rtt.as_f64().unwrap_or_else(|| bad("rtt_ms"))),
+                },
             }
         })
         .collect()
@@ -539,108 +518,4 @@ fn default_listen_serves_curl_localhost() {
             assert!(body.contains(key), "curl -s '{url}' has no {key}: {body}");
         }
     }
-}
-
-// INTERIM, until the sidecar of branch wip-api lands: the daemon runs
-// in-process in a re-run of this test binary inside the lab, and a minimal
-// HTTP server of the test answers /pairs (for `dual.lab.example` and IP
-// literals only) from `policy::pairs` over the published verdicts.
-const INTERIM: bool = true;
-
-#[test]
-fn interim_sidecar() {
-    let Some(path) = std::env::var_os("GETAPR_PAIRS_LAB_CHILD") else {
-        return;
-    };
-    use getapr::config::{Config, Source};
-    use getapr::daemon::Daemon;
-    use getapr::probe::verdicts::Verdicts;
-    use std::io::{Read as _, Write as _};
-    tracing_subscriber::fmt()
-        .with_ansi(false)
-        .with_writer(std::io::stderr)
-        .init();
-    let path = std::path::PathBuf::from(path);
-    let config = Config::load(&path).expect("config");
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    rt.block_on(async move {
-        let daemon = Daemon::bind(config.clone(), Source::File(path))
-            .await
-            .expect("bind");
-        let verdicts = Arc::clone(daemon.handle().verdicts());
-        for addr in config.http.listen.clone() {
-            let listener = std::net::TcpListener::bind(addr).expect("http bind");
-            let verdicts = Arc::clone(&verdicts);
-            thread::spawn(move || {
-                for mut conn in listener.incoming().map_while(Result::ok) {
-                    let mut buf = [0u8; 4096];
-                    let n = conn.read(&mut buf).unwrap_or(0);
-                    let req = String::from_utf8_lossy(&buf[..n]).into_owned();
-                    let target = req.split(' ').nth(1).unwrap_or("/").to_owned();
-                    let v: Arc<Verdicts> = verdicts.load_full();
-                    let (code, body) = interim_answer(&target, &v);
-                    let _ = write!(
-                        conn,
-                        "HTTP/1.1 {code} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                        body.len()
-                    );
-                }
-            });
-        }
-        daemon.run().await.expect("run");
-    });
-}
-
-fn interim_answer(target: &str, v: &getapr::probe::verdicts::Verdicts) -> (u16, String) {
-    let (path, query) = target.split_once('?').unwrap_or((target, ""));
-    if path == "/status" {
-        return (
-            200,
-            format!(
-                "{{\"GUA_ok\": {}, \"IPv4_ok\": {}, \"sources\": []}}",
-                v.flags.gua_ok, v.flags.ipv4_ok
-            ),
-        );
-    }
-    let mut host = "";
-    let mut port = 443u16;
-    for kv in query.split('&') {
-        match kv.split_once('=') {
-            Some(("host", h)) => host = h,
-            Some(("port", p)) => port = p.parse().unwrap_or(443),
-            _ => {}
-        }
-    }
-    let dests: Vec<IpAddr> = if let Ok(ip) = host.parse() {
-        vec![ip]
-    } else if host == dual() {
-        vec![DUAL4.into(), DUAL6.into()]
-    } else {
-        return (404, "{\"error\": \"no\"}".into());
-    };
-    let pairs = getapr::policy::pairs(&dests, &v.host, v, &Default::default());
-    let items: Vec<String> = pairs
-        .iter()
-        .map(|p| {
-            format!(
-                "{{\"family\": \"{}\", \"source\": \"{}\", \"destination\": \"{}\", \"port\": {port}, \"interface\": \"{}\", \"scope_id\": {}, \"rtt_ms\": {}}}",
-                if p.destination.is_ipv4() { "ipv4" } else { "ipv6" },
-                p.source.addr,
-                p.destination,
-                p.source.interface,
-                p.source.scope_id,
-                p.rtt.map_or("null".to_owned(), |r| format!("{}", r.as_secs_f64() * 1000.0)),
-            )
-        })
-        .collect();
-    (
-        200,
-        format!(
-            "{{\"host\": \"{host}\", \"port\": {port}, \"pairs\": [{}]}}",
-            items.join(", ")
-        ),
-    )
 }
