@@ -84,6 +84,8 @@ pub enum Error {
     BadAddress,
     #[error("not a reply")]
     NotReply,
+    #[error("longer than a DNS message can be (65535 bytes)")]
+    TooLong,
 }
 
 /// The fixed 12-byte header.
@@ -420,14 +422,21 @@ pub struct ClientEdns {
 
 /// A validated upstream reply, kept as its bytes plus the offsets needed to
 /// fit it to any client: this is both the cache entry and the fresh answer.
+///
+/// Every cached answer is one of these, so it is kept small: one
+/// allocation holds the message and, after it, the offset of every TTL
+/// field but OPT's (`u16` big-endian each: a DNS message is at most 65535
+/// bytes), and the offsets beside it are `u16` too. That is 32 bytes here
+/// plus the message and 2 bytes a record, where separate `usize` fields and
+/// a `Vec` of offsets took 80 and a second allocation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reply {
-    bytes: Box<[u8]>,
-    question_end: usize,
-    /// TTL fields of every record but OPT.
-    ttls: Vec<u32>,
+    data: Box<[u8]>,
+    /// The message is `data[..len]`; TTL offsets follow.
+    len: u16,
+    question_end: u16,
     /// Where an OPT record starts and how many additional records precede it.
-    opt: Option<(usize, u16)>,
+    opt: Option<(u16, u16)>,
     ext_rcode: u8,
 }
 
@@ -444,31 +453,50 @@ impl Reply {
         if !names_avoid_edited_bytes(&msg) {
             return Err(Error::BadName);
         }
-        let ttls = msg
-            .records
-            .iter()
-            .filter(|r| r.rtype != rtype::OPT)
-            .map(|r| r.ttl_at as u32)
-            .collect();
+        let body = bytes.get(..msg.end).unwrap_or(bytes);
+        let short = |n: usize| u16::try_from(n).map_err(|_| Error::TooLong);
+        let len = short(body.len())?;
+        let ttls = msg.records.iter().filter(|r| r.rtype != rtype::OPT);
+        let mut data = Vec::with_capacity(body.len() + 2 * ttls.clone().count());
+        data.extend_from_slice(body);
+        for r in ttls {
+            data.extend_from_slice(&short(r.ttl_at)?.to_be_bytes());
+        }
+        let opt = match &msg.edns {
+            Some(e) => Some((short(e.record.start)?, e.index_in_additional)),
+            None => None,
+        };
         Ok(Reply {
-            bytes: bytes.get(..msg.end).unwrap_or(bytes).into(),
-            question_end: msg.question_end,
-            ttls,
-            opt: msg
-                .edns
-                .as_ref()
-                .map(|e| (e.record.start, e.index_in_additional)),
+            data: data.into_boxed_slice(),
+            len,
+            question_end: short(msg.question_end)?,
+            opt,
             ext_rcode: msg.edns.as_ref().map_or(0, |e| e.ext_rcode),
         })
     }
 
     pub fn bytes(&self) -> &[u8] {
-        &self.bytes
+        self.data.get(..usize::from(self.len)).unwrap_or(&[])
+    }
+
+    /// The message, for the in-place edits (never the offsets after it).
+    fn body_mut(&mut self) -> &mut [u8] {
+        let len = usize::from(self.len);
+        self.data.get_mut(..len).unwrap_or(&mut [])
+    }
+
+    /// Where the TTL field of every record but OPT starts.
+    fn ttl_offsets(&self) -> impl Iterator<Item = usize> + '_ {
+        self.data
+            .get(usize::from(self.len)..)
+            .unwrap_or(&[])
+            .chunks_exact(2)
+            .map(|c| usize::from(u16::from_be_bytes([c[0], c[1]])))
     }
 
     pub fn header(&self) -> Header {
         // parse() checked the header is there.
-        Header::parse(&self.bytes).unwrap_or(Header {
+        Header::parse(self.bytes()).unwrap_or(Header {
             id: 0,
             flags: 0,
             qdcount: 0,
@@ -486,7 +514,7 @@ impl Reply {
     pub fn message(&self) -> Message<'_> {
         // parse() already accepted these bytes; a failure here would be a
         // bug, and an empty message is the harmless answer to it.
-        Message::parse(&self.bytes).unwrap_or(Message {
+        Message::parse(self.bytes()).unwrap_or(Message {
             bytes: &[],
             header: self.header(),
             question_end: HEADER_LEN,
@@ -498,9 +526,8 @@ impl Reply {
 
     /// The smallest TTL of all records but OPT, `None` when there are none.
     pub fn min_ttl(&self) -> Option<u32> {
-        self.ttls
-            .iter()
-            .filter_map(|&at| be32(&self.bytes, at as usize))
+        self.ttl_offsets()
+            .filter_map(|at| be32(self.bytes(), at))
             .min()
     }
 
@@ -513,7 +540,7 @@ impl Reply {
             .filter(|r| r.section == Section::Authority && r.rtype == rtype::SOA)
             .filter_map(|r| {
                 // MINIMUM is the last 32-bit field of the SOA RDATA.
-                let minimum = be32(&self.bytes, r.rdata.end.checked_sub(4)?)?;
+                let minimum = be32(self.bytes(), r.rdata.end.checked_sub(4)?)?;
                 (r.rdata.len() >= 22).then_some(r.ttl.min(minimum))
             })
             .min()
@@ -531,10 +558,11 @@ impl Reply {
         out.clear();
         let h = self.header();
         let mut arcount = h.arcount;
-        let mut len = self.bytes.len();
+        let mut len = usize::from(self.len);
         if shape.edns.is_none()
             && let Some((start, before)) = self.opt
         {
+            let start = usize::from(start);
             // RFC 6891 §7: no OPT in a reply to a query without one. Records
             // after the OPT (rare; additional data only) go with it, so no
             // compression pointer can dangle.
@@ -549,7 +577,8 @@ impl Reply {
             arcount = arcount.saturating_add(1);
             size += OPT_LEN;
         }
-        if shape.question.len() + HEADER_LEN != self.question_end {
+        let question_end = usize::from(self.question_end);
+        if shape.question.len() + HEADER_LEN != question_end {
             // Only a caller pairing a reply with another name's question
             // gets here; fail safe rather than send a corrupt message.
             return error_reply(shape, h.opcode(), rcode::SERVFAIL, out);
@@ -567,13 +596,12 @@ impl Reply {
         }
         .write(out);
         out.extend_from_slice(shape.question);
-        out.extend_from_slice(self.bytes.get(self.question_end..len).unwrap_or(&[]));
+        out.extend_from_slice(self.bytes().get(question_end..len).unwrap_or(&[]));
         if let Some(e) = add_opt {
             write_opt(out, shape.advertise, self.ext_rcode, e.do_bit);
         }
         if age > 0 {
-            for &at in &self.ttls {
-                let at = at as usize;
+            for at in self.ttl_offsets() {
                 if let Some(ttl) = be32(out, at) {
                     out[at..at + 4].copy_from_slice(&ttl.saturating_sub(age).to_be_bytes());
                 }
@@ -592,7 +620,7 @@ impl Reply {
             let mut keyed: Vec<(K, usize)> = group
                 .iter()
                 .enumerate()
-                .filter_map(|(i, r)| Some((rank(address(&self.bytes, r)?, i), i)))
+                .filter_map(|(i, r)| Some((rank(address(self.bytes(), r)?, i), i)))
                 .collect();
             if keyed.len() != group.len() {
                 continue;
@@ -604,7 +632,7 @@ impl Reply {
             let slots: Vec<Vec<u8>> = group
                 .iter()
                 .map(|r| {
-                    self.bytes
+                    self.bytes()
                         .get(r.ttl_at..r.rdata.end)
                         .unwrap_or(&[])
                         .to_vec()
@@ -612,7 +640,7 @@ impl Reply {
                 .collect();
             for (pos, (_, from)) in keyed.iter().enumerate() {
                 let dst = &group[pos];
-                if let Some(d) = self.bytes.get_mut(dst.ttl_at..dst.rdata.end)
+                if let Some(d) = self.body_mut().get_mut(dst.ttl_at..dst.rdata.end)
                     && d.len() == slots[*from].len()
                 {
                     d.copy_from_slice(&slots[*from]);
@@ -633,11 +661,11 @@ impl Reply {
             .records
             .iter()
             .filter(|r| r.section == Section::Answer)
-            .flat_map(|r| svcb_hints(&self.bytes, r))
+            .flat_map(|r| svcb_hints(self.bytes(), r))
             .collect();
         let mut changed = false;
         for (key, range) in hints {
-            let Some(value) = self.bytes.get_mut(range) else {
+            let Some(value) = self.body_mut().get_mut(range) else {
                 continue;
             };
             let addrs = hint_addresses(key, value);
@@ -665,8 +693,8 @@ impl Reply {
         let msg = self.message();
         let mut out = Vec::new();
         for r in msg.records.iter().filter(|r| r.section == Section::Answer) {
-            for (key, range) in svcb_hints(&self.bytes, r) {
-                let value = self.bytes.get(range).unwrap_or(&[]);
+            for (key, range) in svcb_hints(self.bytes(), r) {
+                let value = self.bytes().get(range).unwrap_or(&[]);
                 out.extend(hint_addresses(key, value).into_iter().map(|a| (key, a)));
             }
         }
@@ -679,7 +707,7 @@ impl Reply {
             .records
             .iter()
             .filter(|r| r.section == Section::Answer)
-            .filter_map(|r| address(&self.bytes, r))
+            .filter_map(|r| address(self.bytes(), r))
             .collect()
     }
 
@@ -692,7 +720,7 @@ impl Reply {
                 && r.class == CLASS_IN
                 && (r.rtype == rtype::A || r.rtype == rtype::AAAA)
         }) {
-            let Some(owner) = name_lower(&self.bytes, r.name) else {
+            let Some(owner) = name_lower(self.bytes(), r.name) else {
                 continue;
             };
             match groups
