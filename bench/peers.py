@@ -42,7 +42,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 ZONE = "bench.example"
 AUTH_PORT = 5300
-PORTS = {"getapr": 5301, "dnsmasq": 5302, "unbound": 5303, "smartdns": 5304, "getapr-static": 5305}
+PORTS = {"getapr": 5301, "dnsmasq": 5302, "unbound": 5303, "smartdns": 5304, "getapr-static": 5305,
+         "getapr-w1": 5306, "getapr-w2": 5307}
 SERVER_CPU = "0"
 LOAD_CPU = "1"
 HIT_NAMES = 1000
@@ -104,11 +105,12 @@ def server_command(name, work, cache, getapr):
     up = f"127.0.0.1:{AUTH_PORT}"
     size = 200_000 if cache else 0
     if name.startswith("getapr"):
-        conf = os.path.join(work, f"getapr-{cache}.toml")
+        conf = os.path.join(work, f"{name}-{cache}.toml")
+        workers = 2 if name == "getapr-w2" else 1
         with open(conf, "w") as f:
             f.write(
                 f'[dns]\nlisten = ["127.0.0.1:{port}"]\nupstreams = ["{up}"]\n'
-                f"cache_size = {size}\n"
+                f"cache_size = {size}\nworkers = {workers}\n"
                 "[http]\nlisten = []\n"
                 "[probe]\ntargets = []\nstun = []\ndestinations = false\n"
             )
@@ -346,15 +348,20 @@ def main():
     ap.add_argument("--workloads", default="hit,miss,nocache")
     ap.add_argument("--getapr", default=os.path.join(ROOT, "target", "release", "getapr"))
     ap.add_argument("--getapr-static", help="also measure this build (e.g. the static musl one) as getapr-static")
+    ap.add_argument("--scaling", action="store_true",
+                    help="getapr with 1 and with 2 worker threads (dns.workers), server and dnsperf on every CPU")
     ap.add_argument("--json", help="also write every figure to this file")
     args = ap.parse_args()
     servers = args.servers.split(",")
+    if args.scaling:
+        global SERVER_CPU, LOAD_CPU
+        servers = ["getapr-w1", "getapr-w2"]
+        SERVER_CPU = LOAD_CPU = ",".join(str(c) for c in sorted(os.sched_getaffinity(0)))
     if args.getapr_static:
         servers.insert(1, "getapr-static")
     workloads = args.workloads.split(",")
     if len(os.sched_getaffinity(0)) < 2:
         log("bench: fewer than 2 CPUs: server and load generator will share one")
-        global LOAD_CPU
         LOAD_CPU = SERVER_CPU
     work = tempfile.mkdtemp(prefix="getapr-bench-")
     write_names(os.path.join(work, "hits.txt"), (f"h{i}.{ZONE}" for i in range(HIT_NAMES)))
@@ -416,6 +423,10 @@ def report(results, filled, sizes, servers, workloads, args):
                 f"| {ratio(results[w], s, 'unbound', 'qps')} | {med([r['cpu_us'] for r in rs]):.1f} "
                 f"| {sum(r['lost'] for r in rs)} |"
             )
+    if "getapr-w1" in servers and "getapr-w2" in servers:
+        lines.append("")
+        for w in workloads:
+            lines.append(f"- {w}: 2 workers / 1 worker QPS = {ratio(results[w], 'getapr-w2', 'getapr-w1', 'qps')}")
     lines.append("")
     lines.append(f"| server | CPU/hit ×dnsmasq | p50 / p99 ms at {FIXED_QPS} QPS (hits) | RSS idle (HWM) MiB "
                  f"| RSS with {CACHED_FOR_RSS // 1000}k cached (HWM) MiB | binary MiB | first answer ms |")

@@ -61,6 +61,9 @@ pub struct Dns {
     /// Cap on upstream queries in flight.
     pub max_inflight: usize,
     pub tcp_max_connections: usize,
+    /// Threads answering queries, each with its own UDP socket per listen
+    /// address (SO_REUSEPORT); read at start only.
+    pub workers: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -199,6 +202,7 @@ impl Default for Config {
                 udp_max_size: 1232,
                 max_inflight: 1024,
                 tcp_max_connections: 256,
+                workers: 1,
             },
             http: Http {
                 listen: vec![
@@ -321,6 +325,7 @@ struct RawDns {
     udp_max_size: Option<Spanned<i64>>,
     max_inflight: Option<Spanned<i64>>,
     tcp_max_connections: Option<Spanned<i64>>,
+    workers: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -408,6 +413,7 @@ impl RawConfig {
                 1..=65_535,
             )?
             .unwrap_or(dns.tcp_max_connections),
+            workers: ranged("dns.workers", &raw.workers, 1..=64)?.unwrap_or(dns.workers),
         };
 
         let http = Http {

@@ -132,7 +132,8 @@ struct Listener {
     /// As configured (the port may be 0).
     configured: SocketAddr,
     local: SocketAddr,
-    sockets: Option<(Arc<UdpSocket>, TcpListener)>,
+    /// One UDP socket per worker, and the TCP listener.
+    sockets: Option<(Vec<Arc<UdpSocket>>, TcpListener)>,
     stop: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -200,7 +201,7 @@ impl Daemon {
         let settings = settings(&config)?;
         let mut listeners = Vec::new();
         for &addr in &config.dns.listen {
-            listeners.push(bind_listener(addr)?);
+            listeners.push(bind_listener(addr, config.dns.workers)?);
         }
         let mut http = Vec::new();
         for &addr in &config.http.listen {
@@ -332,7 +333,7 @@ impl Daemon {
         for &addr in &config.dns.listen {
             if !self.listeners.iter().any(|l| l.configured == addr) {
                 // Dropping `fresh` on error closes what was bound so far.
-                fresh.push(bind_listener(addr)?);
+                fresh.push(bind_listener(addr, self.config.dns.workers)?);
             }
         }
         let mut fresh_http = Vec::new();
@@ -399,11 +400,13 @@ impl Daemon {
 impl Listener {
     fn start(&mut self, shared: &Arc<Shared>) {
         if let Some((udp, tcp)) = self.sockets.take() {
-            self.tasks.push(tokio::spawn(server::serve_udp(
-                Arc::clone(shared),
-                udp,
-                self.stop.clone(),
-            )));
+            for socket in udp {
+                self.tasks.push(tokio::spawn(server::serve_udp(
+                    Arc::clone(shared),
+                    socket,
+                    self.stop.clone(),
+                )));
+            }
             self.tasks.push(tokio::spawn(server::serve_tcp(
                 Arc::clone(shared),
                 tcp,
@@ -577,22 +580,30 @@ fn settings(config: &Config) -> Result<Settings, Error> {
 
 /// Binds UDP, then TCP on the port UDP got (for port 0 the kernel picks one;
 /// if TCP finds it taken we try another).
-fn bind_listener(addr: SocketAddr) -> Result<Listener, Error> {
+/// Binds one `dns.listen` address: UDP and TCP on the same port, and with
+/// several workers one UDP socket each (SO_REUSEPORT), so each worker
+/// thread reads its own share of the datagrams.
+fn bind_listener(addr: SocketAddr, workers: usize) -> Result<Listener, Error> {
     let err = |source: io::Error| Error::Bind {
         service: Service::Dns,
         addr,
         hint: hint(&source, Service::Dns),
         source,
     };
+    let reuse_port = workers > 1;
     for _ in 0..16 {
-        let udp = bind_udp(addr).map_err(err)?;
+        let udp = bind_udp(addr, reuse_port).map_err(err)?;
         let local = udp.local_addr().map_err(err)?;
         match bind_tcp(local) {
             Ok(tcp) => {
+                let mut udp = vec![Arc::new(udp)];
+                for _ in 1..workers {
+                    udp.push(Arc::new(bind_udp(local, true).map_err(err)?));
+                }
                 return Ok(Listener {
                     configured: addr,
                     local,
-                    sockets: Some((Arc::new(udp), tcp)),
+                    sockets: Some((udp, tcp)),
                     stop: CancellationToken::new(),
                     tasks: Vec::new(),
                 });
@@ -659,8 +670,11 @@ fn new_socket(addr: SocketAddr, ty: socket2::Type) -> io::Result<socket2::Socket
     Ok(sock)
 }
 
-fn bind_udp(addr: SocketAddr) -> io::Result<UdpSocket> {
+fn bind_udp(addr: SocketAddr, reuse_port: bool) -> io::Result<UdpSocket> {
     let sock = new_socket(addr, socket2::Type::DGRAM)?;
+    if reuse_port {
+        sock.set_reuse_port(true)?;
+    }
     sock.bind(&addr.into())?;
     UdpSocket::from_std(sock.into())
 }

@@ -101,10 +101,18 @@ fn main() -> ExitCode {
         }
         Command::Serve { config } => {
             init_logging();
-            let runtime = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
+            // One thread unless `dns.workers` asks for more; a config that
+            // does not load is reported by `serve` itself, on one thread.
+            let workers = getapr::config::Config::discover(config.as_deref())
+                .map_or(1, |(c, _)| c.dns.workers);
+            let mut builder = if workers > 1 {
+                let mut b = tokio::runtime::Builder::new_multi_thread();
+                b.worker_threads(workers);
+                b
+            } else {
+                tokio::runtime::Builder::new_current_thread()
+            };
+            let runtime = match builder.enable_all().build() {
                 Ok(rt) => rt,
                 Err(e) => {
                     eprintln!("getapr: cannot start the runtime: {e}");

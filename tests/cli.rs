@@ -257,3 +257,39 @@ fn sigterm_drains_queries_in_flight() {
     assert!(status.success(), "{status:?}");
     assert!(sent.elapsed() < Duration::from_millis(2500));
 }
+
+/// `dns.workers = 2`: two runtime threads and two UDP sockets on the listen
+/// port (SO_REUSEPORT), and queries from many source ports (which the
+/// kernel spreads over both sockets) all answered.
+#[test]
+fn two_workers_share_the_listen_port() {
+    let dir = tempdir("workers");
+    let (up, _) = responder([192, 0, 2, 9], Duration::ZERO);
+    let port = free_port();
+    let path = config(&dir, "getapr.toml", port, up);
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, text.replace("[dns]\n", "[dns]\nworkers = 2\n")).unwrap();
+    let mut child = serve(&path);
+    assert_eq!(wait_answer(port, "w0.example"), [192, 0, 2, 9]);
+    for i in 1..40 {
+        assert_eq!(ask(port, &format!("w{i}.example")), Some([192, 0, 2, 9]));
+    }
+    let hex = format!(":{port:04X} ");
+    let udp = std::fs::read_to_string("/proc/net/udp").unwrap();
+    let sockets = udp
+        .lines()
+        .filter(|l| {
+            l.split_whitespace()
+                .nth(1)
+                .is_some_and(|a| a.ends_with(hex.trim()))
+        })
+        .count();
+    let threads = std::fs::read_dir(format!("/proc/{}/task", child.id()))
+        .unwrap()
+        .count();
+    signal(&child, "-TERM");
+    let status = wait_exit(&mut child, Duration::from_secs(5));
+    assert_eq!(sockets, 2, "UDP sockets on port {port}:\n{udp}");
+    assert!(threads >= 3, "main thread + 2 workers, saw {threads}");
+    assert!(status.success(), "{status:?}");
+}
