@@ -47,10 +47,11 @@ emulator_of() {
     esac
 }
 
-step "tools: qemu-user-static, python3"
+step "tools: qemu-user-static, python3, file"
 need=()
 command -v qemu-aarch64-static >/dev/null 2>&1 || need+=(qemu-user-static)
 command -v python3 >/dev/null 2>&1 || need+=(python3)
+command -v file >/dev/null 2>&1 || need+=(file)
 if [ ${#need[@]} -eq 0 ]; then
     echo "all there"
 elif [ "$(id -u)" -eq 0 ]; then
@@ -76,6 +77,7 @@ fi
 
 work=$(mktemp -d)
 pids=()
+# shellcheck disable=SC2317 # run by the EXIT trap
 cleanup() {
     for p in "${pids[@]}"; do
         kill "$p" 2>/dev/null || true
@@ -287,7 +289,14 @@ TOML
 done
 
 step "router smoke"
+passed=0 failed=0 skipped=0
 for t in "${targets[@]}"; do
     printf '%-32s %s\n' "$t" "${result[$t]}"
+    case ${result[$t]} in
+    ok:*) passed=$((passed + 1)) ;;
+    skipped*) skipped=$((skipped + 1)) ;;
+    *) failed=$((failed + 1)) ;;
+    esac
 done
+echo "smoke: $passed passed, $failed failed, $skipped skipped"
 exit $fail
