@@ -299,14 +299,18 @@ impl<V> Cache<V> {
     /// An entry for the same key is overwritten in place. Otherwise, when
     /// the cache is full, the least recently used entry is overwritten. With
     /// capacity 0 this does nothing.
-    pub fn insert(&mut self, key: Key, value: V, now: Instant, ttl: Duration) {
+    ///
+    /// Returns whether a fresh entry was evicted to make room (what
+    /// [`Stats::evictions`] counts; an expired one overwritten does not
+    /// count), so the caller can export it without reading the stats.
+    pub fn insert(&mut self, key: Key, value: V, now: Instant, ttl: Duration) -> bool {
         if self.capacity == 0 {
-            return;
+            return false;
         }
         let expires = now.checked_add(ttl);
         self.stats.inserts += 1;
         let hash = self.map.hash(&key);
-        let idx = match self.map.find(&self.nodes, hash, &key) {
+        let (idx, evicted) = match self.map.find(&self.nodes, hash, &key) {
             Some(idx) => {
                 let node = &mut self.nodes[slot(idx)];
                 if !is_live(node.expires, Duration::ZERO, now) {
@@ -316,7 +320,7 @@ impl<V> Cache<V> {
                 node.inserted = now;
                 node.expires = expires;
                 self.promote(idx);
-                return;
+                return false;
             }
             None if self.nodes.len() < self.capacity => {
                 let idx = index(self.nodes.len());
@@ -329,7 +333,7 @@ impl<V> Cache<V> {
                     next: NIL,
                 });
                 self.map.insert(&self.nodes, hash, idx);
-                idx
+                (idx, false)
             }
             None => {
                 // Full: the LRU slot is reused as it is, so neither the slab
@@ -337,7 +341,8 @@ impl<V> Cache<V> {
                 let idx = self.tail;
                 self.unlink(idx);
                 let node = &mut self.nodes[slot(idx)];
-                if is_live(node.expires, Duration::ZERO, now) {
+                let evicted = is_live(node.expires, Duration::ZERO, now);
+                if evicted {
                     self.stats.evictions += 1;
                 } else {
                     self.stats.expired += 1;
@@ -348,10 +353,11 @@ impl<V> Cache<V> {
                 node.expires = expires;
                 self.map.remove(self.map.hash(&old), idx);
                 self.map.insert(&self.nodes, hash, idx);
-                idx
+                (idx, evicted)
             }
         };
         self.push_front(idx);
+        evicted
     }
 
     /// Removes the entry for `key`, fresh or not, and returns its value.
@@ -850,14 +856,16 @@ mod tests {
     fn counts() {
         let t0 = Instant::now();
         let mut cache = Cache::new(2);
-        cache.insert(key("a"), (), t0, secs(10));
-        cache.insert(key("b"), (), t0, secs(100));
+        assert!(!cache.insert(key("a"), (), t0, secs(10)));
+        assert!(!cache.insert(key("b"), (), t0, secs(100)));
         cache.get(&key("a"), t0); // hit
         cache.get(&key("x"), t0); // miss
         cache.get(&key("a"), t0 + secs(10)); // miss, expired
         cache.get_stale(&key("a"), t0 + secs(10), secs(5)); // hit
-        cache.insert(key("a"), (), t0 + secs(10), secs(10)); // replaces expired
-        cache.insert(key("c"), (), t0 + secs(10), secs(10)); // evicts fresh "b"
+        // Replaces the expired "a": no eviction.
+        assert!(!cache.insert(key("a"), (), t0 + secs(10), secs(10)));
+        // Evicts the fresh "b", and says so.
+        assert!(cache.insert(key("c"), (), t0 + secs(10), secs(10)));
         assert_eq!(
             cache.stats(),
             Stats {

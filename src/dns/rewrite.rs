@@ -243,10 +243,13 @@ pub enum Outcome {
     /// The same records in another order.
     Reordered(Reply),
     /// Records removed (`nodata`: none of the asked type is left).
+    /// `reason` is the first removed address's (the one `why`, the EDE
+    /// text, gives first), for the counters of `/metrics`.
     Filtered {
         reply: Reply,
         removed: usize,
         nodata: bool,
+        reason: Why,
         why: String,
     },
     /// Every address would go; the other family's answer decides.
@@ -341,17 +344,23 @@ pub fn rewrite(
 /// put in order by `reorder` (which says whether anything moved).
 fn finish(
     upstream: &Reply,
-    filtered: Option<(Reply, usize, String)>,
+    filtered: Option<Cut>,
     nodata: bool,
     reorder: impl Fn(&mut Reply) -> bool,
 ) -> Outcome {
     match filtered {
-        Some((mut reply, removed, why)) => {
+        Some(Cut {
+            mut reply,
+            removed,
+            reason,
+            why,
+        }) => {
             reorder(&mut reply);
             Outcome::Filtered {
                 reply,
                 removed,
                 nodata,
+                reason,
                 why,
             }
         }
@@ -401,7 +410,7 @@ fn filter_addresses(
     qtype: u16,
     remove: &[(IpAddr, Why)],
     nodata: bool,
-) -> Option<(Reply, usize, String)> {
+) -> Option<Cut> {
     let mut m = HMessage::from_vec(reply.bytes()).ok()?;
     m.edns = None;
     let gone = |r: &HRecord| match &r.data {
@@ -459,12 +468,17 @@ fn filter_addresses(
     }
     let why = explain(qtype, remove);
     let bytes = with_ede(m.to_vec().ok()?, reply, &why)?;
-    Some((Reply::parse(&bytes).ok()?, removed.len(), why))
+    Some(Cut {
+        reply: Reply::parse(&bytes).ok()?,
+        removed: removed.len(),
+        reason: remove.first()?.1,
+        why,
+    })
 }
 
 /// Removes the hint addresses that cannot work, record by record, keeping
 /// every address of a record none of whose hints can work.
-fn filter_hints(reply: &Reply, v: &Verdicts) -> Option<(Reply, usize, String)> {
+fn filter_hints(reply: &Reply, v: &Verdicts) -> Option<Cut> {
     let mut m = HMessage::from_vec(reply.bytes()).ok()?;
     m.edns = None;
     let mut removed: Vec<(IpAddr, Why)> = Vec::new();
@@ -537,7 +551,21 @@ fn filter_hints(reply: &Reply, v: &Verdicts) -> Option<(Reply, usize, String)> {
     }
     let why = explain(rtype::HTTPS, &removed);
     let bytes = with_ede(m.to_vec().ok()?, reply, &why)?;
-    Some((Reply::parse(&bytes).ok()?, removed.len(), why))
+    Some(Cut {
+        reply: Reply::parse(&bytes).ok()?,
+        removed: removed.len(),
+        reason: removed.first()?.1,
+        why,
+    })
+}
+
+/// A filtered reply: how many records went, the first one's reason and the
+/// EDE text.
+struct Cut {
+    reply: Reply,
+    removed: usize,
+    reason: Why,
+    why: String,
 }
 
 fn rrsig_covers(r: &HRecord) -> Option<u16> {
@@ -889,6 +917,7 @@ mod tests {
                 removed,
                 nodata,
                 why,
+                ..
             } => (reply, removed, nodata, why),
             other => panic!("expected a filtered reply, got {other:?}"),
         }

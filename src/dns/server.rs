@@ -16,8 +16,9 @@ use tokio_util::task::TaskTracker;
 use super::cache::{self, Cache, Key};
 use super::rewrite::{self, Context, Other};
 use super::upstream::{Failure, Outcome, Pool};
-use super::wire::{self, Header, Query, Reply, rcode};
+use super::wire::{self, Header, Query, Reply, Shape, rcode};
 use crate::config::Filter;
+use crate::metrics::{Metrics, Rewrite};
 use crate::probe::driver::Input;
 use crate::probe::verdicts::{State, Verdicts};
 
@@ -57,7 +58,7 @@ pub struct Shared {
     /// Every task that owes a client an answer, so shutdown can drain them.
     pub tracker: TaskTracker,
     /// Counters of `/metrics`.
-    pub metrics: crate::metrics::Metrics,
+    pub metrics: Metrics,
 }
 
 /// A cache entry: the upstream's reply, and what the verdicts made of it
@@ -65,13 +66,21 @@ pub struct Shared {
 #[derive(Debug)]
 pub struct Cached {
     pub reply: Arc<Reply>,
-    view: Option<(Stamp, Arc<Reply>)>,
+    view: Option<(Stamp, View)>,
 }
 
 impl Cached {
     pub fn new(reply: Arc<Reply>) -> Cached {
         Cached { reply, view: None }
     }
+}
+
+/// An answer as the verdicts make it, and what they did to it (counted
+/// each time it is sent, not each time it is computed).
+#[derive(Debug, Clone)]
+struct View {
+    reply: Arc<Reply>,
+    rewrite: Option<Rewrite>,
 }
 
 /// What a rewritten view depends on: the verdicts and the `[policy]`.
@@ -105,13 +114,15 @@ pub enum Step {
 
 impl Shared {
     pub fn new(settings: Settings, cache_size: usize) -> Shared {
+        let verdicts = Arc::new(ArcSwap::from_pointee(Verdicts::default()));
         Shared {
             settings: ArcSwap::from_pointee(settings),
             cache: Mutex::new(Cache::new(cache_size)),
-            verdicts: Arc::new(ArcSwap::from_pointee(Verdicts::default())),
+            // The verdict gauges read the snapshot at scrape time.
+            metrics: Metrics::new(Arc::clone(&verdicts)),
+            verdicts,
             probe_inputs: ArcSwapOption::empty(),
             tracker: TaskTracker::new(),
-            metrics: crate::metrics::Metrics::new(),
         }
     }
 
@@ -134,22 +145,23 @@ impl Shared {
             Ok(q) => q.shape(cap),
             Err(_) => wire::header_shape(&header),
         };
+        let qtype = query.as_ref().map_or(0, |q| q.parts().1);
         let peer = canonical(peer);
         if !settings.allow.iter().any(|net| net.contains(&peer)) {
-            wire::error_reply(&shape, header.opcode(), rcode::REFUSED, out);
+            self.error_answer(&shape, header.opcode(), rcode::REFUSED, qtype, out);
             return Step::Reply;
         }
         if header.opcode() != 0 {
-            wire::error_reply(&shape, header.opcode(), rcode::NOTIMP, out);
+            self.error_answer(&shape, header.opcode(), rcode::NOTIMP, qtype, out);
             return Step::Reply;
         }
         let Ok(query) = query else {
-            wire::error_reply(&shape, 0, rcode::FORMERR, out);
+            self.error_answer(&shape, 0, rcode::FORMERR, qtype, out);
             return Step::Reply;
         };
         // RFC 6891 §6.1.3: we speak EDNS version 0 only.
         if query.edns().is_some_and(|e| e.version > 0) {
-            wire::error_reply(&shape, 0, rcode::BADVERS, out);
+            self.error_answer(&shape, 0, rcode::BADVERS, qtype, out);
             return Step::Reply;
         }
         let (name, qtype, qclass) = query.parts();
@@ -159,12 +171,14 @@ impl Shared {
         let stamp = Stamp::new(&verdicts, &settings.policy);
         let mut cache = cache::lock(&self.cache);
         let Some((entry, age)) = cache.get(&key, now) else {
+            self.metrics.cache_misses.inc();
             return Step::Forward(key);
         };
+        self.metrics.cache_hits.inc();
         if let Some((s, view)) = &entry.view
             && *s == stamp
         {
-            view.render(&shape, age_secs(age), out);
+            self.answer(view, qtype, &shape, age_secs(age), out);
             return Step::Reply;
         }
         // The verdicts moved since this entry was last answered from.
@@ -172,7 +186,7 @@ impl Shared {
         let ctx = context(&verdicts, &settings.policy);
         match view_from_cache(&mut cache, &key, &upstream, &ctx, stamp, now) {
             Some(view) => {
-                view.render(&shape, age_secs(age), out);
+                self.answer(&view, qtype, &shape, age_secs(age), out);
                 Step::Reply
             }
             // Every address would go and the other family is not cached:
@@ -216,15 +230,30 @@ impl Shared {
                         if matches!(*e, Failure::Busy) {
                             tracing::debug!("upstream queries at their cap; answering SERVFAIL");
                         }
-                        wire::error_reply(&shape, 0, rcode::SERVFAIL, &mut out);
+                        self.error_answer(&shape, 0, rcode::SERVFAIL, key.qtype(), &mut out);
                         return out;
                     }
                 }
             }
         };
         let view = self.view(&key, &reply, &settings.policy, other).await;
-        view.render(&shape, age, &mut out);
+        self.answer(&view, key.qtype(), &shape, age, &mut out);
         out
+    }
+
+    /// Writes `view` fitted to the client into `out`, and counts it.
+    fn answer(&self, view: &View, qtype: u16, shape: &Shape<'_>, age: u32, out: &mut Vec<u8>) {
+        view.reply.render(shape, age, out);
+        self.metrics.query(view.reply.rcode(), qtype);
+        if let Some(rewrite) = view.rewrite {
+            self.metrics.rewritten(rewrite);
+        }
+    }
+
+    /// Writes the stub's own error answer into `out`, and counts it.
+    fn error_answer(&self, shape: &Shape<'_>, opcode: u8, rc: u16, qtype: u16, out: &mut Vec<u8>) {
+        wire::error_reply(shape, opcode, rc, out);
+        self.metrics.query(rc, qtype);
     }
 
     /// When the verdicts already say the asked family cannot work, the
@@ -264,7 +293,7 @@ impl Shared {
         upstream: &Arc<Reply>,
         policy: &crate::config::Policy,
         beside: Option<tokio::task::JoinHandle<Option<Arc<Reply>>>>,
-    ) -> Arc<Reply> {
+    ) -> View {
         let verdicts = self.verdicts.load_full();
         let stamp = Stamp::new(&verdicts, policy);
         let ctx = context(&verdicts, policy);
@@ -279,7 +308,10 @@ impl Shared {
             return view;
         }
         let Some(other_type) = rewrite::other_type(key.qtype()) else {
-            return Arc::clone(upstream);
+            return View {
+                reply: Arc::clone(upstream),
+                rewrite: None,
+            };
         };
         let lookup = async {
             match beside {
@@ -305,7 +337,7 @@ impl Shared {
             && let Some(entry) = cache::lock(&self.cache).peek_mut(key, Instant::now())
             && Arc::ptr_eq(&entry.reply, upstream)
         {
-            entry.view = Some((stamp, Arc::clone(&view)));
+            entry.view = Some((stamp, view.clone()));
         }
         view
     }
@@ -313,10 +345,14 @@ impl Shared {
     /// Asks the upstreams (merged with identical queries in flight) and
     /// caches the answer.
     async fn resolve(&self, pool: &Arc<Pool>, key: Key, packet: &[u8]) -> Outcome {
-        let reply = pool.resolve(key.clone(), packet).await?;
+        let reply = pool
+            .resolve(key.clone(), packet, &self.metrics.upstreams)
+            .await?;
         if let Some(ttl) = cache::lifetime(&reply) {
             let entry = Cached::new(Arc::clone(&reply));
-            cache::lock(&self.cache).insert(key, entry, Instant::now(), ttl);
+            if cache::lock(&self.cache).insert(key, entry, Instant::now(), ttl) {
+                self.metrics.cache_evictions.inc();
+            }
         }
         Ok(reply)
     }
@@ -340,13 +376,13 @@ fn view_from_cache(
     ctx: &Context<'_>,
     stamp: Stamp,
     now: Instant,
-) -> Option<Arc<Reply>> {
+) -> Option<View> {
     if let Some(entry) = cache.peek_mut(key, now)
         && Arc::ptr_eq(&entry.reply, upstream)
         && let Some((s, view)) = &entry.view
         && *s == stamp
     {
-        return Some(Arc::clone(view));
+        return Some(view.clone());
     }
     let (qtype, do_bit) = (key.qtype(), key.do_bit());
     let mut outcome = if rewrite::exempt(key.qname()) {
@@ -370,19 +406,20 @@ fn view_from_cache(
     if let Some(entry) = cache.peek_mut(key, now)
         && Arc::ptr_eq(&entry.reply, upstream)
     {
-        entry.view = Some((stamp, Arc::clone(&view)));
+        entry.view = Some((stamp, view.clone()));
     }
     Some(view)
 }
 
-fn into_view(outcome: rewrite::Outcome, upstream: &Arc<Reply>, key: &Key) -> Arc<Reply> {
-    match outcome {
-        rewrite::Outcome::Same | rewrite::Outcome::NeedOther => Arc::clone(upstream),
-        rewrite::Outcome::Reordered(r) => Arc::new(r),
+fn into_view(outcome: rewrite::Outcome, upstream: &Arc<Reply>, key: &Key) -> View {
+    let (reply, rewrite) = match outcome {
+        rewrite::Outcome::Same | rewrite::Outcome::NeedOther => (Arc::clone(upstream), None),
+        rewrite::Outcome::Reordered(r) => (Arc::new(r), Some(Rewrite::Reordered)),
         rewrite::Outcome::Filtered {
             reply,
             removed,
             nodata,
+            reason,
             why,
         } => {
             tracing::debug!(
@@ -391,9 +428,10 @@ fn into_view(outcome: rewrite::Outcome, upstream: &Arc<Reply>, key: &Key) -> Arc
                 nodata,
                 "answer filtered: {why}"
             );
-            Arc::new(reply)
+            (Arc::new(reply), Some(Rewrite::Filtered(reason)))
         }
-    }
+    };
+    View { reply, rewrite }
 }
 
 impl Shared {

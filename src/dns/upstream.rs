@@ -25,6 +25,7 @@ use tokio::sync::{Semaphore, oneshot};
 use super::cache::Key;
 use super::wire::{self, Query, Reply, flag, rcode};
 use crate::config;
+use crate::metrics::{UpstreamFailure, Upstreams};
 
 /// Largest message over TCP (RFC 1035 §4.2.2: a 16-bit length prefix).
 const MAX_TCP: usize = 65535;
@@ -194,8 +195,9 @@ impl Pool {
 
     /// Resolves `query` (the client's bytes), sharing the exchange with any
     /// identical query already in flight. The exchange runs in its own task,
-    /// so a client that goes away does not cancel it for the others.
-    pub async fn resolve(self: &Arc<Self>, key: Key, query: &[u8]) -> Outcome {
+    /// so a client that goes away does not cancel it for the others; it
+    /// counts each try in `metrics`.
+    pub async fn resolve(self: &Arc<Self>, key: Key, query: &[u8], metrics: &Upstreams) -> Outcome {
         let (tx, rx) = oneshot::channel();
         let leader = {
             let mut waiting = lock(&self.waiting);
@@ -216,8 +218,11 @@ impl Pool {
         if let Some(permit) = leader {
             let pool = Arc::clone(self);
             let query = query.to_vec();
+            let metrics = metrics.clone();
             tokio::spawn(async move {
-                let outcome = pool.exchange(&query).await.map(Arc::new).map_err(Arc::new);
+                let outcome = (pool.exchange(&query, &metrics).await)
+                    .map(Arc::new)
+                    .map_err(Arc::new);
                 drop(permit);
                 let waiters = lock(&pool.waiting).remove(&key).unwrap_or_default();
                 for w in waiters {
@@ -230,7 +235,7 @@ impl Pool {
 
     /// Tries the upstreams in order, starting with the one that answered
     /// last; moves on after a timeout, a network error, SERVFAIL or REFUSED.
-    async fn exchange(&self, client_query: &[u8]) -> Result<Reply, Failure> {
+    async fn exchange(&self, client_query: &[u8], metrics: &Upstreams) -> Result<Reply, Failure> {
         let Ok(query) = Query::parse(client_query) else {
             return Err(Failure::AllFailed);
         };
@@ -241,17 +246,23 @@ impl Pool {
         for i in 0..n {
             let idx = (first + i) % n;
             let server = &self.servers[idx];
+            let sent = Instant::now();
             match self.try_server(server.addr, &mut packet).await {
                 Ok(reply) => {
                     let rc = reply.rcode();
                     if rc == rcode::SERVFAIL || rc == rcode::REFUSED {
+                        metrics.failed(server.addr, rcode_failure(rc));
                         self.warn(server, &format!("answered rcode {rc}"));
                         continue;
                     }
+                    metrics.answered(server.addr, sent.elapsed());
                     self.preferred.store(idx, Ordering::Relaxed);
                     return Ok(reply);
                 }
-                Err(e) => self.warn(server, &e.to_string()),
+                Err(e) => {
+                    metrics.failed(server.addr, io_failure(&e));
+                    self.warn(server, &e.to_string());
+                }
             }
         }
         Err(Failure::AllFailed)
@@ -336,6 +347,25 @@ impl Pool {
             *last = Some(now);
             tracing::warn!(upstream = %server.addr, "upstream failed: {what}");
         }
+    }
+}
+
+/// The failure reason of an answer the pool does not accept.
+fn rcode_failure(rc: u16) -> UpstreamFailure {
+    if rc == rcode::REFUSED {
+        UpstreamFailure::Refused
+    } else {
+        UpstreamFailure::Servfail
+    }
+}
+
+/// The failure reason of a try that got no reply: our own timeouts (UDP
+/// and TCP) say `TimedOut`; everything else is the network's doing.
+fn io_failure(e: &io::Error) -> UpstreamFailure {
+    if e.kind() == io::ErrorKind::TimedOut {
+        UpstreamFailure::Timeout
+    } else {
+        UpstreamFailure::Network
     }
 }
 

@@ -19,6 +19,7 @@ use super::engine::{Engine, Kind, Outcome, Probe};
 use super::stun;
 use super::verdicts::Verdicts;
 use crate::inventory::Snapshot;
+use crate::metrics::Probes;
 
 /// What the rest of the daemon tells the engine.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,12 +33,14 @@ pub enum Input {
 
 /// Runs `engine` until `stop`: sends the probes it asks for, feeds their
 /// outcomes, inventory changes and `inputs` back, and publishes each new
-/// verdict snapshot into `verdicts` for lock-free readers.
+/// verdict snapshot into `verdicts` for lock-free readers. Counts each
+/// probe in `metrics` by its source.
 pub async fn run(
     mut engine: Engine,
     mut inventory: watch::Receiver<Arc<Snapshot>>,
     mut inputs: mpsc::Receiver<Input>,
     verdicts: Arc<ArcSwap<Verdicts>>,
+    metrics: Probes,
     stop: CancellationToken,
 ) {
     let (tx, mut rx) = mpsc::channel::<(u64, Outcome)>(256);
@@ -45,9 +48,15 @@ pub async fn run(
     loop {
         for probe in engine.poll(Instant::now()) {
             let tx = tx.clone();
+            let metrics = metrics.clone();
             tokio::spawn(async move {
-                let id = probe.id;
-                let _ = tx.send((id, send(probe).await)).await;
+                let (id, source) = (probe.id, probe.source);
+                metrics.sent(source);
+                let outcome = send(probe).await;
+                if outcome == Outcome::Unreachable {
+                    metrics.failed(source);
+                }
+                let _ = tx.send((id, outcome)).await;
             });
         }
         if let Some(v) = engine.publish() {
