@@ -766,6 +766,7 @@ mod tests {
             udp_max_size,
             max_inflight,
             tcp_max_connections,
+            workers,
         } = dns;
         let RawHttp {
             listen: http_listen,
@@ -795,6 +796,7 @@ mod tests {
             ("dns.udp_max_size", udp_max_size.is_some()),
             ("dns.max_inflight", max_inflight.is_some()),
             ("dns.tcp_max_connections", tcp_max_connections.is_some()),
+            ("dns.workers", workers.is_some()),
             ("http.listen", http_listen.is_some()),
             ("probe.interval_ms", interval_ms.is_some()),
             ("probe.timeout_ms", probe_timeout_ms.is_some()),
@@ -827,6 +829,7 @@ allow = ["10.1.2.3/8", "192.0.2.7", "2001:db8::/32"]
 udp_max_size = 4096
 max_inflight = 1
 tcp_max_connections = 65535
+workers = 64
 [http]
 listen = []
 [probe]
@@ -867,6 +870,7 @@ first_family_count = 2
                 udp_max_size: 4096,
                 max_inflight: 1,
                 tcp_max_connections: 65535,
+                workers: 64,
             },
             http: Http { listen: vec![] },
             probe: Probe {
@@ -934,7 +938,7 @@ first_family_count = 2
             ("foo = 1\n", "1:1: unknown field `foo`, expected one of `dns`, `http`, `probe`, `policy`"),
             ("[dns]\nlisten = [\"127.0.0.1:53\"]\nbogus = 3\n",
              "3:1: unknown field `bogus`, expected one of `listen`, `upstreams`, `resolv_conf`, \
-              `timeout_ms`, `cache_size`, `allow`, `udp_max_size`, `max_inflight`, `tcp_max_connections`"),
+              `timeout_ms`, `cache_size`, `allow`, `udp_max_size`, `max_inflight`, `tcp_max_connections`, `workers`"),
             ("[policy]\n\n  colour = 1\n", "3:3: unknown field `colour`, expected one of `filter`, `break_dnssec`, `table`, `first_family_count`"),
             ("[dns]\ntimeout_ms = \"fast\"\n", "2:14: invalid type: string \"fast\", expected i64"),
             ("[dns]\nlisten = \"127.0.0.1:53\"\n", "2:10: invalid type: string \"127.0.0.1:53\", expected a sequence"),
