@@ -42,7 +42,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 ZONE = "bench.example"
 AUTH_PORT = 5300
-PORTS = {"getapr": 5301, "dnsmasq": 5302, "unbound": 5303, "smartdns": 5304}
+PORTS = {"getapr": 5301, "dnsmasq": 5302, "unbound": 5303, "smartdns": 5304, "getapr-static": 5305}
 SERVER_CPU = "0"
 LOAD_CPU = "1"
 HIT_NAMES = 1000
@@ -103,7 +103,7 @@ def server_command(name, work, cache, getapr):
     port = PORTS[name]
     up = f"127.0.0.1:{AUTH_PORT}"
     size = 200_000 if cache else 0
-    if name == "getapr":
+    if name.startswith("getapr"):
         conf = os.path.join(work, f"getapr-{cache}.toml")
         with open(conf, "w") as f:
             f.write(
@@ -319,12 +319,21 @@ def measure(name, workload, work, getapr, seconds, rep):
             result["p50_ms"] = percentile(fixed["latencies"], 50) * 1000
             result["p99_ms"] = percentile(fixed["latencies"], 99) * 1000
             result["fixed_lost"] = fixed["lost"]
-        if workload == "miss" and rep == 1:
-            data = os.path.join(work, f"fill-{name}.txt")
-            write_names(data, (f"fill-{i}.{name}.m.{ZONE}" for i in range(CACHED_FOR_RSS)))
-            dnsperf(server.port, data, once=True, qps=40_000)
-            result["cached"] = server.memory()
         return result
+    finally:
+        server.stop()
+
+
+def fill(name, work, getapr):
+    """RSS of a fresh server after exactly CACHED_FOR_RSS answers were cached."""
+    server = Server(name, work, True, getapr)
+    try:
+        data = os.path.join(work, f"fill-{name}.txt")
+        write_names(data, (f"fill-{i}.{name}.m.{ZONE}" for i in range(CACHED_FOR_RSS)))
+        r = dnsperf(server.port, data, once=True, qps=20_000)
+        if r["noerror"] < 0.99 * CACHED_FOR_RSS:
+            raise RuntimeError(f"{name} fill: only {r['noerror']} NOERROR answers")
+        return server.memory()
     finally:
         server.stop()
 
@@ -336,9 +345,12 @@ def main():
     ap.add_argument("--servers", default="getapr,dnsmasq,unbound,smartdns")
     ap.add_argument("--workloads", default="hit,miss,nocache")
     ap.add_argument("--getapr", default=os.path.join(ROOT, "target", "release", "getapr"))
+    ap.add_argument("--getapr-static", help="also measure this build (e.g. the static musl one) as getapr-static")
     ap.add_argument("--json", help="also write every figure to this file")
     args = ap.parse_args()
     servers = args.servers.split(",")
+    if args.getapr_static:
+        servers.insert(1, "getapr-static")
     workloads = args.workloads.split(",")
     if len(os.sched_getaffinity(0)) < 2:
         log("bench: fewer than 2 CPUs: server and load generator will share one")
@@ -348,23 +360,30 @@ def main():
     write_names(os.path.join(work, "hits.txt"), (f"h{i}.{ZONE}" for i in range(HIT_NAMES)))
     knot = start_knot(work)
     results = {w: {s: [] for s in servers} for w in workloads}
+    filled = {}
     try:
         for rep in range(1, args.reps + 1):
             for workload in workloads:
                 for name in servers:
                     log(f"rep {rep}: {workload} {name}")
-                    results[workload][name].append(measure(name, workload, work, args.getapr, args.seconds, rep))
+                    exe = args.getapr_static if name == "getapr-static" else args.getapr
+                    results[workload][name].append(measure(name, workload, work, exe, args.seconds, rep))
+        filled = {}
+        for name in servers:
+            log(f"fill {CACHED_FOR_RSS} answers: {name}")
+            exe = args.getapr_static if name == "getapr-static" else args.getapr
+            filled[name] = fill(name, work, exe)
     finally:
         knot.send_signal(signal.SIGTERM)
         knot.wait(timeout=5)
     sizes = {}
     for name in servers:
-        exe = args.getapr if name == "getapr" else which(name)
+        exe = {"getapr": args.getapr, "getapr-static": args.getapr_static}.get(name) or which(name)
         sizes[name] = os.path.getsize(exe)
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"results": results, "sizes": sizes}, f, indent=1)
-    print(report(results, sizes, servers, workloads, args))
+            json.dump({"results": results, "filled": filled, "sizes": sizes}, f, indent=1)
+    print(report(results, filled, sizes, servers, workloads, args))
     shutil.rmtree(work, ignore_errors=True)
 
 
@@ -380,7 +399,7 @@ def ratio(results, name, peer, key):
     return f"{med(rs):.2f}" if rs else "—"
 
 
-def report(results, sizes, servers, workloads, args):
+def report(results, filled, sizes, servers, workloads, args):
     lines = []
     cpu = subprocess.run(["sh", "-c", "grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"],
                          capture_output=True, text=True).stdout.strip()
@@ -405,7 +424,7 @@ def report(results, sizes, servers, workloads, args):
         hit = results.get("hit", {}).get(s, [])
         miss = results.get("miss", {}).get(s, [])
         idle = (hit or miss or [{}])[0].get("idle", {})
-        cached = next((r["cached"] for r in miss if "cached" in r), {})
+        cached = filled.get(s, {})
         startup = med([r["startup_ms"] for w in workloads for r in results[w][s]])
         mib = lambda kb: f"{kb / 1024:.1f}" if kb else "—"  # noqa: E731
         lines.append(

@@ -4,7 +4,7 @@
 //! tests run the real daemon on `127.0.0.1:0` in-process.
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,6 +14,7 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::api::{self, Api};
 use crate::config::{self, Config, Source};
 use crate::dns::cache;
 use crate::dns::server::{self, Settings, Shared};
@@ -35,8 +36,9 @@ pub enum Error {
     #[error("dns.upstreams: {0}")]
     Upstreams(String),
     /// A listen address cannot be bound (exit 1).
-    #[error("listen {addr}: {source}{hint}")]
+    #[error("{service} {addr}: {source}{hint}")]
     Bind {
+        service: Service,
         addr: SocketAddr,
         source: io::Error,
         hint: &'static str,
@@ -45,6 +47,24 @@ pub enum Error {
     Stopped,
     #[error("{0}")]
     Runtime(#[from] io::Error),
+}
+
+/// Which listener a [`Error::Bind`] is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Service {
+    /// `dns.listen`: UDP and TCP.
+    Dns,
+    /// `http.listen`: the HTTP sidecar.
+    Http,
+}
+
+impl std::fmt::Display for Service {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Service::Dns => "dns.listen",
+            Service::Http => "http.listen (HTTP sidecar)",
+        })
+    }
 }
 
 impl Error {
@@ -107,6 +127,9 @@ pub struct Daemon {
     shared: Arc<Shared>,
     config: Config,
     listeners: Vec<Listener>,
+    /// The HTTP sidecar's listeners and what they share.
+    http: Vec<HttpListener>,
+    api: Arc<Api>,
     commands: mpsc::Receiver<Command>,
     handle: Handle,
     /// Stops the probe engine of the running configuration.
@@ -121,6 +144,15 @@ struct Listener {
     sockets: Option<(Arc<UdpSocket>, TcpListener)>,
     stop: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
+}
+
+#[derive(Debug)]
+struct HttpListener {
+    configured: SocketAddr,
+    local: SocketAddr,
+    socket: Option<TcpListener>,
+    stop: CancellationToken,
+    task: Option<JoinHandle<()>>,
 }
 
 /// Controls a running daemon.
@@ -172,12 +204,16 @@ impl Handle {
 
 impl Daemon {
     /// Resolves the upstreams and binds every `dns.listen` address, UDP and
-    /// TCP on the same port.
+    /// TCP on the same port, and every `http.listen` address.
     pub async fn bind(config: Config, source: Source) -> Result<Daemon, Error> {
         let settings = settings(&config)?;
         let mut listeners = Vec::new();
         for &addr in &config.dns.listen {
             listeners.push(bind_listener(addr)?);
+        }
+        let mut http = Vec::new();
+        for &addr in &config.http.listen {
+            http.push(bind_http(addr)?);
         }
         let upstreams: Vec<String> = settings.pool.addrs().map(|a| a.to_string()).collect();
         let listen: Vec<String> = listeners.iter().map(|l| l.local.to_string()).collect();
@@ -191,11 +227,23 @@ impl Daemon {
             listen.join(", "),
             upstreams.join(", ")
         );
+        if !http.is_empty() {
+            let addrs: Vec<String> = http.iter().map(|l| l.local.to_string()).collect();
+            tracing::info!("HTTP sidecar on {}", addrs.join(", "));
+        }
         let (tx, rx) = mpsc::channel(4);
         let shared = Arc::new(Shared::new(settings, config.dns.cache_size));
+        let api = Arc::new(Api::new(Arc::clone(&shared), api::Limits::default()));
+        api.set_hosts(http_hosts(&http));
+        api.set_interfaces(
+            config.probe.interfaces.clone(),
+            config.probe.exclude_interfaces.clone(),
+        );
         Ok(Daemon {
             config,
             listeners,
+            http,
+            api,
             commands: rx,
             handle: Handle {
                 commands: tx,
@@ -213,6 +261,25 @@ impl Daemon {
         self.listeners.iter().map(|l| l.local).collect()
     }
 
+    /// The bound HTTP sidecar addresses, one per `http.listen` entry.
+    pub fn http_addrs(&self) -> Vec<SocketAddr> {
+        self.http.iter().map(|l| l.local).collect()
+    }
+
+    /// Other sidecar limits than the defaults (tests: a short header
+    /// timeout, a small connection cap). Call before [`Daemon::run`].
+    #[doc(hidden)]
+    pub fn with_http_limits(mut self, limits: api::Limits) -> Daemon {
+        let api = Api::new(Arc::clone(&self.shared), limits);
+        api.set_hosts(self.api.hosts());
+        api.set_interfaces(
+            self.config.probe.interfaces.clone(),
+            self.config.probe.exclude_interfaces.clone(),
+        );
+        self.api = Arc::new(api);
+        self
+    }
+
     pub fn handle(&self) -> Handle {
         self.handle.clone()
     }
@@ -221,6 +288,9 @@ impl Daemon {
     pub async fn run(mut self) -> Result<(), Error> {
         for l in &mut self.listeners {
             l.start(&self.shared);
+        }
+        for l in &mut self.http {
+            l.start(&self.api);
         }
         start_probes(&self.shared, &self.config.probe, &self.probes);
         let stop = self.handle.stop.clone();
@@ -239,8 +309,16 @@ impl Daemon {
         for l in &self.listeners {
             l.stop.cancel();
         }
+        for l in &self.http {
+            l.stop.cancel();
+        }
         for l in &mut self.listeners {
             for t in l.tasks.drain(..) {
+                let _ = t.await;
+            }
+        }
+        for l in &mut self.http {
+            if let Some(t) = l.task.take() {
                 let _ = t.await;
             }
         }
@@ -264,6 +342,12 @@ impl Daemon {
             if !self.listeners.iter().any(|l| l.configured == addr) {
                 // Dropping `fresh` on error closes what was bound so far.
                 fresh.push(bind_listener(addr)?);
+            }
+        }
+        let mut fresh_http = Vec::new();
+        for &addr in &config.http.listen {
+            if !self.http.iter().any(|l| l.configured == addr) {
+                fresh_http.push(bind_http(addr)?);
             }
         }
         // Nothing can fail from here on.
@@ -291,6 +375,26 @@ impl Daemon {
             l.start(&self.shared);
             self.listeners.push(l);
         }
+        self.http.retain(|l| {
+            let keep = config.http.listen.contains(&l.configured);
+            if !keep {
+                l.stop.cancel();
+            }
+            keep
+        });
+        for mut l in fresh_http {
+            l.start(&self.api);
+            self.http.push(l);
+        }
+        self.api.set_hosts(http_hosts(&self.http));
+        if config.probe.interfaces != self.config.probe.interfaces
+            || config.probe.exclude_interfaces != self.config.probe.exclude_interfaces
+        {
+            self.api.set_interfaces(
+                config.probe.interfaces.clone(),
+                config.probe.exclude_interfaces.clone(),
+            );
+        }
         if config.probe != self.config.probe {
             self.probes.cancel();
             self.probes = CancellationToken::new();
@@ -316,6 +420,32 @@ impl Listener {
             )));
         }
     }
+}
+
+impl HttpListener {
+    fn start(&mut self, api: &Arc<Api>) {
+        if let Some(socket) = self.socket.take() {
+            self.task = Some(tokio::spawn(api::serve(
+                Arc::clone(api),
+                socket,
+                self.stop.clone(),
+            )));
+        }
+    }
+}
+
+/// The addresses the sidecar's `Host` guard accepts besides loopback: each
+/// listen address as configured and as bound.
+fn http_hosts(http: &[HttpListener]) -> Vec<IpAddr> {
+    let mut hosts = Vec::new();
+    for l in http {
+        for ip in [l.configured.ip(), l.local.ip()] {
+            if !hosts.contains(&ip) {
+                hosts.push(ip);
+            }
+        }
+    }
+    hosts
 }
 
 /// Starts the inventory watch and the probe engine, unless the
@@ -458,8 +588,9 @@ fn settings(config: &Config) -> Result<Settings, Error> {
 /// if TCP finds it taken we try another).
 fn bind_listener(addr: SocketAddr) -> Result<Listener, Error> {
     let err = |source: io::Error| Error::Bind {
+        service: Service::Dns,
         addr,
-        hint: hint(&source),
+        hint: hint(&source, Service::Dns),
         source,
     };
     for _ in 0..16 {
@@ -485,8 +616,35 @@ fn bind_listener(addr: SocketAddr) -> Result<Listener, Error> {
     )))
 }
 
-fn hint(e: &io::Error) -> &'static str {
+/// Binds one `http.listen` address.
+fn bind_http(addr: SocketAddr) -> Result<HttpListener, Error> {
+    let err = |source: io::Error| Error::Bind {
+        service: Service::Http,
+        addr,
+        hint: hint(&source, Service::Http),
+        source,
+    };
+    let socket = bind_tcp(addr).map_err(err)?;
+    let local = socket.local_addr().map_err(err)?;
+    Ok(HttpListener {
+        configured: addr,
+        local,
+        socket: Some(socket),
+        stop: CancellationToken::new(),
+        task: None,
+    })
+}
+
+fn hint(e: &io::Error, service: Service) -> &'static str {
     match e.kind() {
+        io::ErrorKind::AddrInUse if service == Service::Http => {
+            " (another web server holds it; choose other http.listen addresses, \
+             or `listen = []` to turn the sidecar off)"
+        }
+        io::ErrorKind::PermissionDenied if service == Service::Http => {
+            " (ports below 1024 need root or CAP_NET_BIND_SERVICE; without root, give http.listen \
+             a high port such as 127.0.0.1:8053)"
+        }
         io::ErrorKind::PermissionDenied => {
             " (ports below 1024 need root or CAP_NET_BIND_SERVICE; to try getapr without root, \
              listen on a high port such as 127.0.0.1:5353)"

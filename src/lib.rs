@@ -4,6 +4,7 @@
 //!
 //! | module | owns | I/O |
 //! |---|---|---|
+//! | [`client`] | `getapr pairs` / `getapr status`: GET the sidecar, print tables | yes |
 //! | [`config`] | raw TOML → validated [`config::Config`] | no |
 //! | [`dns::wire`] | views over DNS wire bytes, in-place edits | no |
 //! | [`dns::cache`] | O(1) LRU with TTL expiry | no |
@@ -13,9 +14,12 @@
 //! | [`inventory`] | interfaces, addresses and classes, default gateways | yes, behind a trait |
 //! | [`metrics`] | the Prometheus families of `/metrics` | no |
 //! | [`policy`] | RFC 6724 source and destination selection + verdicts, family interleave | no |
+//! | [`api`] | the HTTP sidecar: routes, Host/Origin guard, JSON | yes |
 //! | [`daemon`] | wiring, signals, reload | yes |
 #![forbid(unsafe_code)]
 
+pub mod api;
+pub mod client;
 pub mod config;
 pub mod daemon;
 pub mod dns;

@@ -1,10 +1,12 @@
 //! The `getapr` command: parses the command line, sets up logging, and maps
-//! errors to exit codes (2 for a bad configuration, 1 for anything else).
+//! errors to exit codes (2 for a bad configuration or usage, 1 for anything
+//! else, such as a daemon that `pairs` or `status` cannot reach).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
+use getapr::client::{self, Api, Format};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -32,6 +34,48 @@ enum Command {
         #[arg(value_name = "FILE")]
         file: PathBuf,
     },
+    /// Ask the running daemon which (source, destination) pairs work for
+    /// HOST, best first (its `/pairs`).
+    Pairs {
+        /// A name or an IP address.
+        host: String,
+        /// The destination port [default: 443].
+        #[arg(value_parser = clap::value_parser!(u16).range(1..))]
+        port: Option<u16>,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Ask the running daemon for its flags, gateways, NAT64 prefixes and
+    /// source addresses (its `/status`).
+    Status {
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+}
+
+/// Where the daemon is and how to print what it says.
+#[derive(Debug, Args)]
+struct ApiArgs {
+    /// The daemon's HTTP sidecar, http://HOST[:PORT] or HOST:PORT [default:
+    /// the first http.listen address of the default config, e.g.
+    /// http://127.0.0.1:80]
+    #[arg(long, value_name = "URL")]
+    api: Option<Api>,
+    /// Print the daemon's JSON as received.
+    #[arg(long)]
+    json: bool,
+}
+
+impl ApiArgs {
+    fn resolve(self) -> (Api, Format) {
+        let api = self.api.unwrap_or_else(Api::from_default_config);
+        let format = if self.json {
+            Format::Json
+        } else {
+            Format::Table
+        };
+        (api, format)
+    }
 }
 
 fn main() -> ExitCode {
@@ -47,6 +91,14 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::Pairs { host, port, api } => {
+            let (api, format) = api.resolve();
+            print_answer(client::pairs(&api, &host, port, format))
+        }
+        Command::Status { api } => {
+            let (api, format) = api.resolve();
+            print_answer(client::status(&api, format))
+        }
         Command::Serve { config } => {
             init_logging();
             let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -66,6 +118,23 @@ fn main() -> ExitCode {
                     ExitCode::from(e.exit_code() as u8)
                 }
             }
+        }
+    }
+}
+
+/// What `pairs` and `status` got: printed to stdout, or the error to
+/// stderr with exit status 1 (a bad `--api` never gets here: clap rejects it
+/// with status 2).
+fn print_answer(answer: Result<String, client::Error>) -> ExitCode {
+    match answer {
+        // Not `print!`: it panics when stdout is a closed pipe (`| head -1`).
+        Ok(text) => match std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(_) => ExitCode::FAILURE,
+        },
+        Err(e) => {
+            eprintln!("getapr: {e}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -40,3 +40,13 @@ fn rewrite_corpus_replays_without_panic() {
         getapr::dns::rewrite::exercise(&data);
     }
 }
+
+#[test]
+fn api_corpus_replays_without_panic() {
+    let seeds = corpus("api");
+    assert!(seeds.len() >= 5, "the api corpus lost its seeds");
+    for (name, data) in seeds {
+        eprintln!("replaying {name}");
+        getapr::api::exercise(&data);
+    }
+}

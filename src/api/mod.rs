@@ -1,0 +1,283 @@
+//! The HTTP sidecar: `GET /pairs`, `/status`, `/metrics` and `/healthz` on
+//! every `http.listen` address (interface.md, "HTTP sidecar").
+//!
+//! | file | what |
+//! |---|---|
+//! | [`guard`] | the `Host`/`Origin` check against DNS rebinding (pure) |
+//! | [`query`] | the query string of `/pairs` (pure) |
+//! | `routes` | the four routes: resolution, pairs, status, metrics |
+//! | [`json`] | the JSON writer |
+//!
+//! # Why hyper, and no router
+//!
+//! hyper 1 with only its `http1` and `server` features (plus hyper-util's
+//! tokio glue and http-body-util's `Full`) is the HTTP/1.1 server that
+//! everything else in Rust builds on, and it has what the safety rules need
+//! built in: a cap on the request head (`max_buf_size`, `max_header_size`,
+//! answered with 431), a header read timeout (slowloris; it runs while an
+//! idle keep-alive connection waits for its next request too) and graceful
+//! shutdown. A framework would add a router for four fixed paths and, for
+//! axum, tower and its layers: binary size on a home router for nothing
+//! the sidecar uses. HTTP/2 is left out for the same reason (curl and every
+//! client library speak HTTP/1.1 to `http://` URLs).
+//!
+//! # Limits
+//!
+//! - Request head: 8 KiB ([`MAX_HEAD`]); beyond it hyper answers 431.
+//! - Header read timeout: 10 s ([`Limits::header_timeout`]), also for an
+//!   idle keep-alive connection; then the connection is closed.
+//! - At most 64 connections at once over all listen addresses
+//!   ([`Limits::connections`]). Beyond that a connection gets a fixed
+//!   `503 Service Unavailable` with `Connection: close` and is closed at
+//!   once, without reading its request: reading and parsing is the work the
+//!   cap exists to bound, and a client sees why (rather than a connection
+//!   that hangs in the backlog). A client whose request was already sent
+//!   may see a reset after the 503.
+//! - Only `GET` (405 with `Allow: GET`); the guard runs before routing.
+//! - `/pairs` costs at most one lookup per family, through the daemon's own
+//!   cache and upstreams ([`crate::dns::server::Shared::lookup`], merged with
+//!   identical queries in flight), and never starts a probe: it reads the
+//!   published verdicts.
+
+pub mod guard;
+pub mod json;
+pub mod query;
+mod routes;
+
+use std::convert::Infallible;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use crate::dns::server::Shared;
+use crate::inventory::Snapshot;
+
+/// The largest request head (request line and headers) read.
+pub const MAX_HEAD: usize = 8 * 1024;
+
+/// The sidecar's resource limits (see the module doc).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// How long a request head may take to arrive, from the moment the
+    /// connection waits for it.
+    pub header_timeout: Duration,
+    /// Connections served at once, over all listen addresses.
+    pub connections: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            header_timeout: Duration::from_secs(10),
+            connections: 64,
+        }
+    }
+}
+
+/// What the sidecar's listeners share; replaced parts on reload.
+#[derive(Debug)]
+pub struct Api {
+    shared: Arc<Shared>,
+    limits: Limits,
+    slots: Arc<Semaphore>,
+    /// The sidecar's listen addresses (as configured and as bound), which
+    /// the guard accepts as `Host`.
+    hosts: ArcSwap<Vec<IpAddr>>,
+    /// `probe.interfaces` and `probe.exclude_interfaces`, for the inventory
+    /// `/pairs` reads itself while probing is off.
+    interfaces: ArcSwap<(Vec<String>, Vec<String>)>,
+    /// That inventory, read at most every [`INVENTORY_TTL`].
+    inventory: tokio::sync::Mutex<Option<(Instant, Arc<Snapshot>)>>,
+}
+
+/// How long `/pairs` reuses the host's inventory when it reads it itself
+/// (the probe engine's watch polls every 2 s too).
+const INVENTORY_TTL: Duration = Duration::from_secs(2);
+
+impl Api {
+    pub fn new(shared: Arc<Shared>, limits: Limits) -> Api {
+        Api {
+            shared,
+            limits,
+            slots: Arc::new(Semaphore::new(limits.connections)),
+            hosts: ArcSwap::from_pointee(Vec::new()),
+            interfaces: ArcSwap::from_pointee((Vec::new(), Vec::new())),
+            inventory: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// The addresses the guard accepts as `Host` besides loopback (and the
+    /// connection's own).
+    pub fn hosts(&self) -> Vec<IpAddr> {
+        self.hosts.load().to_vec()
+    }
+
+    /// Replaces [`Api::hosts`].
+    pub fn set_hosts(&self, hosts: Vec<IpAddr>) {
+        self.hosts.store(Arc::new(hosts));
+    }
+
+    /// The interface filter of `[probe]`, applied to the inventory `/pairs`
+    /// reads while probing is off.
+    pub fn set_interfaces(&self, include: Vec<String>, exclude: Vec<String>) {
+        self.interfaces.store(Arc::new((include, exclude)));
+        // The next request reads the inventory again, through the new filter.
+        if let Ok(mut cached) = self.inventory.try_lock() {
+            *cached = None;
+        }
+    }
+}
+
+/// Accepts connections on `listener` until `stop`; each is served in its
+/// own task (tracked by the daemon's drain), within [`Limits`].
+pub async fn serve(api: Arc<Api>, listener: TcpListener, stop: CancellationToken) {
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(api.limits.header_timeout)
+        .max_buf_size(MAX_HEAD)
+        .max_header_size(MAX_HEAD)
+        .keep_alive(true);
+    loop {
+        let stream = tokio::select! {
+            () = stop.cancelled() => return,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // EMFILE and friends: wait instead of spinning.
+                    tracing::warn!("http: accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(permit) = Arc::clone(&api.slots).try_acquire_owned() else {
+            busy(stream);
+            continue;
+        };
+        let local = stream.local_addr().ok().map(|a| a.ip());
+        let api = Arc::clone(&api);
+        let stop = stop.clone();
+        let builder = builder.clone();
+        let tracker = api.shared.tracker.clone();
+        tracker.spawn(async move {
+            let _permit = permit;
+            let service = service_fn(|req| {
+                let api = Arc::clone(&api);
+                async move { Ok::<_, Infallible>(api.respond(req, local).await) }
+            });
+            let conn = builder.serve_connection(TokioIo::new(stream), service);
+            let mut conn = std::pin::pin!(conn);
+            let result = tokio::select! {
+                r = conn.as_mut() => r,
+                () = stop.cancelled() => {
+                    // Finishes the request in flight, closes an idle one.
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            };
+            if let Err(e) = result {
+                tracing::debug!("http: connection ended: {e}");
+            }
+        });
+    }
+}
+
+/// The answer beyond the connection cap, written without reading anything.
+const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
+content-type: application/json\r\n\
+connection: close\r\n\
+retry-after: 1\r\n\
+content-length: 49\r\n\
+\r\n\
+{\"error\": \"too many connections to the sidecar\"}\n";
+
+fn busy(stream: TcpStream) {
+    // A fresh socket's send buffer is empty, so this small write completes
+    // at once or not at all; nothing here waits.
+    let _ = stream.try_write(BUSY);
+    // What already arrived is read and dropped, so that closing sends a FIN
+    // after the 503 rather than a reset (a close with unread data resets).
+    let mut sink = [0u8; 2048];
+    for _ in 0..4 {
+        match stream.try_read(&mut sink) {
+            Ok(n) if n > 0 => {}
+            _ => break,
+        }
+    }
+}
+
+/// Every parser of outside input over arbitrary bytes, for the fuzz target
+/// `api` and the corpus replay in `cargo test`: the first line is a `Host`
+/// value, the second an `Origin`, the third a `/pairs` query string, the
+/// rest a JSON string.
+#[doc(hidden)]
+pub fn exercise(data: &[u8]) {
+    let mut parts = data.splitn(4, |&b| b == b'\n');
+    let host = parts.next().unwrap_or_default();
+    let origin = parts.next().unwrap_or_default();
+    let query = parts.next().unwrap_or_default();
+    let rest = parts.next().unwrap_or_default();
+    let ours = [IpAddr::from([192, 0, 2, 2])];
+    let origins: &[&[u8]] = if origin.is_empty() { &[] } else { &[origin] };
+    let _ = guard::check(&[host], None, origins, &ours);
+    let _ = guard::check(&[host], std::str::from_utf8(origin).ok(), &[], &ours);
+    if let Ok(q) = std::str::from_utf8(query) {
+        if let Ok(p) = query::pairs(Some(q)) {
+            assert!(p.port > 0, "port 0 accepted");
+            if let query::Target::Name(n) = &p.target {
+                let mut wire = Vec::new();
+                assert!(
+                    crate::dns::wire::write_name(n, &mut wire).is_some(),
+                    "a name the query accepted cannot be asked: {n:?}"
+                );
+            }
+        }
+        let _ = query::target(q);
+    }
+    let mut out = String::new();
+    json::string(&mut out, &String::from_utf8_lossy(rest));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_busy_answer_is_well_formed() {
+        let text = std::str::from_utf8(BUSY).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        let length: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length: "))
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(length, body.len());
+    }
+
+    #[test]
+    fn exercise_takes_anything() {
+        for data in [
+            &b""[..],
+            b"\n\n\n",
+            b"localhost\nhttp://localhost\nhost=a.b&port=1\n\x01",
+            b"[::1\nnull\nhost=%ff\n",
+            b"\xff\xfe\n\xff\nhost=fe80::1%25\xff",
+        ] {
+            exercise(data);
+        }
+    }
+}

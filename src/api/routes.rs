@@ -1,0 +1,314 @@
+//! The routes: guard, then `/pairs`, `/status`, `/metrics`, `/healthz`.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{self, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+
+use super::guard::{self, Refusal};
+use super::json::{self, Object};
+use super::query::{self, Target};
+use super::{Api, INVENTORY_TTL};
+use crate::dns::server::LookupError;
+use crate::dns::wire::{rcode, rtype};
+use crate::inventory::{self, Inventory, Snapshot};
+use crate::policy::{self, Options};
+use crate::probe::verdicts::Verdicts;
+
+type Answer = Response<Full<Bytes>>;
+
+/// prometheus-client writes OpenMetrics text (it ends with `# EOF`), which
+/// Prometheus reads; this is its content type (OpenMetrics 1.0 §"Protocol
+/// Negotiation").
+const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+impl Api {
+    /// The answer to one request; `local` is the address the connection
+    /// arrived on.
+    pub(super) async fn respond(&self, req: Request<Incoming>, local: Option<IpAddr>) -> Answer {
+        let hosts = self.hosts.load();
+        let mut ours: Vec<IpAddr> = hosts.iter().copied().collect();
+        ours.extend(local);
+        let host_headers: Vec<&[u8]> = req
+            .headers()
+            .get_all(header::HOST)
+            .iter()
+            .map(HeaderValue::as_bytes)
+            .collect();
+        let origins: Vec<&[u8]> = req
+            .headers()
+            .get_all(header::ORIGIN)
+            .iter()
+            .map(HeaderValue::as_bytes)
+            .filter(|o| !o.trim_ascii().is_empty())
+            .collect();
+        let authority = req.uri().authority().map(|a| a.as_str());
+        match guard::check(&host_headers, authority, &origins, &ours) {
+            Ok(()) => {}
+            Err(Refusal::BadRequest(why)) => return error(StatusCode::BAD_REQUEST, why),
+            Err(Refusal::Forbidden(why)) => return error(StatusCode::FORBIDDEN, why),
+        }
+        let route = match req.uri().path() {
+            "/pairs" => Route::Pairs,
+            "/status" => Route::Status,
+            "/metrics" => Route::Metrics,
+            "/healthz" => Route::Healthz,
+            _ => {
+                return error(
+                    StatusCode::NOT_FOUND,
+                    "no such path: /pairs, /status, /metrics and /healthz are",
+                );
+            }
+        };
+        if req.method() != Method::GET {
+            let mut answer = error(StatusCode::METHOD_NOT_ALLOWED, "only GET is allowed");
+            answer
+                .headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("GET"));
+            return answer;
+        }
+        match route {
+            Route::Pairs => self.pairs(req.uri().query()).await,
+            Route::Status => json_answer(StatusCode::OK, status(&self.shared.verdicts.load())),
+            Route::Metrics => body(StatusCode::OK, OPENMETRICS, self.shared.metrics.encode()),
+            Route::Healthz => body(StatusCode::OK, "text/plain; charset=utf-8", "ok".into()),
+        }
+    }
+
+    async fn pairs(&self, query: Option<&str>) -> Answer {
+        let asked = match query::pairs(query) {
+            Ok(q) => q,
+            Err(why) => return error(StatusCode::BAD_REQUEST, &why),
+        };
+        let (destinations, zone) = match &asked.target {
+            Target::Ip { addr, zone } => (vec![*addr], zone.as_deref()),
+            Target::Name(name) => match self.resolve(name).await {
+                Ok(addrs) => (addrs, None),
+                Err(answer) => return answer,
+            },
+        };
+        // An IPv4-mapped address is IPv4 on the wire (RFC 4291 §2.5.5.2):
+        // the pair is an IPv4 one, and says so with the plain IPv4 address.
+        let mut unique: Vec<IpAddr> = Vec::with_capacity(destinations.len());
+        for d in destinations.into_iter().map(|d| d.to_canonical()) {
+            if !unique.contains(&d) {
+                unique.push(d);
+            }
+        }
+        let verdicts = self.shared.verdicts.load_full();
+        let host = match self.host(&verdicts).await {
+            Ok(h) => h,
+            Err(why) => return error(StatusCode::INTERNAL_SERVER_ERROR, &why),
+        };
+        let host = match zone {
+            None => host,
+            Some(z) => match on_interface(&host, z) {
+                Some(h) => Arc::new(h),
+                None => {
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        &format!("zone {z:?}: no such interface with addresses"),
+                    );
+                }
+            },
+        };
+        let policy_config = &self.shared.settings.load().policy;
+        let options = Options {
+            table: policy_config.table,
+            first_family_count: policy_config.first_family_count,
+        };
+        let pairs = policy::pairs(&unique, &host, &verdicts, &options);
+        let mut out = String::with_capacity(256 + 160 * pairs.len());
+        let list = json::array(&pairs, |o, p| {
+            let family = if p.destination.is_ipv4() {
+                "ipv4"
+            } else {
+                "ipv6"
+            };
+            Object::new(o)
+                .str("family", family)
+                .str("source", &p.source.addr.to_canonical().to_string())
+                .str("destination", &p.destination.to_string())
+                .uint("port", u64::from(asked.port))
+                .str("interface", &p.source.interface)
+                .uint("scope_id", u64::from(p.source.scope_id))
+                .millis("rtt_ms", p.rtt)
+                .finish();
+        });
+        Object::new(&mut out)
+            .str("host", &asked.given)
+            .uint("port", u64::from(asked.port))
+            .raw("pairs", &list)
+            .finish();
+        json_answer(StatusCode::OK, out)
+    }
+
+    /// A and AAAA of `name` at once, one lookup each through the daemon's
+    /// cache and upstreams. Addresses of either family make an answer; else
+    /// NXDOMAIN is 404, both families failing is 502, and NODATA is no
+    /// pairs.
+    async fn resolve(&self, name: &str) -> Result<Vec<IpAddr>, Answer> {
+        let (a, aaaa) = tokio::join!(
+            self.shared.lookup(name, rtype::A),
+            self.shared.lookup(name, rtype::AAAA)
+        );
+        let mut addrs = Vec::new();
+        let mut nxdomain = false;
+        let mut failed = 0;
+        for outcome in [a, aaaa] {
+            match outcome {
+                Ok(reply) => match reply.rcode() {
+                    // The answer section's A/AAAA records: the end of a
+                    // CNAME chain as the upstream resolved it.
+                    rcode::NOERROR => addrs.extend(reply.addresses()),
+                    // RFC 8020: NXDOMAIN means no name, whatever the type.
+                    rcode::NXDOMAIN => nxdomain = true,
+                    _ => failed += 1,
+                },
+                Err(LookupError::BadName) => {
+                    return Err(error(StatusCode::BAD_REQUEST, "not a valid domain name"));
+                }
+                Err(LookupError::Upstreams) => failed += 1,
+            }
+        }
+        if !addrs.is_empty() {
+            return Ok(addrs);
+        }
+        if nxdomain {
+            return Err(error(
+                StatusCode::NOT_FOUND,
+                &format!("{name}: no such name (NXDOMAIN)"),
+            ));
+        }
+        if failed == 2 {
+            return Err(error(
+                StatusCode::BAD_GATEWAY,
+                &format!("{name}: the upstream resolvers failed"),
+            ));
+        }
+        Ok(addrs)
+    }
+
+    /// The host's addresses: the probe engine's snapshot once it published
+    /// one, else (probing off, or not started yet) read here, through the
+    /// same interface filter, at most every [`INVENTORY_TTL`].
+    async fn host(&self, verdicts: &Verdicts) -> Result<Arc<Snapshot>, String> {
+        if verdicts.generation != 0 {
+            return Ok(Arc::clone(&verdicts.host));
+        }
+        let mut cached = self.inventory.lock().await;
+        if let Some((at, snapshot)) = cached.as_ref()
+            && at.elapsed() < INVENTORY_TTL
+        {
+            return Ok(Arc::clone(snapshot));
+        }
+        let filter = self.interfaces.load_full();
+        let read = tokio::task::spawn_blocking(move || {
+            inventory::System
+                .snapshot()
+                .map(|s| s.filter(&filter.0, &filter.1))
+        })
+        .await;
+        match read {
+            Ok(Ok(snapshot)) => {
+                let snapshot = Arc::new(snapshot);
+                *cached = Some((Instant::now(), Arc::clone(&snapshot)));
+                Ok(snapshot)
+            }
+            Ok(Err(e)) => Err(format!("cannot read the host's addresses: {e}")),
+            Err(e) => Err(format!("cannot read the host's addresses: {e}")),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Route {
+    Pairs,
+    Status,
+    Metrics,
+    Healthz,
+}
+
+/// The part of `host` on the interface `zone` names (by name or index):
+/// a link-local destination is reached on that link only (RFC 4007 §6).
+fn on_interface(host: &Snapshot, zone: &str) -> Option<Snapshot> {
+    let index: Option<u32> = zone.parse().ok();
+    let on = |name: &str, ifindex: u32| name == zone || index == Some(ifindex);
+    if !host.addresses.iter().any(|a| on(&a.interface, a.ifindex)) {
+        return None;
+    }
+    Some(Snapshot {
+        addresses: host
+            .addresses
+            .iter()
+            .filter(|a| on(&a.interface, a.ifindex))
+            .cloned()
+            .collect(),
+        gateways4: Vec::new(),
+        gateways6: Vec::new(),
+    })
+}
+
+/// `/status`: the flags under the contract's names, the gateways, the NAT64
+/// prefixes and every source, plus the family states and the generation.
+fn status(v: &Verdicts) -> String {
+    let mut out = String::with_capacity(1024);
+    let mut obj = Object::new(&mut out);
+    for (name, value) in v.flags.named() {
+        obj.bool(name, value);
+    }
+    obj.opt_str("def_gateway4", v.flags.def_gateway4.as_deref())
+        .opt_str("def_gateway6", v.flags.def_gateway6.as_deref())
+        .raw(
+            "nat64_prefixes",
+            &json::array(&v.nat64_prefixes, |o, p| json::string(o, &p.to_string())),
+        )
+        .raw(
+            "sources",
+            &json::array(&v.sources, |o, s| {
+                Object::new(o)
+                    .str("address", &s.address.to_string())
+                    .str("interface", &s.interface)
+                    .str("class", s.class.as_str())
+                    .str("state", s.state.as_str())
+                    .millis("rtt_ms", s.rtt)
+                    .finish();
+            }),
+        );
+    let mut families = String::new();
+    Object::new(&mut families)
+        .str("ipv4", v.families.ipv4.as_str())
+        .str("ipv6", v.families.ipv6.as_str())
+        .finish();
+    obj.raw("families", &families)
+        .uint("generation", v.generation)
+        .finish();
+    out
+}
+
+fn error(status: StatusCode, message: &str) -> Answer {
+    json_answer(status, json::error(message))
+}
+
+fn json_answer(status: StatusCode, mut json: String) -> Answer {
+    json.push('\n');
+    body(status, "application/json", json)
+}
+
+fn body(status: StatusCode, content_type: &'static str, text: String) -> Answer {
+    let mut answer = Response::new(Full::new(Bytes::from(text)));
+    *answer.status_mut() = status;
+    let headers = answer.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    // Pairs and flags change with every probe round.
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    answer
+}
