@@ -111,7 +111,7 @@ fn systemd_units_verify() {
         text(&out.stdout),
         text(&out.stderr)
     );
-    // The exposure score (lower is better; resolved's own unit is ~2.2).
+    // The exposure score, 0 (locked down) to 10 (unprotected).
     let out = run(Command::new("systemd-analyze")
         .args(["security", "--offline=yes", "--no-pager"])
         .arg(&units[0]));
@@ -760,6 +760,27 @@ fn error_message(stderr: &str) -> String {
 }
 
 #[test]
+fn readme_quotes_the_sidecar_port_in_use_error() {
+    let dir = TempDir::new("http-inuse");
+    let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = holder.local_addr().unwrap();
+    let config = loopback_config(dir.path());
+    let toml = std::fs::read_to_string(&config).unwrap().replace(
+        "[http]\nlisten = []",
+        &format!("[http]\nlisten = [\"{addr}\"]"),
+    );
+    std::fs::write(&config, toml).unwrap();
+    let out = run(Command::new(BIN).args(["serve", "-c"]).arg(&config));
+    assert_eq!(out.status.code(), Some(1));
+    let msg = error_message(&text(&out.stderr)).replace(&addr.to_string(), "127.0.0.1:80");
+    let readme = std::fs::read_to_string(repo("deploy/README.md")).unwrap();
+    assert!(
+        readme.contains(&msg),
+        "deploy/README.md does not quote the error as it is now:\n{msg}"
+    );
+}
+
+#[test]
 fn readme_quotes_the_port_in_use_error() {
     let dir = TempDir::new("inuse");
     let holder = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -816,7 +837,8 @@ fn readme_quotes_the_missing_capability_error() {
 /// root directory (stub set-up, resolv.conf switched), then the daemon
 /// started the way the unit starts it (its ExecStart, as an unprivileged
 /// user holding only CAP_NET_BIND_SERVICE), `kdig @127.0.0.53` answered
-/// through it, and uninstall restoring resolv.conf.
+/// through it, `getapr status` answered by the sidecar on port 80, and
+/// uninstall restoring resolv.conf.
 #[test]
 fn netns_install_run_query_uninstall() {
     let required = std::env::var_os("GETAPR_NETNS_REQUIRED").is_some();
@@ -864,10 +886,9 @@ while True:
 PY
 responder=$!
 sh '{install}' install --root="$R" --bin='{bin}' --resolved=stub --resolv-conf
-# The test keeps its traffic on lo: no probes, no sidecar.
+# No probe traffic (there is nowhere to go from this namespace anyway).
 sed -i -e 's/^targets = .*/targets = []/' -e 's/^stun = .*/stun = []/' \
-    -e 's/^destinations = .*/destinations = false/' -e 's/^listen = \["127.0.0.1:80".*/listen = []/' \
-    "$R/etc/getapr/getapr.toml"
+    -e 's/^destinations = .*/destinations = false/' "$R/etc/getapr/getapr.toml"
 "$R/usr/local/bin/getapr" check-config "$R/etc/getapr/getapr.toml"
 # ExecStart of the installed unit, with the paths under $R.
 exec_start=$(sed -n 's/^ExecStart=//p' "$R/etc/systemd/system/getapr.service" |
@@ -884,6 +905,10 @@ for _ in $(seq 50); do
     sleep 0.1
 done
 echo "kdig answer: $answer"
+# The sidecar on port 80, bound with the same capability.
+status=0
+"$R/usr/local/bin/getapr" status --api http://127.0.0.1:80 || status=$?
+echo "getapr status exit: $status"
 kill -TERM "$daemon"
 rc=0
 wait "$daemon" || rc=$?
@@ -902,6 +927,7 @@ sh '{install}' uninstall --root="$R" --purge
     assert!(out.status.success(), "{log}");
     assert!(log.contains("kdig answer: 192.0.2.7"), "{log}");
     assert!(log.contains("daemon exit: 0"), "{log}");
+    assert!(log.contains("getapr status exit: 0"), "{log}");
     assert_eq!(
         std::fs::read_link(r.join("etc/resolv.conf")).unwrap(),
         Path::new("../run/systemd/resolve/stub-resolv.conf")
