@@ -89,12 +89,19 @@ pub async fn serve(explicit: Option<PathBuf>) -> Result<(), Error> {
     let (config, source) = Config::discover(explicit.as_deref())?;
     let daemon = Daemon::bind(config, source).await?;
     let handle = daemon.handle();
+    // systemd (Type=notify): READY=1 from this task, which first runs once
+    // `run` below has started every listener (the sockets are bound and
+    // listening already, so nothing sent after READY=1 is lost).
+    let notify = crate::notify::Notifier::from_env();
+    notify.spawn_watchdog();
     tokio::spawn(async move {
+        notify.ready();
         loop {
             tokio::select! {
                 _ = term.recv() => break,
                 _ = int.recv() => break,
                 _ = hup.recv() => {
+                    notify.reloading();
                     let reloaded = match Config::discover(explicit.as_deref()) {
                         Ok((config, _)) => handle.reload(config).await,
                         Err(e) => Err(e.into()),
@@ -103,9 +110,11 @@ pub async fn serve(explicit: Option<PathBuf>) -> Result<(), Error> {
                         Ok(()) => tracing::info!("configuration reloaded"),
                         Err(e) => tracing::error!("reload failed, keeping the running configuration: {e}"),
                     }
+                    notify.ready();
                 }
             }
         }
+        notify.stopping();
         tracing::info!("stopping: draining queries in flight");
         handle.shutdown();
     });

@@ -10,6 +10,7 @@
 //! | [`dns::cache`] | O(1) LRU with TTL expiry | no |
 //! | [`dns::upstream`] | forwarding to upstream resolvers | yes |
 //! | [`dns::server`] | UDP/TCP listeners, ACL, limits | yes |
+//! | [`notify`] | systemd readiness and watchdog (`sd_notify`) | yes |
 //! | [`inventory`] | interfaces, addresses and classes, default gateways | yes, behind a trait |
 //! | [`metrics`] | the Prometheus families of `/metrics` | no |
 //! | [`policy`] | RFC 6724 source and destination selection + verdicts, family interleave | no |
@@ -24,5 +25,6 @@ pub mod daemon;
 pub mod dns;
 pub mod inventory;
 pub mod metrics;
+pub mod notify;
 pub mod policy;
 pub mod probe;
