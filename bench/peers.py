@@ -376,7 +376,7 @@ def main():
                     exe = args.getapr_static if name == "getapr-static" else args.getapr
                     results[workload][name].append(measure(name, workload, work, exe, args.seconds, rep))
         filled = {}
-        for name in servers:
+        for name in [] if args.scaling else servers:
             log(f"fill {CACHED_FOR_RSS} answers: {name}")
             exe = args.getapr_static if name == "getapr-static" else args.getapr
             filled[name] = fill(name, work, exe)
@@ -385,7 +385,8 @@ def main():
         knot.wait(timeout=5)
     sizes = {}
     for name in servers:
-        exe = {"getapr": args.getapr, "getapr-static": args.getapr_static}.get(name) or which(name)
+        exe = args.getapr_static if name == "getapr-static" else (
+            args.getapr if name.startswith("getapr") else which(name))
         sizes[name] = os.path.getsize(exe)
     if args.json:
         with open(args.json, "w") as f:
