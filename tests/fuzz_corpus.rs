@@ -50,3 +50,23 @@ fn api_corpus_replays_without_panic() {
         getapr::api::exercise(&data);
     }
 }
+
+#[test]
+fn stun_corpus_replays_without_panic() {
+    let seeds = corpus("stun");
+    assert!(seeds.len() >= 5, "the stun corpus lost its seeds");
+    for (name, data) in seeds {
+        eprintln!("replaying {name}");
+        getapr::probe::stun::exercise(&data);
+    }
+}
+
+#[test]
+fn config_corpus_replays_without_panic() {
+    let seeds = corpus("config");
+    assert!(seeds.len() >= 5, "the config corpus lost its seeds");
+    for (name, data) in seeds {
+        eprintln!("replaying {name}");
+        getapr::config::Config::exercise(&data);
+    }
+}
