@@ -605,18 +605,7 @@ async fn status_has_every_contract_key_with_its_type() {
 
 /// Every key of interface.md's `/status`, with its JSON type.
 fn check_status(v: &Value) {
-    for flag in [
-        "GUA_ok",
-        "ULA_ok",
-        "LLA_ok",
-        "IPv4_ok",
-        "NAT44",
-        "NAT44_tried",
-        "NPTv6",
-        "NPTv6_tried",
-        "RFC1918",
-        "ULA_present",
-    ] {
+    for flag in common::CONTRACT_FLAGS {
         assert!(v[flag].is_boolean(), "{flag}: {v}");
     }
     for gw in ["def_gateway4", "def_gateway6"] {

@@ -13,22 +13,10 @@ use std::time::Duration;
 const BIN: &str = env!("CARGO_BIN_EXE_getapr");
 
 /// The `/pairs` example of `interface.md`.
-const PAIRS: &str = r#"{"host": "www.example.com", "port": 443,
- "pairs": [
-   {"family": "ipv6", "source": "2001:db8:1::2", "destination": "2001:db8:ffff::10",
-    "port": 443, "interface": "eth0", "scope_id": 0, "rtt_ms": 12.5},
-   {"family": "ipv4", "source": "192.168.1.2", "destination": "203.0.113.10",
-    "port": 443, "interface": "eth0", "scope_id": 0, "rtt_ms": null}
- ]}"#;
+const PAIRS: &str = include_str!("contract/pairs.json");
 
 /// The `/status` example of `interface.md`.
-const STATUS: &str = r#"{"GUA_ok": true, "ULA_ok": false, "LLA_ok": true, "IPv4_ok": true,
- "NAT44": true, "NAT44_tried": true, "NPTv6": false, "NPTv6_tried": false,
- "RFC1918": true, "ULA_present": false,
- "def_gateway4": "192.168.1.1", "def_gateway6": "fe80::1%eth0",
- "nat64_prefixes": [],
- "sources": [{"address": "2001:db8:1::2", "interface": "eth0", "class": "gua",
-              "state": "ok", "rtt_ms": 11.2}]}"#;
+const STATUS: &str = include_str!("contract/status.json");
 
 /// A fake sidecar. Every connection gets `response`; `requests` yields the
 /// head of each request received.

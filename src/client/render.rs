@@ -11,6 +11,8 @@ use std::net::Ipv6Addr;
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::probe::verdicts::FLAG_NAMES;
+
 /// The body of `GET /pairs`.
 #[derive(Debug, Deserialize)]
 pub struct PairsAnswer {
@@ -62,20 +64,6 @@ struct Source {
     rtt_ms: Option<f64>,
 }
 
-/// The contract's flags, in its order; others a daemon adds follow, sorted.
-const FLAGS: [&str; 10] = [
-    "GUA_ok",
-    "ULA_ok",
-    "LLA_ok",
-    "IPv4_ok",
-    "NAT44",
-    "NAT44_tried",
-    "NPTv6",
-    "NPTv6_tried",
-    "RFC1918",
-    "ULA_present",
-];
-
 /// One row per pair, best first; a sentence when there is none.
 pub fn pairs(host: &str, answer: &PairsAnswer) -> String {
     if answer.pairs.is_empty() {
@@ -93,10 +81,11 @@ pub fn pairs(host: &str, answer: &PairsAnswer) -> String {
     table(&["FAMILY", "SOURCE", "DESTINATION", "PORT", "RTT"], rows)
 }
 
-/// The flags (true ones, then false ones), gateways, NAT64 prefixes and,
+/// The flags (the contract's in its order, then any others a daemon adds,
+/// sorted; true ones, then false ones), gateways, NAT64 prefixes and,
 /// when sent, the family states; then the sources table.
 pub fn status(answer: &StatusAnswer) -> String {
-    let flags: Vec<(&str, bool)> = FLAGS
+    let flags: Vec<(&str, bool)> = FLAG_NAMES
         .iter()
         .copied()
         .chain(
@@ -104,7 +93,7 @@ pub fn status(answer: &StatusAnswer) -> String {
                 .rest
                 .keys()
                 .map(String::as_str)
-                .filter(|k| !FLAGS.contains(k)),
+                .filter(|k| !FLAG_NAMES.contains(k)),
         )
         .filter_map(|name| Some((name, answer.rest.get(name)?.as_bool()?)))
         .collect();
@@ -230,22 +219,10 @@ mod tests {
     use super::*;
 
     /// The `/pairs` example of `interface.md`.
-    const PAIRS: &str = r#"{"host": "www.example.com", "port": 443,
-     "pairs": [
-       {"family": "ipv6", "source": "2001:db8:1::2", "destination": "2001:db8:ffff::10",
-        "port": 443, "interface": "eth0", "scope_id": 0, "rtt_ms": 12.5},
-       {"family": "ipv4", "source": "192.168.1.2", "destination": "203.0.113.10",
-        "port": 443, "interface": "eth0", "scope_id": 0, "rtt_ms": null}
-     ]}"#;
+    const PAIRS: &str = include_str!("../../tests/contract/pairs.json");
 
     /// The `/status` example of `interface.md`.
-    const STATUS: &str = r#"{"GUA_ok": true, "ULA_ok": false, "LLA_ok": true, "IPv4_ok": true,
-     "NAT44": true, "NAT44_tried": true, "NPTv6": false, "NPTv6_tried": false,
-     "RFC1918": true, "ULA_present": false,
-     "def_gateway4": "192.168.1.1", "def_gateway6": "fe80::1%eth0",
-     "nat64_prefixes": [],
-     "sources": [{"address": "2001:db8:1::2", "interface": "eth0", "class": "gua",
-                  "state": "ok", "rtt_ms": 11.2}]}"#;
+    const STATUS: &str = include_str!("../../tests/contract/status.json");
 
     #[test]
     fn pairs_table_of_the_contract_example() {

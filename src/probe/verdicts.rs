@@ -158,22 +158,37 @@ pub struct Flags {
     pub def_gateway6: Option<String>,
 }
 
+/// The names of the getapr flags in the contract (interface.md), which are
+/// the Python getapr's, in its order.
+pub const FLAG_NAMES: [&str; 10] = [
+    "GUA_ok",
+    "ULA_ok",
+    "LLA_ok",
+    "IPv4_ok",
+    "NAT44",
+    "NAT44_tried",
+    "NPTv6",
+    "NPTv6_tried",
+    "RFC1918",
+    "ULA_present",
+];
+
 impl Flags {
-    /// The boolean flags under the names of the contract (interface.md),
-    /// which are the Python getapr's.
+    /// The boolean flags under their [`FLAG_NAMES`].
     pub fn named(&self) -> [(&'static str, bool); 10] {
-        [
-            ("GUA_ok", self.gua_ok),
-            ("ULA_ok", self.ula_ok),
-            ("LLA_ok", self.lla_ok),
-            ("IPv4_ok", self.ipv4_ok),
-            ("NAT44", self.nat44),
-            ("NAT44_tried", self.nat44_tried),
-            ("NPTv6", self.nptv6),
-            ("NPTv6_tried", self.nptv6_tried),
-            ("RFC1918", self.rfc1918),
-            ("ULA_present", self.ula_present),
-        ]
+        let values = [
+            self.gua_ok,
+            self.ula_ok,
+            self.lla_ok,
+            self.ipv4_ok,
+            self.nat44,
+            self.nat44_tried,
+            self.nptv6,
+            self.nptv6_tried,
+            self.rfc1918,
+            self.ula_present,
+        ];
+        std::array::from_fn(|i| (FLAG_NAMES[i], values[i]))
     }
 }
 
