@@ -78,15 +78,16 @@ impl Error {
     }
 }
 
-/// Runs the daemon with signals: SIGTERM/SIGINT drain and stop, SIGHUP
-/// reloads the configuration from where it came from.
-pub async fn serve(explicit: Option<PathBuf>) -> Result<(), Error> {
+/// Runs the daemon on `config`, what [`Config::discover`] found for
+/// `explicit` (the caller loads it first: `dns.workers` sizes the runtime),
+/// with signals: SIGTERM/SIGINT drain and stop, SIGHUP discovers the
+/// configuration again the same way and reloads it.
+pub async fn serve(explicit: Option<PathBuf>, config: Config, source: Source) -> Result<(), Error> {
     use tokio::signal::unix::{SignalKind, signal};
-    // Installed before anything else, so an early SIGHUP cannot kill us.
+    // Installed before binding anything, so an early SIGHUP cannot kill us.
     let mut hup = signal(SignalKind::hangup())?;
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
-    let (config, source) = Config::discover(explicit.as_deref())?;
     let daemon = Daemon::bind(config, source).await?;
     let handle = daemon.handle();
     // systemd (Type=notify): READY=1 from this task, which first runs once

@@ -101,13 +101,19 @@ fn main() -> ExitCode {
         }
         Command::Serve { config } => {
             init_logging();
-            // One thread unless `dns.workers` asks for more; a config that
-            // does not load is reported by `serve` itself, on one thread.
-            let workers = getapr::config::Config::discover(config.as_deref())
-                .map_or(1, |(c, _)| c.dns.workers);
-            let mut builder = if workers > 1 {
+            // Loaded once, before the runtime: `dns.workers` sizes it.
+            let explicit = config;
+            let (config, source) = match getapr::config::Config::discover(explicit.as_deref()) {
+                Ok(found) => found,
+                Err(e) => {
+                    let e = getapr::daemon::Error::from(e);
+                    tracing::error!("{e}");
+                    return ExitCode::from(e.exit_code() as u8);
+                }
+            };
+            let mut builder = if config.dns.workers > 1 {
                 let mut b = tokio::runtime::Builder::new_multi_thread();
-                b.worker_threads(workers);
+                b.worker_threads(config.dns.workers);
                 b
             } else {
                 tokio::runtime::Builder::new_current_thread()
@@ -119,7 +125,7 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match runtime.block_on(getapr::daemon::serve(config)) {
+            match runtime.block_on(getapr::daemon::serve(explicit, config, source)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!("{e}");
