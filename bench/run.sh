@@ -14,26 +14,8 @@ for pair in dnsperf:dnsperf knotd:knot dnsmasq:dnsmasq-base unbound:unbound smar
     command -v "${pair%%:*}" >/dev/null 2>&1 || need+=("${pair#*:}")
 done
 if [ ${#need[@]} -gt 0 ]; then
-    if [ "$(id -u)" -ne 0 ]; then
-        echo "bench: needs ${need[*]} (run as root to install them)" >&2
-        exit 1
-    fi
-    apt-get update -qq
-    # Debian starts the services it installs; none may run here (Unbound
-    # would go for the Internet's root servers).
-    made_policy=
-    if [ ! -e /usr/sbin/policy-rc.d ]; then
-        printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
-        chmod +x /usr/sbin/policy-rc.d
-        made_policy=1
-    fi
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
-    [ -n "$made_policy" ] && rm -f /usr/sbin/policy-rc.d
-    if command -v systemctl >/dev/null 2>&1; then
-        for s in knot unbound dnsmasq smartdns; do
-            systemctl disable --now "$s.service" >/dev/null 2>&1 || true
-        done
-    fi
+    # Their services stay down (see the script).
+    bash .ci/apt-install.sh "${need[@]}"
 fi
 
 cargo build --release --quiet

@@ -71,24 +71,7 @@ zig_tools=(ziglang==0.17.1 cargo-zigbuild==0.24.1)
 tools=$target_dir/router-tools
 
 apt_install() {
-    if [ "$(id -u)" -ne 0 ]; then
-        echo "missing $*: install them (as root: apt-get install $*)" >&2
-        exit 1
-    fi
-    apt-get update -qq
-    # None of these packages ships a service, but keep .ci/run's rule: an
-    # install never starts one (invoke-rc.d honours policy-rc.d).
-    local made_policy=
-    if [ ! -e /usr/sbin/policy-rc.d ]; then
-        printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
-        chmod +x /usr/sbin/policy-rc.d
-        made_policy=1
-    fi
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
-    if [ -n "$made_policy" ]; then
-        rm -f /usr/sbin/policy-rc.d
-    fi
-    echo "installed $*"
+    bash .ci/apt-install.sh --no-recommends "$@"
 }
 
 step "rustup targets"

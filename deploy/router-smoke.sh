@@ -55,21 +55,8 @@ command -v file >/dev/null 2>&1 || need+=(file)
 if [ ${#need[@]} -eq 0 ]; then
     echo "all there"
 elif [ "$(id -u)" -eq 0 ]; then
-    apt-get update -qq
-    # qemu-user-static ships no service; binfmt registration is not needed
-    # (we call the emulator by name). Keep .ci/run's rule all the same: an
-    # install never starts a service.
-    made_policy=
-    if [ ! -e /usr/sbin/policy-rc.d ]; then
-        printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
-        chmod +x /usr/sbin/policy-rc.d
-        made_policy=1
-    fi
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-    if [ -n "$made_policy" ]; then
-        rm -f /usr/sbin/policy-rc.d
-    fi
-    echo "installed ${need[*]}"
+    # binfmt registration is not needed: we call the emulator by name.
+    bash .ci/apt-install.sh --no-recommends "${need[@]}"
 else
     echo "missing ${need[*]}: install them (as root: apt-get install ${need[*]})" >&2
     exit 1
