@@ -64,6 +64,12 @@ pub struct Dns {
     /// Threads answering queries, each with its own UDP socket per listen
     /// address (SO_REUSEPORT); read at start only.
     pub workers: usize,
+    /// How long past its TTL an answer may still be served when every
+    /// upstream fails (RFC 8767); zero = never.
+    pub serve_stale: Duration,
+    /// How long a name whose resolution failed is answered without asking
+    /// the upstreams again (RFC 9520); zero = always ask.
+    pub failure_cache: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -218,6 +224,8 @@ impl Default for Config {
                 max_inflight: 1024,
                 tcp_max_connections: 256,
                 workers: 1,
+                serve_stale: Duration::from_secs(86_400),
+                failure_cache: Duration::from_secs(5),
             },
             http: Http {
                 listen: vec![
@@ -341,6 +349,8 @@ struct RawDns {
     max_inflight: Option<Spanned<i64>>,
     tcp_max_connections: Option<Spanned<i64>>,
     workers: Option<Spanned<i64>>,
+    serve_stale_s: Option<Spanned<i64>>,
+    failure_cache_s: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -429,6 +439,14 @@ impl RawConfig {
             )?
             .unwrap_or(dns.tcp_max_connections),
             workers: ranged("dns.workers", &raw.workers, 1..=64)?.unwrap_or(dns.workers),
+            // RFC 8767 §5 suggests one to three days; a week is the most
+            // an answer can still be worth anything.
+            serve_stale: ranged("dns.serve_stale_s", &raw.serve_stale_s, 0..=604_800)?
+                .map_or(dns.serve_stale, Duration::from_secs),
+            // RFC 9520 §3.2: failures SHOULD NOT be cached for more than
+            // five minutes.
+            failure_cache: ranged("dns.failure_cache_s", &raw.failure_cache_s, 0..=300)?
+                .map_or(dns.failure_cache, Duration::from_secs),
         };
 
         let http = Http {
@@ -782,6 +800,8 @@ mod tests {
             max_inflight,
             tcp_max_connections,
             workers,
+            serve_stale_s,
+            failure_cache_s,
         } = dns;
         let RawHttp {
             listen: http_listen,
@@ -812,6 +832,8 @@ mod tests {
             ("dns.max_inflight", max_inflight.is_some()),
             ("dns.tcp_max_connections", tcp_max_connections.is_some()),
             ("dns.workers", workers.is_some()),
+            ("dns.serve_stale_s", serve_stale_s.is_some()),
+            ("dns.failure_cache_s", failure_cache_s.is_some()),
             ("http.listen", http_listen.is_some()),
             ("probe.interval_ms", interval_ms.is_some()),
             ("probe.timeout_ms", probe_timeout_ms.is_some()),
@@ -845,6 +867,8 @@ udp_max_size = 4096
 max_inflight = 1
 tcp_max_connections = 65535
 workers = 64
+serve_stale_s = 0
+failure_cache_s = 300
 [http]
 listen = []
 [probe]
@@ -886,6 +910,8 @@ first_family_count = 2
                 max_inflight: 1,
                 tcp_max_connections: 65535,
                 workers: 64,
+                serve_stale: Duration::ZERO,
+                failure_cache: Duration::from_secs(300),
             },
             http: Http { listen: vec![] },
             probe: Probe {
@@ -953,7 +979,7 @@ first_family_count = 2
             ("foo = 1\n", "1:1: unknown field `foo`, expected one of `dns`, `http`, `probe`, `policy`"),
             ("[dns]\nlisten = [\"127.0.0.1:53\"]\nbogus = 3\n",
              "3:1: unknown field `bogus`, expected one of `listen`, `upstreams`, `resolv_conf`, \
-              `timeout_ms`, `cache_size`, `allow`, `udp_max_size`, `max_inflight`, `tcp_max_connections`, `workers`"),
+              `timeout_ms`, `cache_size`, `allow`, `udp_max_size`, `max_inflight`, `tcp_max_connections`, `workers`, `serve_stale_s`, `failure_cache_s`"),
             ("[policy]\n\n  colour = 1\n", "3:3: unknown field `colour`, expected one of `filter`, `break_dnssec`, `table`, `first_family_count`"),
             ("[dns]\ntimeout_ms = \"fast\"\n", "2:14: invalid type: string \"fast\", expected i64"),
             ("[dns]\nlisten = \"127.0.0.1:53\"\n", "2:10: invalid type: string \"127.0.0.1:53\", expected a sequence"),
@@ -996,6 +1022,8 @@ first_family_count = 2
             ("[dns]\ncache_size = 10000001\n", "2:14: dns.cache_size: 10000001 is outside 0..=10000000"),
             ("[dns]\nudp_max_size = 511\n", "2:16: dns.udp_max_size: 511 is outside 512..=4096"),
             ("[dns]\nmax_inflight = 0\n", "2:16: dns.max_inflight: 0 is outside 1..=65535"),
+            ("[dns]\nserve_stale_s = -1\n", "2:17: dns.serve_stale_s: -1 is outside 0..=604800"),
+            ("[dns]\nfailure_cache_s = 301\n", "2:19: dns.failure_cache_s: 301 is outside 0..=300"),
             ("[dns]\ntcp_max_connections = 65536\n", "2:23: dns.tcp_max_connections: 65536 is outside 1..=65535"),
             ("[dns]\nallow = [\"10.0.0.0/33\"]\n", r#"2:10: dns.allow: "10.0.0.0/33" is not a CIDR (e.g. 192.0.2.0/24) or an IP"#),
             ("[probe]\ninterval_ms = 999\n", "2:15: probe.interval_ms: 999 is outside 1000..=3600000"),

@@ -585,6 +585,8 @@ fn settings(config: &Config) -> Result<Settings, Error> {
         )),
         tcp_slots: Arc::new(Semaphore::new(config.dns.tcp_max_connections)),
         policy: config.policy.clone(),
+        serve_stale: config.dns.serve_stale,
+        failure_cache: config.dns.failure_cache,
     })
 }
 

@@ -84,6 +84,8 @@ pub struct Metrics {
     pub cache_misses: Counter,
     /// Fresh cache entries overwritten to make room for another.
     pub cache_evictions: Counter,
+    /// Expired answers served because every upstream failed (RFC 8767).
+    pub stale_answers: Counter,
     /// Per upstream: latency of accepted replies and failed tries.
     pub upstreams: Upstreams,
     /// `answers_rewritten` by [`Rewrite::index`]; all four series exist
@@ -121,6 +123,12 @@ impl Metrics {
             "cache_evictions",
             "Fresh cache entries dropped to make room for another",
             cache_evictions.clone(),
+        );
+        let stale_answers = Counter::default();
+        registry.register(
+            "stale_answers",
+            "Expired cached answers served because every upstream failed (RFC 8767)",
+            stale_answers.clone(),
         );
         let upstreams = Upstreams {
             latency: Family::new_with_constructor(latency_histogram),
@@ -179,6 +187,7 @@ impl Metrics {
             cache_hits,
             cache_misses,
             cache_evictions,
+            stale_answers,
             upstreams,
             rewrites,
             probes,

@@ -89,8 +89,7 @@ pub const NODATA_TTL: u32 = 60;
 
 /// The Extended DNS Error INFO-CODE "Filtered" (RFC 8914 §4.18).
 pub const EDE_FILTERED: u16 = 17;
-/// The EDNS option code of Extended DNS Errors (RFC 8914 §2).
-pub const OPTION_EDE: u16 = 15;
+pub use super::wire::OPTION_EDE;
 
 /// What the rewrite reads.
 #[derive(Debug, Clone, Copy)]

@@ -1,6 +1,7 @@
 //! The UDP and TCP listeners: access control, limits, the cache-hit fast
 //! path, and handing misses to the upstream pool.
 
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -33,6 +34,14 @@ const TCP_PIPELINE: usize = 128;
 /// out unfiltered. The other query usually runs beside the first one (see
 /// [`Shared::forward`]), so this bounds a slow upstream, not the usual case.
 const OTHER_FAMILY_DEADLINE: Duration = Duration::from_millis(500);
+/// RFC 8767 §5: with a stale answer at hand, a client waits this long for
+/// the upstreams before it gets the stale one (the RFC's "client response
+/// timer": 1.8 s, under the common 2 s stub timeout).
+const CLIENT_RESPONSE_TIMER: Duration = Duration::from_millis(1800);
+/// RFC 8767 §4: the TTL of a stale answer.
+const STALE_TTL: u32 = 30;
+/// Names remembered as failed (RFC 9520 §3.2 wants the cache bounded).
+const MAX_FAILURES: usize = 4096;
 
 /// What the listeners read on every query; replaced whole on reload.
 #[derive(Debug)]
@@ -44,6 +53,10 @@ pub struct Settings {
     pub tcp_slots: Arc<Semaphore>,
     /// `[policy]`: how answers are rewritten and `/pairs` sorted.
     pub policy: crate::config::Policy,
+    /// `dns.serve_stale_s`; zero = off.
+    pub serve_stale: Duration,
+    /// `dns.failure_cache_s`; zero = off.
+    pub failure_cache: Duration,
 }
 
 /// State shared by every listener of the daemon.
@@ -51,6 +64,8 @@ pub struct Settings {
 pub struct Shared {
     pub settings: ArcSwap<Settings>,
     pub cache: Mutex<Cache<Cached>>,
+    /// Names whose resolution failed lately.
+    failures: Mutex<Failures>,
     /// What the probe engine knows, read without locks.
     pub verdicts: Arc<ArcSwap<Verdicts>>,
     /// Where answers' addresses go to be probed, while probing runs.
@@ -118,6 +133,7 @@ impl Shared {
         Shared {
             settings: ArcSwap::from_pointee(settings),
             cache: Mutex::new(Cache::new(cache_size)),
+            failures: Mutex::new(Failures::default()),
             // The verdict gauges read the snapshot at scrape time.
             metrics: Metrics::new(Arc::clone(&verdicts)),
             verdicts,
@@ -210,20 +226,32 @@ impl Shared {
         };
         let settings = self.settings.load_full();
         let shape = query.shape(udp.then_some(settings.udp_cap));
-        let cached = cache::lock(&self.cache)
-            .get(&key, Instant::now())
-            .map(|(e, age)| (Arc::clone(&e.reply), age_secs(age)));
+        let (cached, stale) = {
+            let now = Instant::now();
+            let mut cache = cache::lock(&self.cache);
+            let fresh =
+                (cache.get(&key, now)).map(|(e, age)| (Arc::clone(&e.reply), age_secs(age)));
+            let stale = (fresh.is_none() && !settings.serve_stale.is_zero())
+                .then(|| cache.get_stale(&key, now, settings.serve_stale))
+                .flatten()
+                .map(|(e, _)| Arc::clone(&e.reply));
+            (fresh, stale)
+        };
         let mut other = None;
         let (reply, age) = match cached {
             Some(hit) => hit,
             None => {
                 other = self.other_family_beside(&key, &settings.policy);
-                match self.resolve(pool, key.clone(), packet).await {
-                    Ok(reply) => {
+                match self.resolve_or_stale(pool, &key, packet, stale).await {
+                    Ok(Resolved::Fresh(reply)) => {
                         // Clients' answers only: the daemon's own lookups
                         // (STUN servers, ipv4only.arpa) are no destinations
                         // to probe.
                         self.learn(&key, &reply);
+                        (reply, 0)
+                    }
+                    Ok(Resolved::Stale(reply)) => {
+                        self.metrics.stale_answers.inc();
                         (reply, 0)
                     }
                     Err(e) => {
@@ -343,11 +371,28 @@ impl Shared {
     }
 
     /// Asks the upstreams (merged with identical queries in flight) and
-    /// caches the answer.
+    /// caches the answer. A name whose resolution failed less than
+    /// `dns.failure_cache_s` ago fails again at once, without a query
+    /// (RFC 9520 §3: no retry storm against dead upstreams).
     async fn resolve(&self, pool: &Arc<Pool>, key: Key, packet: &[u8]) -> Outcome {
-        let reply = pool
+        let hold = self.settings.load().failure_cache;
+        if !hold.is_zero() && cache::lock(&self.failures).recent(&key, Instant::now()) {
+            return Err(Arc::new(Failure::AllFailed));
+        }
+        let outcome = pool
             .resolve(key.clone(), packet, &self.metrics.upstreams)
-            .await?;
+            .await;
+        let reply = match outcome {
+            Ok(reply) => reply,
+            Err(e) => {
+                // Busy is our own limit, not the upstreams' failure.
+                if matches!(*e, Failure::AllFailed) && !hold.is_zero() {
+                    let now = Instant::now();
+                    cache::lock(&self.failures).insert(key, now + hold, now);
+                }
+                return Err(e);
+            }
+        };
         if let Some(ttl) = cache::lifetime(&reply) {
             let entry = Cached::new(Arc::clone(&reply));
             if cache::lock(&self.cache).insert(key, entry, Instant::now(), ttl) {
@@ -355,6 +400,67 @@ impl Shared {
             }
         }
         Ok(reply)
+    }
+
+    /// [`Shared::resolve`], or, with an expired answer at hand (RFC 8767
+    /// §5), that answer when the upstreams fail or take longer than
+    /// [`CLIENT_RESPONSE_TIMER`]. The resolution then goes on without the
+    /// client and refreshes the cache when it succeeds.
+    async fn resolve_or_stale(
+        self: &Arc<Self>,
+        pool: &Arc<Pool>,
+        key: &Key,
+        packet: &[u8],
+        stale: Option<Arc<Reply>>,
+    ) -> Result<Resolved, Arc<Failure>> {
+        let Some(stale) = stale else {
+            return self
+                .resolve(pool, key.clone(), packet)
+                .await
+                .map(Resolved::Fresh);
+        };
+        let shared = Arc::clone(self);
+        let (pool, key, packet) = (Arc::clone(pool), key.clone(), packet.to_vec());
+        let mut task = tokio::spawn(async move { shared.resolve(&pool, key, &packet).await });
+        let fresh = tokio::select! {
+            r = &mut task => r.ok().and_then(Result::ok),
+            () = tokio::time::sleep(CLIENT_RESPONSE_TIMER) => None,
+        };
+        Ok(match fresh {
+            Some(reply) => Resolved::Fresh(reply),
+            None => Resolved::Stale(Arc::new(stale.stale(STALE_TTL))),
+        })
+    }
+}
+
+/// What [`Shared::resolve_or_stale`] found.
+enum Resolved {
+    Fresh(Arc<Reply>),
+    /// An expired answer, its TTLs set to [`STALE_TTL`].
+    Stale(Arc<Reply>),
+}
+
+/// Names whose resolution failed, until when (RFC 9520 §3.2: resolvers
+/// MUST cache resolution failures, for at least 1 s and at most 5 min).
+/// Bounded: when full of live entries, a new failure is not remembered.
+#[derive(Debug, Default)]
+struct Failures {
+    until: HashMap<Key, Instant>,
+}
+
+impl Failures {
+    fn recent(&self, key: &Key, now: Instant) -> bool {
+        self.until.get(key).is_some_and(|&until| now < until)
+    }
+
+    fn insert(&mut self, key: Key, until: Instant, now: Instant) {
+        if self.until.len() >= MAX_FAILURES {
+            self.until.retain(|_, t| *t > now);
+            if self.until.len() >= MAX_FAILURES {
+                return;
+            }
+        }
+        self.until.insert(key, until);
     }
 }
 

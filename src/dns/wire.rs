@@ -420,6 +420,47 @@ pub struct ClientEdns {
     pub udp_size: u16,
 }
 
+/// EDNS option code of Extended DNS Errors (RFC 8914 §2).
+pub const OPTION_EDE: u16 = 15;
+/// EDE INFO-CODE 3, "Stale Answer" (RFC 8914 §4.4).
+pub const EDE_STALE_ANSWER: u16 = 3;
+
+/// `bytes` (a whole message, whose OPT record is at `opt` as
+/// [`Reply`] keeps it) with one more EDNS option: appended to the OPT record
+/// when it is the message's last record, or in a fresh OPT when there is
+/// none. `None` when the OPT is followed by other records (editing it would
+/// move them) or the message would grow past 65535 bytes.
+fn with_option(bytes: &[u8], opt: Option<(u16, u16)>, code: u16, value: &[u8]) -> Option<Vec<u8>> {
+    let header = Header::parse(bytes)?;
+    let mut out = bytes.to_vec();
+    let option_len = u16::try_from(value.len()).ok()?;
+    match opt {
+        Some((start, before)) => {
+            if before.checked_add(1)? != header.arcount {
+                return None;
+            }
+            // Name (1 byte: the root), type, class, TTL, then RDLENGTH.
+            let rdlen_at = usize::from(start) + 9;
+            let rdlen = u16::from_be_bytes([*out.get(rdlen_at)?, *out.get(rdlen_at + 1)?]);
+            let rdlen = rdlen.checked_add(4)?.checked_add(option_len)?;
+            out[rdlen_at..rdlen_at + 2].copy_from_slice(&rdlen.to_be_bytes());
+        }
+        None => {
+            out.push(0);
+            out.extend_from_slice(&rtype::OPT.to_be_bytes());
+            out.extend_from_slice(&1232u16.to_be_bytes());
+            out.extend_from_slice(&[0, 0, 0, 0]);
+            out.extend_from_slice(&option_len.checked_add(4)?.to_be_bytes());
+            let arcount = header.arcount.checked_add(1)?;
+            out[10..12].copy_from_slice(&arcount.to_be_bytes());
+        }
+    }
+    out.extend_from_slice(&code.to_be_bytes());
+    out.extend_from_slice(&option_len.to_be_bytes());
+    out.extend_from_slice(value);
+    (out.len() <= usize::from(u16::MAX)).then_some(out)
+}
+
 /// A validated upstream reply, kept as its bytes plus the offsets needed to
 /// fit it to any client: this is both the cache entry and the fresh answer.
 ///
@@ -483,6 +524,28 @@ impl Reply {
     fn body_mut(&mut self) -> &mut [u8] {
         let len = usize::from(self.len);
         self.data.get_mut(..len).unwrap_or(&mut [])
+    }
+
+    /// A copy to serve past its TTL (RFC 8767 §4): every TTL set to `ttl`
+    /// and, when the OPT record is the last one or there is none, an
+    /// Extended DNS Error 3 "Stale Answer" (RFC 8914 §4.4) added to it.
+    pub fn stale(&self, ttl: u32) -> Reply {
+        let mut bytes = self.bytes().to_vec();
+        for at in self.ttl_offsets() {
+            if let Some(field) = bytes.get_mut(at..at + 4) {
+                field.copy_from_slice(&ttl.to_be_bytes());
+            }
+        }
+        let aged = Reply::parse(&bytes).unwrap_or_else(|_| self.clone());
+        match with_option(
+            &bytes,
+            self.opt,
+            OPTION_EDE,
+            &EDE_STALE_ANSWER.to_be_bytes(),
+        ) {
+            Some(marked) => Reply::parse(&marked).unwrap_or(aged),
+            None => aged,
+        }
     }
 
     /// Where the TTL field of every record but OPT starts.
@@ -1441,6 +1504,41 @@ mod tests {
         let plain = query("a.test", rtype::A, None);
         Query::parse(&plain).unwrap().forward(1, &mut out);
         assert_eq!(&out[2..], &plain[2..]);
+    }
+
+    #[test]
+    fn a_stale_copy_has_ttl_30_and_says_it_is_stale() {
+        let ede = |bytes: &[u8]| crate::dns::rewrite::extended_errors(bytes);
+        for with_opt in [true, false] {
+            let fresh =
+                Reply::parse(&reply(&[[192, 0, 2, 1], [192, 0, 2, 2]], 3600, with_opt)).unwrap();
+            let stale = fresh.stale(30);
+            assert_eq!(stale.min_ttl(), Some(30), "opt {with_opt}");
+            assert_eq!(stale.addresses().len(), 2);
+            assert_eq!(ede(stale.bytes()), [(EDE_STALE_ANSWER, String::new())]);
+            // A client without EDNS gets no OPT, so no EDE; one with EDNS
+            // gets the EDE.
+            let mut out = Vec::new();
+            let plain = query("www.example.test", rtype::A, None);
+            stale.render(
+                &Query::parse(&plain).unwrap().shape(Some(1232)),
+                0,
+                &mut out,
+            );
+            let m = Message::parse(&out).unwrap();
+            assert!(m.edns.is_none() && m.header.ancount == 2);
+            let edns = query("www.example.test", rtype::A, Some(opt(1232, false, &[])));
+            stale.render(&Query::parse(&edns).unwrap().shape(Some(1232)), 0, &mut out);
+            assert_eq!(ede(&out), [(EDE_STALE_ANSWER, String::new())]);
+        }
+        // An OPT followed by another record is left alone: TTLs still 30.
+        let mut m = header(0x1111, flag::QR, [1, 0, 0, 2]);
+        m.extend(question("www.example.test", rtype::A));
+        m.extend(opt(1232, false, &[]));
+        m.extend(rr(&[0xc0, 12], rtype::A, 600, &[192, 0, 2, 3]));
+        let stale = Reply::parse(&m).unwrap().stale(30);
+        assert_eq!(stale.min_ttl(), Some(30));
+        assert!(ede(stale.bytes()).is_empty());
     }
 
     #[test]
