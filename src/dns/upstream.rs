@@ -102,6 +102,44 @@ impl Drop for Buffer<'_> {
 struct Server {
     addr: SocketAddr,
     last_warning: Mutex<Option<Instant>>,
+    rtt: Mutex<Rtt>,
+}
+
+/// The first retransmission of a UDP query to an upstream not measured
+/// yet (Unbound starts from 376 ms).
+const INITIAL_RTO: Duration = Duration::from_millis(400);
+/// The least wait before a retransmission, however close the upstream.
+const MIN_RTO: Duration = Duration::from_millis(100);
+
+/// An upstream's smoothed round-trip time and its variation, as TCP keeps
+/// them (RFC 6298 §2), to time retransmissions of a lost UDP query within
+/// one try: a lost datagram costs about one retransmission timeout, not
+/// the whole `dns.timeout_ms`. A recursive upstream's time includes its
+/// own resolution, so cold names push the timeout up, as they should.
+#[derive(Debug, Clone, Copy, Default)]
+struct Rtt {
+    /// `None` until the first sample.
+    smoothed: Option<(Duration, Duration)>,
+}
+
+impl Rtt {
+    /// The retransmission timeout: SRTT + 4 RTTVAR, at least [`MIN_RTO`],
+    /// at most `ceiling` (the try's timeout).
+    fn rto(self, ceiling: Duration) -> Duration {
+        let rto = self
+            .smoothed
+            .map_or(INITIAL_RTO, |(srtt, var)| (srtt + 4 * var).max(MIN_RTO));
+        rto.min(ceiling)
+    }
+
+    /// Takes a sample from a reply to a query sent once (Karn's algorithm:
+    /// after a retransmission nobody knows which send was answered).
+    fn sample(&mut self, r: Duration) {
+        self.smoothed = Some(match self.smoothed {
+            None => (r, r / 2),
+            Some((srtt, var)) => ((srtt * 7 + r) / 8, (var * 3 + srtt.abs_diff(r)) / 4),
+        });
+    }
 }
 
 pub type Outcome = Result<Arc<Reply>, Arc<Failure>>;
@@ -179,6 +217,7 @@ impl Pool {
                 .map(|addr| Server {
                     addr,
                     last_warning: Mutex::new(None),
+                    rtt: Mutex::new(Rtt::default()),
                 })
                 .collect(),
             preferred: AtomicUsize::new(0),
@@ -247,7 +286,7 @@ impl Pool {
             let idx = (first + i) % n;
             let server = &self.servers[idx];
             let sent = Instant::now();
-            match self.try_server(server.addr, &mut packet).await {
+            match self.try_server(server, &mut packet).await {
                 Ok(reply) => {
                     let rc = reply.rcode();
                     if rc == rcode::SERVFAIL || rc == rcode::REFUSED {
@@ -270,20 +309,24 @@ impl Pool {
 
     /// One upstream: UDP, then TCP when the reply is truncated, then once
     /// more without EDNS when it answers FORMERR to an OPT (RFC 6891 §7).
-    async fn try_server(&self, addr: SocketAddr, packet: &mut Vec<u8>) -> io::Result<Reply> {
-        let reply = self.udp(addr, packet).await?;
+    async fn try_server(&self, server: &Server, packet: &mut Vec<u8>) -> io::Result<Reply> {
+        let reply = self.udp(server, packet).await?;
         let reply = if reply.header().tc() {
-            self.tcp(addr, packet).await?
+            self.tcp(server.addr, packet).await?
         } else {
             reply
         };
         if reply.rcode() == rcode::FORMERR && strip_opt(packet) {
-            return Box::pin(self.try_server(addr, packet)).await;
+            return Box::pin(self.try_server(server, packet)).await;
         }
         Ok(reply)
     }
 
-    async fn udp(&self, addr: SocketAddr, packet: &mut [u8]) -> io::Result<Reply> {
+    /// One UDP try: the query is sent again (same port and ID, so a late
+    /// reply to an earlier send still counts) each time the retransmission
+    /// timeout passes, doubling it, until the try's timeout.
+    async fn udp(&self, server: &Server, packet: &mut [u8]) -> io::Result<Reply> {
+        let addr = server.addr;
         let id = new_id(packet);
         let local: SocketAddr = match addr {
             SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
@@ -295,11 +338,25 @@ impl Pool {
         let question = question_of(packet);
         let mut buffer = Buffer::get(&self.buffers);
         let buf = buffer.bytes();
-        let deadline = tokio::time::Instant::now() + self.timeout;
+        let sent = tokio::time::Instant::now();
+        let deadline = sent + self.timeout;
+        let mut rto = lock(&server.rtt).rto(self.timeout);
+        let mut resend = sent + rto;
+        let mut sends = 1u32;
         loop {
-            let (n, from) = tokio::time::timeout_at(deadline, sock.recv_from(buf))
-                .await
-                .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "timed out"))??;
+            let Ok(received) =
+                tokio::time::timeout_at(resend.min(deadline), sock.recv_from(buf)).await
+            else {
+                if resend >= deadline {
+                    return Err(io::Error::new(io::ErrorKind::TimedOut, "timed out"));
+                }
+                sock.send(packet).await?;
+                sends += 1;
+                rto *= 2;
+                resend = tokio::time::Instant::now() + rto;
+                continue;
+            };
+            let (n, from) = received?;
             // A reply from anyone else, or to another query, is ignored and
             // the wait goes on: a spoofed packet must not end the exchange.
             let got = &buf[..n];
@@ -307,7 +364,12 @@ impl Pool {
                 continue;
             }
             match Reply::parse(got) {
-                Ok(r) => return Ok(r),
+                Ok(r) => {
+                    if sends == 1 {
+                        lock(&server.rtt).sample(sent.elapsed());
+                    }
+                    return Ok(r);
+                }
                 Err(_) if is_bare_formerr(got) => return Ok(bare_formerr(got)),
                 Err(_) => continue,
             }
@@ -432,6 +494,29 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retransmission_timeout_follows_the_measured_rtt() {
+        let ms = Duration::from_millis;
+        let timeout = ms(2000);
+        let mut rtt = Rtt::default();
+        assert_eq!(rtt.rto(timeout), INITIAL_RTO);
+        assert_eq!(rtt.rto(ms(300)), ms(300), "never past the try's timeout");
+        // A first sample of 80 ms: SRTT 80, RTTVAR 40, RTO 240.
+        rtt.sample(ms(80));
+        assert_eq!(rtt.rto(timeout), ms(240));
+        // A steady close upstream: the RTO falls to the floor.
+        for _ in 0..50 {
+            rtt.sample(ms(1));
+        }
+        assert_eq!(rtt.rto(timeout), MIN_RTO);
+        // A slow one (a recursive upstream resolving cold names) pushes it up.
+        for _ in 0..50 {
+            rtt.sample(ms(600));
+        }
+        let slow = rtt.rto(timeout);
+        assert!(slow >= ms(600) && slow < timeout, "{slow:?}");
+    }
 
     #[test]
     fn resolv_conf_lines() {
