@@ -3,6 +3,7 @@
 //!
 //! | module | what |
 //! |---|---|
+//! | [`bin`] | the `getapr` binary as a child process, its config and signals |
 //! | [`auth`] | [`AuthUpstream`]: hickory-server with the `example.test.` zone |
 //! | [`fake`] | [`FakeUpstream`]: a scriptable UDP+TCP server (spoofing, silence, delays) |
 //! | [`client`] | UDP/TCP exchanges with timeouts, query builders |
@@ -33,6 +34,7 @@ pub const CONTRACT_FLAGS: [&str; 10] = [
 ];
 
 pub mod auth;
+pub mod bin;
 pub mod client;
 pub mod compare;
 pub mod daemon;
