@@ -107,6 +107,19 @@ def start_knot(lab, work):
                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
+def answers(lab, server, port, name):
+    """Whether `server` answers `name` A (from the host namespace) within 10 s."""
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        got = subprocess.run(lab.cmd(lab.host, which("kdig"), f"@{server}", "-p", str(port),
+                                     "+short", "+timeout=1", "+retry=0", name, "A"),
+                             capture_output=True, text=True).stdout.strip()
+        if got == "198.51.100.1":
+            return True
+        time.sleep(0.2)
+    return False
+
+
 def start_getapr(lab, work, binary, cache_size):
     conf = os.path.join(work, "getapr.toml")
     with open(conf, "w") as f:
@@ -119,15 +132,9 @@ def start_getapr(lab, work, binary, cache_size):
                 "destinations = true\n")
     log = open(os.path.join(work, "getapr.log"), "w")
     proc = lab.spawn(lab.host, binary, "serve", "-c", conf, stdout=log, stderr=log)
-    deadline = time.time() + 10
-    while time.time() < deadline:
-        ok = subprocess.run(lab.cmd(lab.host, which("kdig"), "@127.0.0.1", "-p", "5300",
-                                    "+short", "+time=1", "+tries=1", f"up.{ZONE}", "A"),
-                            capture_output=True, text=True).stdout.strip()
-        if ok == "198.51.100.1":
-            return proc
-        time.sleep(0.2)
-    sys.exit(f"soak: getapr did not answer within 10 s (see {work}/getapr.log)")
+    if not answers(lab, "127.0.0.1", 5300, f"up.{ZONE}"):
+        sys.exit(f"soak: getapr did not answer within 10 s (see {work}/getapr.log)")
+    return proc
 
 
 def rss_kib(pid):
@@ -195,7 +202,8 @@ def main():
     os.chmod(work, 0o755)
     with Lab() as lab:
         knot = start_knot(lab, work)
-        time.sleep(0.5)
+        if not answers(lab, "198.51.100.1", 53, f"up.{ZONE}"):
+            sys.exit(f"soak: knotd did not answer within 10 s (see {work}/knotd.log)")
         getapr = start_getapr(lab, work, binary, args.cache_size)
         print(f"soak: {args.minutes} min at {args.qps} QPS, {args.unique:.0%} unique names, "
               f"cache_size {args.cache_size}, probe engine on (lab {lab.host}/{lab.inet})")
