@@ -170,37 +170,48 @@ async fn fake_replies_and_counts_per_transport() {
 }
 
 #[tokio::test]
-async fn fake_spoofs_from_another_port_and_with_a_wrong_id() {
+async fn fake_spoofs_from_another_port_or_address_and_with_a_wrong_id() {
     let fake = FakeUpstream::start(|q, _| {
         vec![
             Action::ReplyFromOtherPort(a_reply(q, 60, &[Ipv4Addr::new(192, 0, 2, 66)])),
             Action::ReplyWithWrongId(a_reply(q, 60, &[Ipv4Addr::new(192, 0, 2, 77)])),
+            Action::ReplyFromAddress(
+                Ipv4Addr::new(127, 0, 0, 2).into(),
+                a_reply(q, 60, &[Ipv4Addr::new(192, 0, 2, 88)]),
+            ),
             Action::Delay(Duration::from_millis(20)),
             Action::Reply(a_reply(q, 60, &[Ipv4Addr::new(192, 0, 2, 1)])),
         ]
     })
     .await;
-    // An unconnected socket sees all three datagrams and where they came from.
+    // An unconnected socket sees all four datagrams and where they came from.
     let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let q = query("x.test", RecordType::A).id(7).bytes();
     socket.send_to(&q, fake.addr()).await.unwrap();
     let mut seen = Vec::new();
     let mut buf = vec![0; 4096];
-    for _ in 0..3 {
+    // (same port and address, same address, ID, addresses)
+    for _ in 0..4 {
         let (n, from) = tokio::time::timeout(Duration::from_secs(3), socket.recv_from(&mut buf))
             .await
             .expect("datagram")
             .unwrap();
         let reply = parse(&buf[..n]);
-        seen.push((from == fake.addr(), reply.metadata.id, a_addrs(&reply)));
+        seen.push((
+            from == fake.addr(),
+            from.ip() == fake.addr().ip(),
+            reply.metadata.id,
+            a_addrs(&reply),
+        ));
     }
-    seen.sort_by_key(|(_, _, addrs)| addrs.iter().next().copied());
+    seen.sort_by_key(|(_, _, _, addrs)| addrs.iter().next().copied());
     assert_eq!(
         seen,
         vec![
-            (true, 7, [Ipv4Addr::new(192, 0, 2, 1)].into()),
-            (false, 7, [Ipv4Addr::new(192, 0, 2, 66)].into()),
-            (true, !7, [Ipv4Addr::new(192, 0, 2, 77)].into()),
+            (true, true, 7, [Ipv4Addr::new(192, 0, 2, 1)].into()),
+            (false, true, 7, [Ipv4Addr::new(192, 0, 2, 66)].into()),
+            (true, true, !7, [Ipv4Addr::new(192, 0, 2, 77)].into()),
+            (false, false, 7, [Ipv4Addr::new(192, 0, 2, 88)].into()),
         ]
     );
     // A connected client (the kernel filters other ports) skips the

@@ -80,6 +80,8 @@ pub enum Error {
     DuplicateOpt,
     #[error("OPT record not at the root or not in the additional section")]
     MisplacedOpt,
+    #[error("EDNS options do not fill the OPT record exactly")]
+    BadOption,
     #[error("address record with a wrong RDATA length")]
     BadAddress,
     #[error("not a reply")]
@@ -250,6 +252,9 @@ impl<'a> Message<'a> {
                 }
                 if edns.is_some() {
                     return Err(Error::DuplicateOpt);
+                }
+                if !options_fit(bytes.get(rdata.clone()).unwrap_or(&[])) {
+                    return Err(Error::BadOption);
                 }
                 let first_additional = usize::from(header.ancount) + usize::from(header.nscount);
                 edns = Some(Edns {
@@ -967,6 +972,22 @@ fn hint_addresses(key: u16, value: &[u8]) -> Vec<IpAddr> {
     }
 }
 
+/// Whether EDNS options fill an OPT record's RDATA exactly (RFC 6891
+/// §6.1.2: code, length, data, repeated). An option that runs past the
+/// record makes the message malformed, as libknot has it
+/// (`knot_edns_check_record`); passing it on would hand the upstream a
+/// query it must refuse.
+fn options_fit(mut options: &[u8]) -> bool {
+    while !options.is_empty() {
+        let Some(rest) = be16(options, 2).and_then(|len| options.get(4 + usize::from(len)..))
+        else {
+            return false;
+        };
+        options = rest;
+    }
+    true
+}
+
 /// End of an uncompressed name at `off`.
 fn plain_name_end(msg: &[u8], mut off: usize) -> Result<usize, Error> {
     let start = off;
@@ -1465,6 +1486,17 @@ mod tests {
         in_answer.extend(question("a.test", rtype::A));
         in_answer.extend(opt(1232, false, &[]));
         assert_eq!(Query::parse(&in_answer).unwrap_err(), Error::MisplacedOpt);
+        // Regression: an option running past the OPT record was accepted,
+        // and forward() passed the broken option on to the upstream.
+        let mut overrun = query("a.test", rtype::A, Some(opt(1232, false, &[(12, &[0; 4])])));
+        let n = overrun.len();
+        overrun[n - 5] = 5; // the option claims 5 bytes, 4 follow
+        assert_eq!(Query::parse(&overrun).unwrap_err(), Error::BadOption);
+        let mut partial = query("a.test", rtype::A, Some(opt(1232, false, &[(12, &[])])));
+        let n = partial.len();
+        partial.truncate(n - 1); // 3 bytes of an option header
+        partial[n - 5] = 3; // RDLENGTH
+        assert_eq!(Query::parse(&partial).unwrap_err(), Error::BadOption);
         let q = query("a.test", rtype::A, Some(opt(4096, true, &[])));
         let q = Query::parse(&q).unwrap();
         let e = q.edns().unwrap();

@@ -96,6 +96,16 @@ impl TcpClient {
         self.stream.write_all(&framed).await
     }
 
+    /// Writes `bytes` as they are, no length prefix: for framing abuse.
+    pub async fn send_raw(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).await.expect("TCP send");
+    }
+
+    /// Closes our direction (FIN); replies can still be read.
+    pub async fn shutdown(&mut self) {
+        self.stream.shutdown().await.expect("TCP shutdown");
+    }
+
     /// The next message; panics on timeout or a closed connection.
     pub async fn recv(&mut self) -> Vec<u8> {
         match self.recv_within(TIMEOUT).await {

@@ -1,7 +1,7 @@
 //! [`FakeUpstream`]: a scriptable DNS server on `127.0.0.1:<port>`, UDP and
 //! TCP on the same port, for what a real server will not do on demand:
-//! stay silent, answer late, answer from the wrong port or with the wrong
-//! ID, send raw bytes, SERVFAIL, carry synthetic DNSSEC records.
+//! stay silent, answer late, answer from the wrong port or address or with
+//! the wrong ID, send raw bytes, SERVFAIL, carry synthetic DNSSEC records.
 //!
 //! A script is a closure called once per received query with the parsed
 //! query and the transport; it returns the [`Action`]s to run, in order,
@@ -9,7 +9,7 @@
 //! holds up only its own query (over TCP too: replies on one connection
 //! can go out of order). Undecodable packets are logged but not scripted.
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -40,6 +40,11 @@ pub enum Action {
     /// UDP: send this message from a fresh socket, so from another source
     /// port of 127.0.0.1 (an off-path spoof). TCP: sends nothing.
     ReplyFromOtherPort(Message),
+    /// UDP: send this message from a fresh socket on this address (another
+    /// loopback address such as 127.0.0.2: all of 127.0.0.0/8 is local on
+    /// Linux, nothing needs adding), so from an address the query was not
+    /// sent to. TCP: sends nothing.
+    ReplyFromAddress(IpAddr, Message),
     /// Send this message with its ID changed (bit-flipped), so it matches
     /// no query in flight.
     ReplyWithWrongId(Message),
@@ -177,9 +182,9 @@ async fn serve_udp(socket: Arc<UdpSocket>, script: Arc<Script>, log: Arc<Mutex<V
                         let _ = socket.send_to(&encode(&wrong_id(message)), from).await;
                     }
                     Action::ReplyFromOtherPort(message) => {
-                        let other = UdpSocket::bind("127.0.0.1:0").await.expect("bind spoofer");
-                        let _ = other.send_to(&encode(&message), from).await;
+                        send_from(Ipv4Addr::LOCALHOST.into(), &message, from).await;
                     }
+                    Action::ReplyFromAddress(ip, message) => send_from(ip, &message, from).await,
                     Action::Delay(wait) => tokio::time::sleep(wait).await,
                     Action::Drop | Action::Close => return,
                 }
@@ -231,7 +236,7 @@ async fn serve_connection(
                     Action::Reply(message) => encode(&message),
                     Action::Raw(bytes) => bytes,
                     Action::ReplyWithWrongId(message) => encode(&wrong_id(message)),
-                    Action::ReplyFromOtherPort(_) => continue,
+                    Action::ReplyFromOtherPort(_) | Action::ReplyFromAddress(..) => continue,
                     Action::Delay(wait) => {
                         tokio::time::sleep(wait).await;
                         continue;
@@ -251,6 +256,14 @@ async fn serve_connection(
             }
         });
     }
+}
+
+/// Sends `message` to `to` from a fresh UDP socket on `ip`, port 0.
+async fn send_from(ip: IpAddr, message: &Message, to: SocketAddr) {
+    let other = UdpSocket::bind(SocketAddr::new(ip, 0))
+        .await
+        .unwrap_or_else(|error| panic!("bind spoofer on {ip}: {error}"));
+    let _ = other.send_to(&encode(message), to).await;
 }
 
 async fn write_framed(w: &mut OwnedWriteHalf, bytes: &[u8]) -> std::io::Result<()> {
