@@ -571,7 +571,7 @@ async fn serve_stale_when_every_upstream_fails() {
     })
     .await;
     let toml = config_toml(&[upstream.addr()], "timeout_ms = 3000");
-    let (_handle, getapr) = start_getapr(&toml).await;
+    let (handle, getapr) = start_getapr(&toml).await;
     let (fresh, _) = timed(getapr, "stale.example.test").await;
     assert_eq!(a_addrs(&fresh), [ip(12)]);
     down.store(true, Ordering::SeqCst);
@@ -597,16 +597,27 @@ async fn serve_stale_when_every_upstream_fails() {
     assert_eq!(a_addrs(&again), [ip(12)]);
     assert!(at_once < Duration::from_millis(200), "{at_once:?}");
     assert_eq!(upstream.total_queries(), asked);
+    let metrics = handle.metrics_text();
+    assert!(
+        metrics.contains("getapr_stale_answers_total 2"),
+        "{metrics}"
+    );
 
-    // Beyond dns.serve_stale_s, or with it 0: SERVFAIL.
-    let toml = config_toml(&[upstream.addr()], "timeout_ms = 300\nserve_stale_s = 0");
-    let (_handle, off) = start_getapr(&toml).await;
-    down.store(false, Ordering::SeqCst);
-    timed(off, "stale.example.test").await;
-    down.store(true, Ordering::SeqCst);
-    tokio::time::sleep(Duration::from_millis(1100)).await;
-    let (none, _) = timed(off, "stale.example.test").await;
-    assert_eq!(none.metadata.response_code, ResponseCode::ServFail);
+    // With serve_stale_s = 0, or past its window: SERVFAIL.
+    for (extra, expired_for) in [("serve_stale_s = 0", 100), ("serve_stale_s = 1", 1100)] {
+        let toml = config_toml(&[upstream.addr()], &format!("timeout_ms = 300\n{extra}"));
+        let (_handle, getapr) = start_getapr(&toml).await;
+        down.store(false, Ordering::SeqCst);
+        timed(getapr, "stale.example.test").await;
+        down.store(true, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(1000 + expired_for)).await;
+        let (none, _) = timed(getapr, "stale.example.test").await;
+        assert_eq!(
+            none.metadata.response_code,
+            ResponseCode::ServFail,
+            "{extra}"
+        );
+    }
     row(
         "every upstream silent, answer expired 0.1 s ago",
         &format!(
@@ -614,6 +625,6 @@ async fn serve_stale_when_every_upstream_fails() {
             ms(after_timer),
             ms(at_once)
         ),
-        "~1.8 s, then at once",
+        "~1.8 s, then at once; SERVFAIL past dns.serve_stale_s",
     );
 }
