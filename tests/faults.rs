@@ -192,6 +192,31 @@ async fn truncated_over_udp_then_complete_over_tcp() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_udp_reply_too_large_to_hold_is_asked_again_over_tcp() {
+    // 400 A records, about 6.4 kB, without TC, to a query offering 1232:
+    // more than the receive buffer holds (4 KiB for such queries).
+    let many: Vec<Ipv4Addr> = (0..400u16)
+        .map(|i| Ipv4Addr::new(203, 0, 113, (i % 250) as u8))
+        .collect();
+    let addrs = many.clone();
+    let upstream =
+        FakeUpstream::start(move |q, _| vec![Action::Reply(a_reply(q, 300, &addrs))]).await;
+    let (_handle, getapr) = start_getapr(&config_toml(&[upstream.addr()], "")).await;
+    let started = Instant::now();
+    let q = query("big.example.test", RecordType::A).bytes();
+    let whole = parse(&common::tcp_exchange(getapr, &q).await);
+    let took = started.elapsed();
+    assert_eq!(a_addrs(&whole), many);
+    assert_eq!(upstream.queries(Transport::Udp), 1);
+    assert_eq!(upstream.queries(Transport::Tcp), 1);
+    row(
+        "6.4 kB over UDP without TC to a 1232-byte offer",
+        &format!("asked again over TCP, whole answer in {}", ms(took)),
+        "never a cut reply",
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn truncated_over_udp_then_a_tcp_reset_is_servfail() {
     let upstream = FakeUpstream::start(|q, transport| {
         if transport == Transport::Udp {

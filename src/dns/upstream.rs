@@ -27,8 +27,6 @@ use super::wire::{self, Query, Reply, flag, rcode};
 use crate::config;
 use crate::metrics::{UpstreamFailure, Upstreams};
 
-/// Largest message over TCP (RFC 1035 §4.2.2: a 16-bit length prefix).
-const MAX_TCP: usize = 65535;
 /// How often a failing upstream is worth a log line.
 const WARN_EVERY: Duration = Duration::from_secs(30);
 
@@ -54,16 +52,21 @@ pub struct Pool {
     buffers: Mutex<Vec<Box<[u8]>>>,
 }
 
-/// Receive buffers kept for reuse; beyond this many in flight at once,
-/// buffers are freed after use.
+/// Receive buffers kept for reuse; beyond this many exchanges in flight at
+/// once, buffers are freed after use.
 ///
-/// A UDP reply may be as large as the EDNS size the client offered (up to
-/// 64 KiB), so each exchange needs a 64 KiB buffer. Allocating and zeroing
-/// one per cache miss cost CPU, and, freed between the small allocations of
-/// the cache entries it produced, it fragmented the heap: a 100k-name flood
-/// left about twice the live memory resident. Eight kept buffers are 512
-/// KiB.
+/// A UDP reply may be as large as the EDNS size the query offered, so the
+/// buffer is sized to that, but never under [`SMALL_REPLY`]: nearly every
+/// query offers 1232 bytes or less (or has no EDNS: 512), and those
+/// buffers are the ones kept. Allocating one per cache miss, freed between
+/// the small allocations of the cache entries it produced, fragmented the
+/// heap; and 64 KiB buffers for every exchange (as here before) let a burst
+/// of 1,000 misses in flight take 64 MiB. Eight kept buffers are 32 KiB.
 const KEEP_BUFFERS: usize = 8;
+
+/// The least a receive buffer holds: a reply to a query that offers up
+/// to 4096 bytes, or none, fits.
+const SMALL_REPLY: usize = 4096;
 
 /// A receive buffer that goes back to its pool when dropped.
 struct Buffer<'a> {
@@ -72,13 +75,19 @@ struct Buffer<'a> {
 }
 
 impl Buffer<'_> {
-    fn get(pool: &Mutex<Vec<Box<[u8]>>>) -> Buffer<'_> {
-        let bytes = lock(pool)
-            .pop()
-            .unwrap_or_else(|| vec![0u8; MAX_TCP].into_boxed_slice());
+    /// Room for a reply of `size` bytes (at least [`SMALL_REPLY`]) and one
+    /// byte more: the kernel cuts a larger datagram to the buffer, so a
+    /// full buffer tells a reply too large to have been read whole.
+    fn get(pool: &Mutex<Vec<Box<[u8]>>>, size: usize) -> Buffer<'_> {
+        let len = size.max(SMALL_REPLY) + 1;
+        let kept = if len == SMALL_REPLY + 1 {
+            lock(pool).pop()
+        } else {
+            None
+        };
         Buffer {
             pool,
-            bytes: Some(bytes),
+            bytes: Some(kept.unwrap_or_else(|| vec![0u8; len].into_boxed_slice())),
         }
     }
 
@@ -89,7 +98,7 @@ impl Buffer<'_> {
 
 impl Drop for Buffer<'_> {
     fn drop(&mut self) {
-        if let Some(bytes) = self.bytes.take() {
+        if let Some(bytes) = self.bytes.take().filter(|b| b.len() == SMALL_REPLY + 1) {
             let mut pool = lock(self.pool);
             if pool.len() < KEEP_BUFFERS {
                 pool.push(bytes);
@@ -310,11 +319,9 @@ impl Pool {
     /// One upstream: UDP, then TCP when the reply is truncated, then once
     /// more without EDNS when it answers FORMERR to an OPT (RFC 6891 §7).
     async fn try_server(&self, server: &Server, packet: &mut Vec<u8>) -> io::Result<Reply> {
-        let reply = self.udp(server, packet).await?;
-        let reply = if reply.header().tc() {
-            self.tcp(server.addr, packet).await?
-        } else {
-            reply
+        let reply = match self.udp(server, packet).await? {
+            Udp::Reply(reply) if !reply.header().tc() => reply,
+            Udp::Reply(_) | Udp::Oversize => self.tcp(server.addr, packet).await?,
         };
         if reply.rcode() == rcode::FORMERR && strip_opt(packet) {
             return Box::pin(self.try_server(server, packet)).await;
@@ -325,7 +332,7 @@ impl Pool {
     /// One UDP try: the query is sent again (same port and ID, so a late
     /// reply to an earlier send still counts) each time the retransmission
     /// timeout passes, doubling it, until the try's timeout.
-    async fn udp(&self, server: &Server, packet: &mut [u8]) -> io::Result<Reply> {
+    async fn udp(&self, server: &Server, packet: &mut [u8]) -> io::Result<Udp> {
         let addr = server.addr;
         let id = new_id(packet);
         let local: SocketAddr = match addr {
@@ -336,7 +343,8 @@ impl Pool {
         sock.connect(addr).await?;
         sock.send(packet).await?;
         let question = question_of(packet);
-        let mut buffer = Buffer::get(&self.buffers);
+        let offered = Query::parse(packet).map_or(0, |q| q.edns().map_or(0, |e| e.udp_size));
+        let mut buffer = Buffer::get(&self.buffers, usize::from(offered));
         let buf = buffer.bytes();
         let sent = tokio::time::Instant::now();
         let deadline = sent + self.timeout;
@@ -363,14 +371,19 @@ impl Pool {
             if from != addr || !wire::answers(got, id, question) {
                 continue;
             }
+            if n == buf.len() {
+                // Larger than offered and than the buffer (RFC 6891 §7
+                // forbids it): what arrived is cut, so ask over TCP.
+                return Ok(Udp::Oversize);
+            }
             match Reply::parse(got) {
                 Ok(r) => {
                     if sends == 1 {
                         lock(&server.rtt).sample(sent.elapsed());
                     }
-                    return Ok(r);
+                    return Ok(Udp::Reply(r));
                 }
-                Err(_) if is_bare_formerr(got) => return Ok(bare_formerr(got)),
+                Err(_) if is_bare_formerr(got) => return Ok(Udp::Reply(bare_formerr(got))),
                 Err(_) => continue,
             }
         }
@@ -410,6 +423,13 @@ impl Pool {
             tracing::warn!(upstream = %server.addr, "upstream failed: {what}");
         }
     }
+}
+
+/// What a UDP try got.
+enum Udp {
+    Reply(Reply),
+    /// A reply too large for the receive buffer, so not read whole.
+    Oversize,
 }
 
 /// The failure reason of an answer the pool does not accept.
