@@ -1,6 +1,8 @@
 //! The DNS stub: wire format, cache, upstream forwarding and the listeners.
 
 pub mod cache;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod rewrite;
 pub mod server;
 pub mod upstream;

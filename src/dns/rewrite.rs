@@ -689,48 +689,17 @@ pub fn extended_errors(msg: &[u8]) -> Vec<(u16, String)> {
 /// it must never panic.
 #[doc(hidden)]
 pub fn exercise(data: &[u8]) {
-    use crate::probe::verdicts::{DestinationVerdict, Families, PathVerdict};
     let Some((&pick, rest)) = data.split_first() else {
         return;
     };
     let Ok(reply) = Reply::parse(rest) else {
         return;
     };
-    let states = [State::Unknown, State::Ok, State::Failed];
-    let mut v = Verdicts {
-        generation: 1,
-        families: Families {
-            ipv4: states[usize::from(pick % 3)],
-            ipv6: states[usize::from(pick / 3 % 3)],
-        },
-        ..Verdicts::default()
-    };
-    if pick & 0x80 != 0 {
-        v.nat64_prefixes = vec![ipnet::Ipv6Net::new_assert(
-            "64:ff9b::"
-                .parse()
-                .unwrap_or(std::net::Ipv6Addr::UNSPECIFIED),
-            96,
-        )];
-    }
     let mut seen: Vec<IpAddr> = reply.addresses();
     seen.extend(reply.hints().into_iter().map(|(_, a)| a));
     seen.sort();
     seen.dedup();
-    for (i, &address) in seen.iter().enumerate() {
-        let state = states[(usize::from(pick) + i) % 3];
-        v.destinations.push(DestinationVerdict {
-            address,
-            learned: true,
-            state,
-            paths: vec![PathVerdict {
-                source: address,
-                scope_id: 0,
-                state,
-                rtt: Some(Duration::from_millis(i as u64)),
-            }],
-        });
-    }
+    let v = super::fuzz::verdicts(pick, &seen);
     let question = reply.message().question().to_vec();
     let shape = wire::Shape {
         id: 1,

@@ -2,14 +2,14 @@
 //! path, and handing misses to the upstream pool.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
 use ipnet::IpNet;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -721,23 +721,32 @@ pub async fn serve_tcp(shared: Arc<Shared>, listener: TcpListener, stop: Cancell
         };
         let shared2 = Arc::clone(&shared);
         let stop = stop.clone();
+        let _ = stream.set_nodelay(true);
+        let (rd, wr) = stream.into_split();
         shared.tracker.spawn(async move {
-            connection(shared2, stream, peer, stop).await;
+            connection(shared2, rd, wr, peer.ip(), stop).await;
             drop(slot);
         });
     }
 }
 
 /// One TCP connection (RFC 7766): length-prefixed messages, several queries
-/// in flight, each answered as soon as it is ready.
-async fn connection(
+/// in flight, each answered as soon as it is ready. It ends when the client
+/// closes, `stop` fires, or nothing arrives for [`TCP_IDLE`].
+///
+/// Generic over the two halves of the stream so the fuzz target
+/// `tcp_framing` ([`super::fuzz`]) can drive it through an in-memory pipe
+/// on a paused clock; the listener hands it a `TcpStream`'s owned halves.
+pub(super) async fn connection<R, W>(
     shared: Arc<Shared>,
-    stream: TcpStream,
-    peer: SocketAddr,
+    mut rd: R,
+    mut wr: W,
+    peer: IpAddr,
     stop: CancellationToken,
-) {
-    let _ = stream.set_nodelay(true);
-    let (mut rd, mut wr) = stream.into_split();
+) where
+    R: AsyncRead + Unpin + Send,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(TCP_PIPELINE);
     let writer = shared.tracker.spawn(async move {
         let mut framed = Vec::new();
@@ -771,7 +780,7 @@ async fn connection(
                 _ => break,
             },
         };
-        match shared.triage(&msg, peer.ip(), false, &mut out) {
+        match shared.triage(&msg, peer, false, &mut out) {
             Step::Drop => {
                 // Without a header there is no way to answer, and the
                 // stream cannot be trusted to be in sync any more.
