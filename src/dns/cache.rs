@@ -592,7 +592,12 @@ pub fn lifetime(reply: &super::wire::Reply) -> Option<std::time::Duration> {
     }
     let ttl = match reply.rcode() {
         rcode::NOERROR if reply.answer_count() > 0 => reply.min_ttl()?.min(MAX_TTL),
-        rcode::NOERROR | rcode::NXDOMAIN => reply.negative_ttl()?.min(MAX_NEGATIVE_TTL),
+        // A negative answer may carry records too (the CNAME chain that
+        // led to the missing name): none may be served past its own TTL.
+        rcode::NOERROR | rcode::NXDOMAIN => reply
+            .negative_ttl()?
+            .min(MAX_NEGATIVE_TTL)
+            .min(reply.min_ttl().unwrap_or(u32::MAX)),
         rcode::SERVFAIL => SERVFAIL_TTL,
         _ => return None,
     };
@@ -1237,6 +1242,13 @@ mod lifetime_tests {
             lifetime(&reply(0x8183, &[], None)),
             None,
             "no SOA, no negative caching"
+        );
+        // NXDOMAIN at the end of a CNAME of TTL 10 (the fuzz seed
+        // reply_cache/nxdomain-cname-short-ttl): cached 10 s, not 100.
+        assert_eq!(
+            lifetime(&reply(0x8183, &[10], Some((100, 100)))),
+            secs(10),
+            "a record in a negative answer outlived"
         );
     }
 
