@@ -10,10 +10,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::fake::{a_reply, reply_to};
+use common::http::{config, get, get_with, parse_head_or_response, parse_response, raw, sidecar};
 use common::{Action, FakeUpstream, query, udp_exchange};
 use getapr::api::Limits;
-use getapr::config::{Config, Source};
-use getapr::daemon::{Daemon, Handle, Service};
+use getapr::config::Source;
+use getapr::daemon::{Daemon, Service};
 use getapr::inventory::{Class, Inventory, Snapshot};
 use getapr::probe::verdicts::{Families, Flags, SourceVerdict, State, Verdicts};
 use hickory_proto::op::{Message, ResponseCode};
@@ -98,147 +99,6 @@ async fn upstream(v4: Vec<Ipv4Addr>, v6: Vec<Ipv6Addr>) -> FakeUpstream {
         vec![Action::Reply(reply)]
     })
     .await
-}
-
-fn config(upstream: SocketAddr, http: &str) -> Config {
-    let text = format!(
-        r#"[dns]
-listen = ["127.0.0.1:0"]
-upstreams = ["{upstream}"]
-timeout_ms = 500
-
-[http]
-listen = [{http}]
-
-[probe]
-targets = []
-stun = []
-destinations = false
-
-[policy]
-filter = "off"
-"#
-    );
-    Config::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"))
-}
-
-struct Sidecar {
-    handle: Handle,
-    dns: SocketAddr,
-    http: SocketAddr,
-}
-
-async fn sidecar(upstream: SocketAddr, limits: Limits) -> Sidecar {
-    let daemon = Daemon::bind(config(upstream, "\"127.0.0.1:0\""), Source::Embedded)
-        .await
-        .unwrap_or_else(|e| panic!("bind: {e}"))
-        .with_http_limits(limits);
-    let dns = daemon.dns_addrs()[0];
-    let http = daemon.http_addrs()[0];
-    assert_ne!(http.port(), 0, "the bound port is reported");
-    let handle = daemon.handle();
-    tokio::spawn(daemon.run());
-    Sidecar { handle, dns, http }
-}
-
-/// A response as read off the wire.
-#[derive(Debug)]
-struct Response {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: String,
-}
-
-impl Response {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn json(&self) -> Value {
-        assert_eq!(
-            self.header("content-type"),
-            Some("application/json"),
-            "{self:?}"
-        );
-        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.body))
-    }
-
-    /// A 4xx/5xx body: `{"error": "..."}` with a non-empty message.
-    fn error(&self, status: u16) {
-        assert_eq!(self.status, status, "{self:?}");
-        let v = self.json();
-        let message = v["error"].as_str().unwrap_or_else(|| panic!("{v}"));
-        assert!(!message.is_empty());
-        assert_eq!(v.as_object().unwrap().len(), 1, "{v}");
-    }
-}
-
-/// Sends `request` as it is and reads one response (the request should
-/// say `Connection: close`).
-async fn raw(addr: SocketAddr, request: &[u8]) -> Response {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    stream.write_all(request).await.unwrap();
-    let mut bytes = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut bytes))
-        .await
-        .expect("the response comes")
-        .unwrap();
-    parse_response(&bytes).unwrap_or_else(|| {
-        panic!(
-            "not an HTTP response: {:?}",
-            String::from_utf8_lossy(&bytes)
-        )
-    })
-}
-
-fn parse_response(bytes: &[u8]) -> Option<Response> {
-    parse_head_or_response(bytes, true)
-}
-
-/// `check_length` false: a response to HEAD, whose Content-Length is that
-/// of the body a GET would get.
-fn parse_head_or_response(bytes: &[u8], check_length: bool) -> Option<Response> {
-    let text = std::str::from_utf8(bytes).ok()?;
-    let (head, body) = text.split_once("\r\n\r\n")?;
-    let mut lines = head.split("\r\n");
-    let status_line = lines.next()?;
-    let status = status_line
-        .strip_prefix("HTTP/1.1 ")?
-        .get(..3)?
-        .parse()
-        .ok()?;
-    let headers = lines
-        .map(|l| {
-            let (n, v) = l.split_once(':').expect("header line");
-            (n.to_string(), v.trim().to_string())
-        })
-        .collect::<Vec<_>>();
-    if let Some((_, len)) = headers
-        .iter()
-        .filter(|_| check_length)
-        .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
-    {
-        assert_eq!(len.parse::<usize>().ok()?, body.len(), "content-length");
-    }
-    Some(Response {
-        status,
-        headers,
-        body: body.to_string(),
-    })
-}
-
-/// `GET target` with `Host: localhost` and `extra` header lines.
-async fn get_with(addr: SocketAddr, target: &str, extra: &str) -> Response {
-    let request =
-        format!("GET {target} HTTP/1.1\r\nHost: localhost\r\n{extra}Connection: close\r\n\r\n");
-    raw(addr, request.as_bytes()).await
-}
-
-async fn get(addr: SocketAddr, target: &str) -> Response {
-    get_with(addr, target, "").await
 }
 
 /// The (address, interface, scope id) of every source in the inventory.
