@@ -724,19 +724,61 @@ async fn a_slow_or_idle_client_is_dropped_after_the_header_timeout() {
 }
 
 #[tokio::test]
-async fn connections_beyond_the_cap_get_503() {
+async fn at_the_connection_cap_the_longest_waiting_gives_way() {
     let fake = upstream(vec![], vec![]).await;
     let limits = Limits {
         connections: 2,
         header_timeout: Duration::from_secs(30),
+        ..Limits::default()
     };
     let s = sidecar(fake.addr(), limits).await;
-    let held: Vec<TcpStream> = futures_connect(s.http, 2).await;
+    let mut held: Vec<TcpStream> = futures_connect(s.http, 2).await;
     // The daemon has accepted both before the third arrives.
     tokio::time::sleep(Duration::from_millis(100)).await;
+    // Both wait for their head: the one that waited longest gives way.
+    let r = get(s.http, "/healthz").await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_busy(&mut held[0]).await;
+    s.handle.shutdown();
+}
+
+#[tokio::test]
+async fn when_every_connection_is_busy_a_new_one_gets_503() {
+    let silent = FakeUpstream::silent().await;
+    let limits = Limits {
+        connections: 2,
+        ..Limits::default()
+    };
+    let s = sidecar(silent.addr(), limits).await;
+    // Two `/pairs` waiting for the silent upstream hold both slots busy.
+    let mut held = futures_connect(s.http, 2).await;
+    for stream in &mut held {
+        stream
+            .write_all(b"GET /pairs?host=a.pairs.test HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            .await
+            .unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
     let mut third = TcpStream::connect(s.http).await.unwrap();
+    assert_busy(&mut third).await;
+    // A slot comes back when a request is answered (502: the upstream is
+    // silent).
+    let mut bytes = vec![0; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(10), held[0].read(&mut bytes))
+        .await
+        .expect("answered")
+        .unwrap();
+    let r = parse_response(&bytes[..n]).expect("a response");
+    r.error(502);
+    let r = get(s.http, "/healthz").await;
+    assert_eq!(r.status, 200);
+    s.handle.shutdown();
+}
+
+/// Reads the fixed 503 of a connection refused or evicted at the cap.
+async fn assert_busy(stream: &mut TcpStream) {
     let mut bytes = Vec::new();
-    let read = tokio::time::timeout(Duration::from_secs(5), third.read_to_end(&mut bytes))
+    let read = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut bytes))
         .await
         .expect("answered at once");
     match read {
@@ -744,16 +786,11 @@ async fn connections_beyond_the_cap_get_503() {
             let r = parse_response(&bytes).expect("a response");
             r.error(503);
             assert_eq!(r.header("connection"), Some("close"));
+            assert_eq!(r.header("retry-after"), Some("1"));
         }
         // A reset after (or instead of) the 503 also says "busy".
         Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset),
     }
-    // A slot comes back when a connection ends.
-    drop(held);
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let r = get(s.http, "/healthz").await;
-    assert_eq!(r.status, 200);
-    s.handle.shutdown();
 }
 
 async fn futures_connect(addr: SocketAddr, n: usize) -> Vec<TcpStream> {
