@@ -116,6 +116,33 @@ pub async fn raw(addr: SocketAddr, request: &[u8]) -> Response {
     })
 }
 
+/// Like [`raw`], for a server under load or refusing the request: the
+/// write may fail (the server answered and closed before reading it all)
+/// and the connection may be reset after the response. What counts is
+/// whether a whole response arrived within `wait`; `Err` says what came
+/// instead.
+pub async fn exchange(
+    addr: SocketAddr,
+    request: &[u8],
+    wait: Duration,
+) -> Result<Response, String> {
+    let mut bytes = Vec::new();
+    let attempt = tokio::time::timeout(wait, async {
+        let mut stream = TcpStream::connect(addr).await?;
+        // Read whatever arrives even when the write failed.
+        let written = stream.write_all(request).await;
+        stream.read_to_end(&mut bytes).await?;
+        written
+    })
+    .await;
+    parse_response(&bytes).ok_or_else(|| {
+        format!(
+            "no response within {wait:?} ({attempt:?}), got {:?}",
+            String::from_utf8_lossy(&bytes)
+        )
+    })
+}
+
 pub fn parse_response(bytes: &[u8]) -> Option<Response> {
     parse_head_or_response(bytes, true)
 }
