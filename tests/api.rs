@@ -739,6 +739,27 @@ async fn at_the_connection_cap_the_longest_waiting_gives_way() {
     let r = get(s.http, "/healthz").await;
     assert_eq!(r.status, 200, "{r:?}");
     assert_busy(&mut held[0]).await;
+    // An idle keep-alive connection, answered before, is closed without
+    // a word when it gives way.
+    let mut idle = TcpStream::connect(s.http).await.unwrap();
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = vec![0; 4096];
+    let n = idle.read(&mut buf).await.unwrap();
+    assert_eq!(parse_response(&buf[..n]).map(|r| r.status), Some(200));
+    // held[1] has waited longest: it goes first.
+    assert_eq!(get(s.http, "/healthz").await.status, 200);
+    assert_busy(&mut held[1]).await;
+    // Then `idle`, which waits since its answer, before `later`.
+    let _later = TcpStream::connect(s.http).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(get(s.http, "/healthz").await.status, 200);
+    let n = tokio::time::timeout(Duration::from_secs(5), idle.read(&mut buf))
+        .await
+        .expect("closed at once")
+        .unwrap_or(0);
+    assert_eq!(n, 0, "{:?}", String::from_utf8_lossy(&buf[..n]));
     s.handle.shutdown();
 }
 
