@@ -10,10 +10,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::fake::{a_reply, reply_to};
+use common::http::{config, get, get_with, parse_head_or_response, parse_response, raw, sidecar};
 use common::{Action, FakeUpstream, query, udp_exchange};
 use getapr::api::Limits;
-use getapr::config::{Config, Source};
-use getapr::daemon::{Daemon, Handle, Service};
+use getapr::config::Source;
+use getapr::daemon::{Daemon, Service};
 use getapr::inventory::{Class, Inventory, Snapshot};
 use getapr::probe::verdicts::{Families, Flags, SourceVerdict, State, Verdicts};
 use hickory_proto::op::{Message, ResponseCode};
@@ -98,147 +99,6 @@ async fn upstream(v4: Vec<Ipv4Addr>, v6: Vec<Ipv6Addr>) -> FakeUpstream {
         vec![Action::Reply(reply)]
     })
     .await
-}
-
-fn config(upstream: SocketAddr, http: &str) -> Config {
-    let text = format!(
-        r#"[dns]
-listen = ["127.0.0.1:0"]
-upstreams = ["{upstream}"]
-timeout_ms = 500
-
-[http]
-listen = [{http}]
-
-[probe]
-targets = []
-stun = []
-destinations = false
-
-[policy]
-filter = "off"
-"#
-    );
-    Config::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"))
-}
-
-struct Sidecar {
-    handle: Handle,
-    dns: SocketAddr,
-    http: SocketAddr,
-}
-
-async fn sidecar(upstream: SocketAddr, limits: Limits) -> Sidecar {
-    let daemon = Daemon::bind(config(upstream, "\"127.0.0.1:0\""), Source::Embedded)
-        .await
-        .unwrap_or_else(|e| panic!("bind: {e}"))
-        .with_http_limits(limits);
-    let dns = daemon.dns_addrs()[0];
-    let http = daemon.http_addrs()[0];
-    assert_ne!(http.port(), 0, "the bound port is reported");
-    let handle = daemon.handle();
-    tokio::spawn(daemon.run());
-    Sidecar { handle, dns, http }
-}
-
-/// A response as read off the wire.
-#[derive(Debug)]
-struct Response {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: String,
-}
-
-impl Response {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn json(&self) -> Value {
-        assert_eq!(
-            self.header("content-type"),
-            Some("application/json"),
-            "{self:?}"
-        );
-        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.body))
-    }
-
-    /// A 4xx/5xx body: `{"error": "..."}` with a non-empty message.
-    fn error(&self, status: u16) {
-        assert_eq!(self.status, status, "{self:?}");
-        let v = self.json();
-        let message = v["error"].as_str().unwrap_or_else(|| panic!("{v}"));
-        assert!(!message.is_empty());
-        assert_eq!(v.as_object().unwrap().len(), 1, "{v}");
-    }
-}
-
-/// Sends `request` as it is and reads one response (the request should
-/// say `Connection: close`).
-async fn raw(addr: SocketAddr, request: &[u8]) -> Response {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    stream.write_all(request).await.unwrap();
-    let mut bytes = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut bytes))
-        .await
-        .expect("the response comes")
-        .unwrap();
-    parse_response(&bytes).unwrap_or_else(|| {
-        panic!(
-            "not an HTTP response: {:?}",
-            String::from_utf8_lossy(&bytes)
-        )
-    })
-}
-
-fn parse_response(bytes: &[u8]) -> Option<Response> {
-    parse_head_or_response(bytes, true)
-}
-
-/// `check_length` false: a response to HEAD, whose Content-Length is that
-/// of the body a GET would get.
-fn parse_head_or_response(bytes: &[u8], check_length: bool) -> Option<Response> {
-    let text = std::str::from_utf8(bytes).ok()?;
-    let (head, body) = text.split_once("\r\n\r\n")?;
-    let mut lines = head.split("\r\n");
-    let status_line = lines.next()?;
-    let status = status_line
-        .strip_prefix("HTTP/1.1 ")?
-        .get(..3)?
-        .parse()
-        .ok()?;
-    let headers = lines
-        .map(|l| {
-            let (n, v) = l.split_once(':').expect("header line");
-            (n.to_string(), v.trim().to_string())
-        })
-        .collect::<Vec<_>>();
-    if let Some((_, len)) = headers
-        .iter()
-        .filter(|_| check_length)
-        .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
-    {
-        assert_eq!(len.parse::<usize>().ok()?, body.len(), "content-length");
-    }
-    Some(Response {
-        status,
-        headers,
-        body: body.to_string(),
-    })
-}
-
-/// `GET target` with `Host: localhost` and `extra` header lines.
-async fn get_with(addr: SocketAddr, target: &str, extra: &str) -> Response {
-    let request =
-        format!("GET {target} HTTP/1.1\r\nHost: localhost\r\n{extra}Connection: close\r\n\r\n");
-    raw(addr, request.as_bytes()).await
-}
-
-async fn get(addr: SocketAddr, target: &str) -> Response {
-    get_with(addr, target, "").await
 }
 
 /// The (address, interface, scope id) of every source in the inventory.
@@ -864,19 +724,82 @@ async fn a_slow_or_idle_client_is_dropped_after_the_header_timeout() {
 }
 
 #[tokio::test]
-async fn connections_beyond_the_cap_get_503() {
+async fn at_the_connection_cap_the_longest_waiting_gives_way() {
     let fake = upstream(vec![], vec![]).await;
     let limits = Limits {
         connections: 2,
         header_timeout: Duration::from_secs(30),
+        ..Limits::default()
     };
     let s = sidecar(fake.addr(), limits).await;
-    let held: Vec<TcpStream> = futures_connect(s.http, 2).await;
+    let mut held: Vec<TcpStream> = futures_connect(s.http, 2).await;
     // The daemon has accepted both before the third arrives.
     tokio::time::sleep(Duration::from_millis(100)).await;
+    // Both wait for their head: the one that waited longest gives way.
+    let r = get(s.http, "/healthz").await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_busy(&mut held[0]).await;
+    // An idle keep-alive connection, answered before, is closed without
+    // a word when it gives way.
+    let mut idle = TcpStream::connect(s.http).await.unwrap();
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = vec![0; 4096];
+    let n = idle.read(&mut buf).await.unwrap();
+    assert_eq!(parse_response(&buf[..n]).map(|r| r.status), Some(200));
+    // held[1] has waited longest: it goes first.
+    assert_eq!(get(s.http, "/healthz").await.status, 200);
+    assert_busy(&mut held[1]).await;
+    // Then `idle`, which waits since its answer, before `later`.
+    let _later = TcpStream::connect(s.http).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(get(s.http, "/healthz").await.status, 200);
+    let n = tokio::time::timeout(Duration::from_secs(5), idle.read(&mut buf))
+        .await
+        .expect("closed at once")
+        .unwrap_or(0);
+    assert_eq!(n, 0, "{:?}", String::from_utf8_lossy(&buf[..n]));
+    s.handle.shutdown();
+}
+
+#[tokio::test]
+async fn when_every_connection_is_busy_a_new_one_gets_503() {
+    let silent = FakeUpstream::silent().await;
+    let limits = Limits {
+        connections: 2,
+        ..Limits::default()
+    };
+    let s = sidecar(silent.addr(), limits).await;
+    // Two `/pairs` waiting for the silent upstream hold both slots busy.
+    let mut held = futures_connect(s.http, 2).await;
+    for stream in &mut held {
+        stream
+            .write_all(b"GET /pairs?host=a.pairs.test HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            .await
+            .unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
     let mut third = TcpStream::connect(s.http).await.unwrap();
+    assert_busy(&mut third).await;
+    // A slot comes back when a request is answered (502: the upstream is
+    // silent).
+    let mut bytes = vec![0; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(10), held[0].read(&mut bytes))
+        .await
+        .expect("answered")
+        .unwrap();
+    let r = parse_response(&bytes[..n]).expect("a response");
+    r.error(502);
+    let r = get(s.http, "/healthz").await;
+    assert_eq!(r.status, 200);
+    s.handle.shutdown();
+}
+
+/// Reads the fixed 503 of a connection refused or evicted at the cap.
+async fn assert_busy(stream: &mut TcpStream) {
     let mut bytes = Vec::new();
-    let read = tokio::time::timeout(Duration::from_secs(5), third.read_to_end(&mut bytes))
+    let read = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut bytes))
         .await
         .expect("answered at once");
     match read {
@@ -884,16 +807,11 @@ async fn connections_beyond_the_cap_get_503() {
             let r = parse_response(&bytes).expect("a response");
             r.error(503);
             assert_eq!(r.header("connection"), Some("close"));
+            assert_eq!(r.header("retry-after"), Some("1"));
         }
         // A reset after (or instead of) the 503 also says "busy".
         Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset),
     }
-    // A slot comes back when a connection ends.
-    drop(held);
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let r = get(s.http, "/healthz").await;
-    assert_eq!(r.status, 200);
-    s.handle.shutdown();
 }
 
 async fn futures_connect(addr: SocketAddr, n: usize) -> Vec<TcpStream> {

@@ -6,6 +6,7 @@
 //! | [`guard`] | the `Host`/`Origin` check against DNS rebinding (pure) |
 //! | [`query`] | the query string of `/pairs` (pure) |
 //! | `routes` | the four routes: resolution, pairs, status, metrics |
+//! | `slots` | the connection cap and who gives way at it |
 //! | [`json`] | the JSON writer |
 //!
 //! # Why hyper, and no router
@@ -23,26 +24,58 @@
 //!
 //! # Limits
 //!
-//! - Request head: 8 KiB ([`MAX_HEAD`]); beyond it hyper answers 431.
+//! They keep the sidecar answering, and its memory small, whatever its
+//! clients do; the DNS path shares nothing with it but the runtime.
+//!
+//! - Request head: 8 KiB ([`MAX_HEAD`]); beyond it hyper answers 431 and
+//!   closes the connection: nothing more than that is buffered or read.
 //! - Header read timeout: 10 s ([`Limits::header_timeout`]), also for an
 //!   idle keep-alive connection; then the connection is closed.
 //! - At most 64 connections at once over all listen addresses
-//!   ([`Limits::connections`]). Beyond that a connection gets a fixed
-//!   `503 Service Unavailable` with `Connection: close` and is closed at
-//!   once, without reading its request: reading and parsing is the work the
-//!   cap exists to bound, and a client sees why (rather than a connection
-//!   that hangs in the backlog). A client whose request was already sent
-//!   may see a reset after the 503.
+//!   ([`Limits::connections`]): with 8 KiB of head each, about 0.5 MiB of
+//!   buffers, plus the answers being written. A connection *waits* while
+//!   its request head has not all come (from the accept, and again after
+//!   each answer on a keep-alive connection), and is *busy* while its
+//!   request is answered. When a connection arrives at the cap, the one
+//!   that has waited longest for its head gives its slot up (`slots`): a
+//!   slowloris client, however slowly it trickles, or an idle keep-alive
+//!   one cannot keep a client whose request comes at once from being
+//!   answered. nginx does the same when `worker_connections` run out (it
+//!   closes its oldest idle keep-alive connections). The connection that
+//!   gives way gets the busy answer below if it sent no complete head yet,
+//!   and is closed without a word if it was answered and idles (HTTP/1.1
+//!   lets a server close an idle connection, RFC 9112 §9.6; clients retry
+//!   on a fresh one). Each accepted connection reads its head before the
+//!   next is accepted, so a burst of connections does not evict a client
+//!   whose request arrived with its connection.
+//! - Only when all 64 are busy does a new connection get a fixed
+//!   `503 Service Unavailable` with `Retry-After: 1` and `Connection:
+//!   close` at once, without reading its request: reading and parsing is
+//!   the work the cap exists to bound, and a client sees why (rather than a
+//!   connection that hangs in the backlog). A client whose request was
+//!   already sent may see a reset after the 503.
+//! - `/pairs` is the one route that waits (for the upstreams): at most 8
+//!   are worked on at once ([`Limits::pairs`]) and 24 more wait in line,
+//!   first come first served ([`Limits::pairs_queue`]); beyond that
+//!   `/pairs` gets 503 with `Retry-After: 1` at once. So `/pairs` keeps at
+//!   most 32 connections busy, and `/healthz`, `/status` and `/metrics`,
+//!   which never wait, always find a slot: a `/pairs` flood never delays
+//!   them.
 //! - Only `GET` (405 with `Allow: GET`); the guard runs before routing.
 //! - `/pairs` costs at most one lookup per family, through the daemon's own
 //!   cache and upstreams ([`crate::dns::server::Shared::lookup`], merged with
 //!   identical queries in flight), and never starts a probe: it reads the
 //!   published verdicts.
+//!
+//! `tests/sidecar_abuse.rs` holds the sidecar to this: 200 slowloris
+//! clients, heads of 1 MiB and 1,000 concurrent `/pairs`, while `/healthz`
+//! and DNS queries must be answered at once.
 
 pub mod guard;
 pub mod json;
 pub mod query;
 mod routes;
+mod slots;
 
 use std::convert::Infallible;
 use std::net::IpAddr;
@@ -57,6 +90,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
+use self::slots::Slots;
 use crate::dns::server::Shared;
 use crate::inventory::Snapshot;
 
@@ -71,6 +105,12 @@ pub struct Limits {
     pub header_timeout: Duration,
     /// Connections served at once, over all listen addresses.
     pub connections: usize,
+    /// `/pairs` requests worked on at once.
+    pub pairs: usize,
+    /// `/pairs` requests waiting in line for one of those; more get 503.
+    /// With [`Limits::pairs`] well below [`Limits::connections`], so that
+    /// `/pairs` cannot hold every connection busy.
+    pub pairs_queue: usize,
 }
 
 impl Default for Limits {
@@ -78,6 +118,8 @@ impl Default for Limits {
         Limits {
             header_timeout: Duration::from_secs(10),
             connections: 64,
+            pairs: 8,
+            pairs_queue: 24,
         }
     }
 }
@@ -87,7 +129,11 @@ impl Default for Limits {
 pub struct Api {
     shared: Arc<Shared>,
     limits: Limits,
-    slots: Arc<Semaphore>,
+    slots: Arc<Slots>,
+    /// Permits to wait for a [`Api::pairs_running`] permit: the line.
+    pairs_line: Semaphore,
+    /// Permits to work on a `/pairs` request.
+    pairs_running: Semaphore,
     /// The sidecar's listen addresses (as configured and as bound), which
     /// the guard accepts as `Host`.
     hosts: ArcSwap<Vec<IpAddr>>,
@@ -107,7 +153,9 @@ impl Api {
         Api {
             shared,
             limits,
-            slots: Arc::new(Semaphore::new(limits.connections)),
+            slots: Slots::new(limits.connections),
+            pairs_line: Semaphore::new(limits.pairs + limits.pairs_queue),
+            pairs_running: Semaphore::new(limits.pairs),
             hosts: ArcSwap::from_pointee(Vec::new()),
             interfaces: ArcSwap::from_pointee((Vec::new(), Vec::new())),
             inventory: tokio::sync::Mutex::new(None),
@@ -163,7 +211,7 @@ pub async fn serve(api: Arc<Api>, listener: TcpListener, stop: CancellationToken
                 }
             },
         };
-        let Ok(permit) = Arc::clone(&api.slots).try_acquire_owned() else {
+        let Some(slot) = api.slots.admit(Instant::now()) else {
             busy(stream);
             continue;
         };
@@ -173,18 +221,34 @@ pub async fn serve(api: Arc<Api>, listener: TcpListener, stop: CancellationToken
         let builder = builder.clone();
         let tracker = api.shared.tracker.clone();
         tracker.spawn(async move {
-            let _permit = permit;
+            let slot = Arc::new(slot);
             let service = service_fn(|req| {
                 let api = Arc::clone(&api);
-                async move { Ok::<_, Infallible>(api.respond(req, local).await) }
+                let slot = Arc::clone(&slot);
+                async move {
+                    let Some(_busy) = slot.busy() else {
+                        // Evicted as the head came in: the task is about to
+                        // drop the connection, this answer is never sent.
+                        return Ok::<_, Infallible>(routes::gone());
+                    };
+                    Ok(api.respond(req, local).await)
+                }
             });
-            let conn = builder.serve_connection(TokioIo::new(stream), service);
-            let mut conn = std::pin::pin!(conn);
+            let mut conn = builder.serve_connection(TokioIo::new(stream), service);
             let result = tokio::select! {
-                r = conn.as_mut() => r,
+                r = &mut conn => r,
+                () = slot.evicted() => {
+                    // Nothing was written on a connection that sent no
+                    // head yet: it gets the busy answer. One that was
+                    // answered and idles is closed, as keep-alive allows.
+                    if !slot.asked() {
+                        busy(conn.into_parts().io.into_inner());
+                    }
+                    return;
+                }
                 () = stop.cancelled() => {
                     // Finishes the request in flight, closes an idle one.
-                    conn.as_mut().graceful_shutdown();
+                    std::pin::Pin::new(&mut conn).graceful_shutdown();
                     conn.await
                 }
             };
@@ -192,10 +256,14 @@ pub async fn serve(api: Arc<Api>, listener: TcpListener, stop: CancellationToken
                 tracing::debug!("http: connection ended: {e}");
             }
         });
+        // The new connection reads its head (most clients send it with
+        // the connection) before the next one can take its slot.
+        tokio::task::yield_now().await;
     }
 }
 
-/// The answer beyond the connection cap, written without reading anything.
+/// The answer beyond the connection cap, and to a connection that gives
+/// up its slot before its head came, written without reading anything.
 const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
 content-type: application/json\r\n\
 connection: close\r\n\

@@ -8,6 +8,7 @@ use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
+use tokio::sync::SemaphorePermit;
 
 use super::guard::{self, Refusal};
 use super::json::{self, Object};
@@ -72,11 +73,29 @@ impl Api {
             return answer;
         }
         match route {
-            Route::Pairs => self.pairs(req.uri().query()).await,
+            Route::Pairs => match self.pairs_turn().await {
+                Some(_turn) => self.pairs(req.uri().query()).await,
+                None => busy("too many /pairs requests at once"),
+            },
             Route::Status => json_answer(StatusCode::OK, status(&self.shared.verdicts.load())),
             Route::Metrics => body(StatusCode::OK, OPENMETRICS, self.shared.metrics.encode()),
             Route::Healthz => body(StatusCode::OK, "text/plain; charset=utf-8", "ok".into()),
         }
+    }
+
+    /// A turn to work on `/pairs`: [`Limits::pairs`] at once, up to
+    /// [`Limits::pairs_queue`] more waiting in order of arrival (tokio's
+    /// semaphore is fair); `None` past that. `/pairs` may wait for the
+    /// upstreams, and so must not hold every connection busy: the cheap
+    /// routes never wait for a turn.
+    ///
+    /// [`Limits::pairs`]: super::Limits::pairs
+    /// [`Limits::pairs_queue`]: super::Limits::pairs_queue
+    async fn pairs_turn(&self) -> Option<(SemaphorePermit<'_>, SemaphorePermit<'_>)> {
+        let in_line = self.pairs_line.try_acquire().ok()?;
+        // Never closed.
+        let running = self.pairs_running.acquire().await.ok()?;
+        Some((in_line, running))
     }
 
     async fn pairs(&self, query: Option<&str>) -> Answer {
@@ -288,6 +307,25 @@ fn status(v: &Verdicts) -> String {
         .uint("generation", v.generation)
         .finish();
     out
+}
+
+/// The answer to a request that came on a connection as it gave up its
+/// slot (see `slots`): a 503 that closes it.
+pub(super) fn gone() -> Answer {
+    let mut answer = busy("too many connections to the sidecar");
+    answer
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    answer
+}
+
+/// 503 with `Retry-After`: the sidecar is busy now, not broken.
+fn busy(message: &str) -> Answer {
+    let mut answer = error(StatusCode::SERVICE_UNAVAILABLE, message);
+    answer
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    answer
 }
 
 fn error(status: StatusCode, message: &str) -> Answer {

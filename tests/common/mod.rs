@@ -9,6 +9,7 @@
 //! | [`client`] | UDP/TCP exchanges with timeouts, query builders |
 //! | [`compare`] | [`compare()`]: what a client gets via getapr vs directly |
 //! | [`daemon`] | [`start_getapr`] and the config text it runs with |
+//! | [`http`] | the daemon with its HTTP sidecar; raw HTTP/1.1 requests and responses |
 //! | [`lab`] | the network-namespace lab (root) |
 //! | [`labdns`] | Knot, Unbound (DNS64) and getapr in the lab; DNS clients there |
 //!
@@ -39,6 +40,7 @@ pub mod client;
 pub mod compare;
 pub mod daemon;
 pub mod fake;
+pub mod http;
 pub mod lab;
 pub mod labdns;
 

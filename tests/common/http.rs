@@ -1,0 +1,191 @@
+//! The HTTP sidecar, in process: [`sidecar`] runs the daemon with DNS and
+//! HTTP on `127.0.0.1:0` forwarding to a test upstream, and the client
+//! side reads responses off the wire as they are (no HTTP client library:
+//! the tests look at exact status lines, headers and resets).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use getapr::api::Limits;
+use getapr::config::{Config, Source};
+use getapr::daemon::{Daemon, Handle};
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// A config with DNS on `127.0.0.1:0` forwarding to `upstream`, the
+/// sidecar on `http` (TOML list items, e.g. `"\"127.0.0.1:0\""`; empty:
+/// off), probing and filtering off.
+pub fn config(upstream: SocketAddr, http: &str) -> Config {
+    let text = format!(
+        r#"[dns]
+listen = ["127.0.0.1:0"]
+upstreams = ["{upstream}"]
+timeout_ms = 500
+
+[http]
+listen = [{http}]
+
+[probe]
+targets = []
+stun = []
+destinations = false
+
+[policy]
+filter = "off"
+"#
+    );
+    Config::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"))
+}
+
+/// A running daemon with its sidecar.
+#[derive(Debug)]
+pub struct Sidecar {
+    pub handle: Handle,
+    /// The first DNS listen address.
+    pub dns: SocketAddr,
+    /// The sidecar's listen address.
+    pub http: SocketAddr,
+}
+
+/// Binds the daemon with [`config`] and `limits`, and runs it in a task
+/// of the test's runtime.
+pub async fn sidecar(upstream: SocketAddr, limits: Limits) -> Sidecar {
+    let daemon = Daemon::bind(config(upstream, "\"127.0.0.1:0\""), Source::Embedded)
+        .await
+        .unwrap_or_else(|e| panic!("bind: {e}"))
+        .with_http_limits(limits);
+    let dns = daemon.dns_addrs()[0];
+    let http = daemon.http_addrs()[0];
+    assert_ne!(http.port(), 0, "the bound port is reported");
+    let handle = daemon.handle();
+    tokio::spawn(daemon.run());
+    Sidecar { handle, dns, http }
+}
+
+/// A response as read off the wire.
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> Value {
+        assert_eq!(
+            self.header("content-type"),
+            Some("application/json"),
+            "{self:?}"
+        );
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.body))
+    }
+
+    /// A 4xx/5xx body: `{"error": "..."}` with a non-empty message.
+    pub fn error(&self, status: u16) {
+        assert_eq!(self.status, status, "{self:?}");
+        let v = self.json();
+        let message = v["error"].as_str().unwrap_or_else(|| panic!("{v}"));
+        assert!(!message.is_empty());
+        assert_eq!(v.as_object().unwrap().len(), 1, "{v}");
+    }
+}
+
+/// Sends `request` as it is and reads one response (the request should
+/// say `Connection: close`).
+pub async fn raw(addr: SocketAddr, request: &[u8]) -> Response {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request).await.unwrap();
+    let mut bytes = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut bytes))
+        .await
+        .expect("the response comes")
+        .unwrap();
+    parse_response(&bytes).unwrap_or_else(|| {
+        panic!(
+            "not an HTTP response: {:?}",
+            String::from_utf8_lossy(&bytes)
+        )
+    })
+}
+
+/// Like [`raw`], for a server under load or refusing the request: the
+/// write may fail (the server answered and closed before reading it all)
+/// and the connection may be reset after the response. What counts is
+/// whether a whole response arrived within `wait`; `Err` says what came
+/// instead.
+pub async fn exchange(
+    addr: SocketAddr,
+    request: &[u8],
+    wait: Duration,
+) -> Result<Response, String> {
+    let mut bytes = Vec::new();
+    let attempt = tokio::time::timeout(wait, async {
+        let mut stream = TcpStream::connect(addr).await?;
+        // Read whatever arrives even when the write failed.
+        let written = stream.write_all(request).await;
+        stream.read_to_end(&mut bytes).await?;
+        written
+    })
+    .await;
+    parse_response(&bytes).ok_or_else(|| {
+        format!(
+            "no response within {wait:?} ({attempt:?}), got {:?}",
+            String::from_utf8_lossy(&bytes)
+        )
+    })
+}
+
+pub fn parse_response(bytes: &[u8]) -> Option<Response> {
+    parse_head_or_response(bytes, true)
+}
+
+/// `check_length` false: a response to HEAD, whose Content-Length is that
+/// of the body a GET would get.
+pub fn parse_head_or_response(bytes: &[u8], check_length: bool) -> Option<Response> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next()?;
+    let status = status_line
+        .strip_prefix("HTTP/1.1 ")?
+        .get(..3)?
+        .parse()
+        .ok()?;
+    let headers = lines
+        .map(|l| {
+            let (n, v) = l.split_once(':').expect("header line");
+            (n.to_string(), v.trim().to_string())
+        })
+        .collect::<Vec<_>>();
+    if let Some((_, len)) = headers
+        .iter()
+        .filter(|_| check_length)
+        .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+    {
+        assert_eq!(len.parse::<usize>().ok()?, body.len(), "content-length");
+    }
+    Some(Response {
+        status,
+        headers,
+        body: body.to_string(),
+    })
+}
+
+/// `GET target` with `Host: localhost` and `extra` header lines.
+pub async fn get_with(addr: SocketAddr, target: &str, extra: &str) -> Response {
+    let request =
+        format!("GET {target} HTTP/1.1\r\nHost: localhost\r\n{extra}Connection: close\r\n\r\n");
+    raw(addr, request.as_bytes()).await
+}
+
+pub async fn get(addr: SocketAddr, target: &str) -> Response {
+    get_with(addr, target, "").await
+}
