@@ -342,8 +342,12 @@ impl Pool {
         let sock = UdpSocket::bind(local).await?;
         sock.connect(addr).await?;
         sock.send(packet).await?;
-        let question = question_of(packet);
-        let offered = Query::parse(packet).map_or(0, |q| q.edns().map_or(0, |e| e.udp_size));
+        let query = Query::parse(packet).ok();
+        let question = query.as_ref().map_or(&[][..], |q| q.question());
+        let offered = query
+            .as_ref()
+            .and_then(|q| q.edns())
+            .map_or(0, |e| e.udp_size);
         let mut buffer = Buffer::get(&self.buffers, usize::from(offered));
         let buf = buffer.bytes();
         let sent = tokio::time::Instant::now();
