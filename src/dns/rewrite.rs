@@ -76,7 +76,7 @@ use hickory_proto::rr::rdata::{SOA, SVCB};
 use hickory_proto::rr::{Name, RData, Record as HRecord, RecordType};
 use ipnet::IpNet;
 
-use super::wire::{self, HEADER_LEN, Reply, Section, rcode, rtype};
+use super::wire::{self, Reply, Section, rcode, rtype};
 use crate::config::Filter;
 use crate::inventory::{Class, classify};
 use crate::probe::nat64;
@@ -622,39 +622,21 @@ fn explain(qtype: u16, removed: &[(IpAddr, Why)]) -> String {
 }
 
 /// Appends the upstream's OPT record (or a fresh one) with an Extended DNS
-/// Error "Filtered" option to a message that has none, and counts it.
+/// Error "Filtered" option to a message that has none.
 fn with_ede(mut bytes: Vec<u8>, upstream: &Reply, text: &str) -> Option<Vec<u8>> {
-    if bytes.len() < HEADER_LEN {
-        return None;
-    }
-    let msg = upstream.message();
-    let mut opt = match &msg.edns {
-        Some(e) => upstream.bytes().get(e.record.clone())?.to_vec(),
-        None => {
-            let mut o = vec![0u8];
-            o.extend_from_slice(&rtype::OPT.to_be_bytes());
-            o.extend_from_slice(&1232u16.to_be_bytes());
-            o.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
-            o
+    let arcount = wire::Header::parse(&bytes)?.arcount;
+    let opt = match &upstream.message().edns {
+        Some(e) => {
+            let start = u16::try_from(bytes.len()).ok()?;
+            bytes.extend_from_slice(upstream.bytes().get(e.record.clone())?);
+            bytes[10..12].copy_from_slice(&arcount.checked_add(1)?.to_be_bytes());
+            Some((start, arcount))
         }
+        None => None,
     };
-    // Name (1) type (2) class (2) TTL (4), then RDLENGTH.
-    let len_at = 9;
-    let old = usize::from(u16::from_be_bytes([
-        *opt.get(len_at)?,
-        *opt.get(len_at + 1)?,
-    ]));
-    let option_len = u16::try_from(2 + text.len()).ok()?;
-    opt.extend_from_slice(&OPTION_EDE.to_be_bytes());
-    opt.extend_from_slice(&option_len.to_be_bytes());
-    opt.extend_from_slice(&EDE_FILTERED.to_be_bytes());
-    opt.extend_from_slice(text.as_bytes());
-    let new = u16::try_from(old + 4 + usize::from(option_len)).ok()?;
-    opt[len_at..len_at + 2].copy_from_slice(&new.to_be_bytes());
-    let arcount = u16::from_be_bytes([bytes[10], bytes[11]]).checked_add(1)?;
-    bytes[10..12].copy_from_slice(&arcount.to_be_bytes());
-    bytes.extend_from_slice(&opt);
-    Some(bytes)
+    let mut value = EDE_FILTERED.to_be_bytes().to_vec();
+    value.extend_from_slice(text.as_bytes());
+    wire::with_option(&bytes, opt, OPTION_EDE, &value)
 }
 
 /// The Extended DNS Errors of a message: `(INFO-CODE, EXTRA-TEXT)`.

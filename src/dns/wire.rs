@@ -435,7 +435,12 @@ pub const EDE_STALE_ANSWER: u16 = 3;
 /// when it is the message's last record, or in a fresh OPT when there is
 /// none. `None` when the OPT is followed by other records (editing it would
 /// move them) or the message would grow past 65535 bytes.
-fn with_option(bytes: &[u8], opt: Option<(u16, u16)>, code: u16, value: &[u8]) -> Option<Vec<u8>> {
+pub(crate) fn with_option(
+    bytes: &[u8],
+    opt: Option<(u16, u16)>,
+    code: u16,
+    value: &[u8],
+) -> Option<Vec<u8>> {
     let header = Header::parse(bytes)?;
     let mut out = bytes.to_vec();
     let option_len = u16::try_from(value.len()).ok()?;
@@ -541,16 +546,10 @@ impl Reply {
                 field.copy_from_slice(&ttl.to_be_bytes());
             }
         }
-        let aged = Reply::parse(&bytes).unwrap_or_else(|_| self.clone());
-        match with_option(
-            &bytes,
-            self.opt,
-            OPTION_EDE,
-            &EDE_STALE_ANSWER.to_be_bytes(),
-        ) {
-            Some(marked) => Reply::parse(&marked).unwrap_or(aged),
-            None => aged,
-        }
+        let ede = EDE_STALE_ANSWER.to_be_bytes();
+        let bytes = with_option(&bytes, self.opt, OPTION_EDE, &ede).unwrap_or(bytes);
+        // These bytes parsed before and only their TTLs and OPT changed.
+        Reply::parse(&bytes).unwrap_or_else(|_| self.clone())
     }
 
     /// Where the TTL field of every record but OPT starts.
