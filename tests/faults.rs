@@ -19,11 +19,11 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::bin::{config, free_port, responder, serve, signal, tempdir, wait_answer, wait_exit};
-use common::client::{parse, udp_exchange_within};
+use common::client::{a_addrs, ip, parse, udp_exchange_within};
 use common::fake::{a_reply, reply_to};
 use common::{Action, FakeUpstream, Transport, config_toml, query, start_getapr, udp_exchange};
 use hickory_proto::op::{Message, ResponseCode};
-use hickory_proto::rr::{RData, RecordType};
+use hickory_proto::rr::RecordType;
 
 /// Records one row of the fault table.
 fn row(fault: &str, measured: &str, bound: &str) {
@@ -41,21 +41,6 @@ fn row(fault: &str, measured: &str, bound: &str) {
 
 fn ms(d: Duration) -> String {
     format!("{:.0} ms", d.as_secs_f64() * 1000.0)
-}
-
-fn ip(last: u8) -> Ipv4Addr {
-    Ipv4Addr::new(192, 0, 2, last)
-}
-
-fn a_addrs(message: &Message) -> Vec<Ipv4Addr> {
-    message
-        .answers
-        .iter()
-        .filter_map(|r| match r.data {
-            RData::A(a) => Some(a.0),
-            _ => None,
-        })
-        .collect()
 }
 
 /// Asks `name` A over UDP and returns the reply and how long it took.

@@ -8,7 +8,7 @@ use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use common::auth::{self, BIG, BIG_TXT_COUNT, DUAL, MEDIUM, MEDIUM_TXT_COUNT};
-use common::client::{TcpClient, parse, udp_exchange_within};
+use common::client::{TcpClient, a_addrs, parse, udp_exchange_within};
 use common::compare::differences;
 use common::fake::{a_reply, reply_to, rrsig};
 use common::{
@@ -19,15 +19,9 @@ use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::{RData, RecordType};
 use tokio::net::UdpSocket;
 
-fn a_addrs(message: &Message) -> BTreeSet<Ipv4Addr> {
-    message
-        .answers
-        .iter()
-        .filter_map(|r| match &r.data {
-            RData::A(a) => Some(a.0),
-            _ => None,
-        })
-        .collect()
+/// [`a_addrs`] as a set: these tests compare answers whatever their order.
+fn a_set(message: &Message) -> BTreeSet<Ipv4Addr> {
+    a_addrs(message).into_iter().collect()
 }
 
 #[tokio::test]
@@ -47,7 +41,7 @@ async fn auth_answers_a_and_aaaa_alike_over_udp_and_tcp() {
         compare(&udp, &tcp);
     }
     let a = parse(&udp_exchange(auth.addr(), &query(DUAL, RecordType::A).bytes()).await);
-    assert_eq!(a_addrs(&a), auth::DUAL_V4.into_iter().collect());
+    assert_eq!(a_set(&a), auth::DUAL_V4.into_iter().collect());
     assert_eq!(auth.queries(Transport::Udp), 3);
     assert_eq!(auth.queries(Transport::Tcp), 2);
 }
@@ -63,7 +57,7 @@ async fn auth_follows_the_cname_chain() {
         .count();
     assert_eq!(cnames, 2, "{reply}");
     assert_eq!(
-        a_addrs(&reply),
+        a_set(&reply),
         auth::DUAL_V4.into_iter().collect(),
         "{reply}"
     );
@@ -162,8 +156,8 @@ async fn fake_replies_and_counts_per_transport() {
     let udp = parse(&udp_exchange(fake.addr(), &q).await);
     let tcp = parse(&tcp_exchange(fake.addr(), &q).await);
     assert_eq!(udp.metadata.id, 0x1234);
-    assert_eq!(a_addrs(&udp), [Ipv4Addr::new(192, 0, 2, 1)].into());
-    assert_eq!(a_addrs(&tcp), [Ipv4Addr::new(192, 0, 2, 2)].into());
+    assert_eq!(a_set(&udp), [Ipv4Addr::new(192, 0, 2, 1)].into());
+    assert_eq!(a_set(&tcp), [Ipv4Addr::new(192, 0, 2, 2)].into());
     assert_eq!(fake.queries(Transport::Udp), 1);
     assert_eq!(fake.queries(Transport::Tcp), 1);
     assert_eq!(fake.received_messages()[0].metadata.id, 0x1234);
@@ -201,7 +195,7 @@ async fn fake_spoofs_from_another_port_or_address_and_with_a_wrong_id() {
             from == fake.addr(),
             from.ip() == fake.addr().ip(),
             reply.metadata.id,
-            a_addrs(&reply),
+            a_set(&reply),
         ));
     }
     seen.sort_by_key(|(_, _, _, addrs)| addrs.iter().next().copied());

@@ -40,7 +40,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::client::{TcpRecv, parse, udp_exchange_within};
+use common::client::{TcpRecv, a_addrs, parse, udp_exchange_within};
 use common::fake::{a_reply, reply_to};
 use common::{
     Action, FakeUpstream, TcpClient, Transport, config_toml, query, question_bytes, start_getapr,
@@ -664,17 +664,6 @@ fn check_reply(ctx: &str, query: &[u8], reply: &[u8], expect: Expect) {
         }
         Expect::Dropped => panic!("{ctx}: expected no reply, got {m}"),
     }
-}
-
-fn a_addrs(message: &Message) -> Vec<Ipv4Addr> {
-    message
-        .answers
-        .iter()
-        .filter_map(|r| match &r.data {
-            RData::A(a) => Some(a.0),
-            _ => None,
-        })
-        .collect()
 }
 
 /// Outcomes counted for the summary line.

@@ -12,7 +12,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use common::auth::{self, ALIAS, BIG, BIG_TXT_COUNT, DUAL, MEDIUM, MISSING, NODATA, V6ONLY};
-use common::client::{TcpClient, TcpRecv, parse, udp_exchange_within};
+use common::client::{TcpClient, TcpRecv, a_addrs, ip, parse, udp_exchange_within};
 use common::fake::{a_reply, rrsig};
 use common::{
     Action, AuthUpstream, FakeUpstream, QueryBuilder, Transport, compare, config_toml, query,
@@ -20,8 +20,8 @@ use common::{
 };
 use getapr::daemon::Handle;
 use hickory_proto::op::{Message, MessageType, OpCode, ResponseCode};
+use hickory_proto::rr::RecordType;
 use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsCode, EdnsOption};
-use hickory_proto::rr::{RData, RecordType};
 
 /// How long "no reply" is waited for.
 const SILENCE: Duration = Duration::from_millis(300);
@@ -77,26 +77,11 @@ fn check_echo(query: &[u8], reply: &[u8]) {
     );
 }
 
-fn a_addrs(message: &Message) -> Vec<Ipv4Addr> {
-    message
-        .answers
-        .iter()
-        .filter_map(|r| match &r.data {
-            RData::A(a) => Some(a.0),
-            _ => None,
-        })
-        .collect()
-}
-
 fn has_soa(message: &Message) -> bool {
     message
         .authorities
         .iter()
         .any(|r| r.record_type() == RecordType::SOA)
-}
-
-fn ip(last: u8) -> Ipv4Addr {
-    Ipv4Addr::new(192, 0, 2, last)
 }
 
 // --- answers forwarded as the upstream gave them ------------------------

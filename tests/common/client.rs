@@ -1,12 +1,12 @@
 //! The client side of a test: UDP and TCP exchanges that never hang (every
 //! wait has a deadline) and a builder for the queries a stub resolver sees.
 
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use hickory_proto::op::{Edns, Message, MessageType, OpCode};
 use hickory_proto::rr::rdata::opt::EdnsOption;
-use hickory_proto::rr::{DNSClass, Name, RecordType};
+use hickory_proto::rr::{DNSClass, Name, RData, RecordType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 use tokio::time::timeout;
@@ -270,4 +270,21 @@ impl QueryBuilder {
 /// A random query ID.
 pub fn rand_id() -> u16 {
     rand::random()
+}
+
+/// The addresses of the A records in the answer section, in order.
+pub fn a_addrs(message: &Message) -> Vec<Ipv4Addr> {
+    message
+        .answers
+        .iter()
+        .filter_map(|r| match &r.data {
+            RData::A(a) => Some(a.0),
+            _ => None,
+        })
+        .collect()
+}
+
+/// `192.0.2.last` (RFC 5737 documentation space), for scripted answers.
+pub fn ip(last: u8) -> Ipv4Addr {
+    Ipv4Addr::new(192, 0, 2, last)
 }
