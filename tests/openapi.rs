@@ -17,8 +17,8 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use getapr::config::Source;
-use getapr::daemon::{Daemon, Handle};
+use getapr::api::Limits;
+use getapr::daemon::Handle;
 use hickory_proto::op::ResponseCode;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -246,34 +246,11 @@ fn assert_rejected(
 // The running daemon: in process, DNS and the sidecar on 127.0.0.1:0, a
 // local upstream, no probe traffic.
 
-/// Starts getapr forwarding to `upstream`; returns its handle and the
-/// sidecar's address.
+/// Starts getapr forwarding to `upstream` (`common::http::sidecar`);
+/// returns its handle and the sidecar's address.
 async fn start_daemon(upstream: SocketAddr) -> (Handle, SocketAddr) {
-    let toml = format!(
-        r#"[dns]
-listen = ["127.0.0.1:0"]
-upstreams = ["{upstream}"]
-timeout_ms = 500
-
-[http]
-listen = ["127.0.0.1:0"]
-
-[probe]
-targets = []
-stun = []
-destinations = false
-"#
-    );
-    let daemon = Daemon::bind(common::daemon::parse(&toml), Source::Embedded)
-        .await
-        .unwrap_or_else(|e| panic!("bind failed: {e}"));
-    let http = *daemon
-        .http_addrs()
-        .first()
-        .expect("the daemon reports its sidecar address");
-    let handle = daemon.handle();
-    tokio::spawn(daemon.run());
-    (handle, http)
+    let s = common::http::sidecar(upstream, Limits::default()).await;
+    (s.handle, s.http)
 }
 
 /// An answer of the sidecar.

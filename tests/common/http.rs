@@ -13,29 +13,16 @@ use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-/// A config with DNS on `127.0.0.1:0` forwarding to `upstream`, the
-/// sidecar on `http` (TOML list items, e.g. `"\"127.0.0.1:0\""`; empty:
-/// off), probing and filtering off.
+use super::daemon::{config_toml, parse};
+
+/// [`config_toml`]'s config (DNS on `127.0.0.1:0` forwarding to
+/// `upstream`, probing and filtering off, upstream timeout 500 ms) with
+/// the sidecar on `http` (TOML list items, e.g. `"\"127.0.0.1:0\""`;
+/// empty: off).
 pub fn config(upstream: SocketAddr, http: &str) -> Config {
-    let text = format!(
-        r#"[dns]
-listen = ["127.0.0.1:0"]
-upstreams = ["{upstream}"]
-timeout_ms = 500
-
-[http]
-listen = [{http}]
-
-[probe]
-targets = []
-stun = []
-destinations = false
-
-[policy]
-filter = "off"
-"#
-    );
-    Config::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"))
+    let text = config_toml(&[upstream], "timeout_ms = 500")
+        .replace("[http]\nlisten = []", &format!("[http]\nlisten = [{http}]"));
+    parse(&text)
 }
 
 /// A running daemon with its sidecar.
