@@ -20,75 +20,50 @@ fn corpus(target: &str) -> Vec<(String, Vec<u8>)> {
         .collect()
 }
 
+/// Runs `exercise` over every seed of `target`'s corpus, which must still
+/// hold at least five; a panic names the file through the test output.
+fn replay(target: &str, exercise: impl Fn(&[u8])) {
+    let seeds = corpus(target);
+    assert!(seeds.len() >= 5, "the {target} corpus lost its seeds");
+    for (name, data) in seeds {
+        eprintln!("replaying {name}");
+        exercise(&data);
+    }
+}
+
 #[test]
 fn wire_corpus_replays_without_panic() {
-    let seeds = corpus("wire");
-    assert!(seeds.len() >= 5, "the wire corpus lost its seeds");
-    for (name, data) in seeds {
-        // A panic names the file through the test output.
-        eprintln!("replaying {name}");
-        getapr::dns::wire::exercise(&data);
-    }
+    replay("wire", getapr::dns::wire::exercise);
 }
 
 #[test]
 fn rewrite_corpus_replays_without_panic() {
-    let seeds = corpus("rewrite");
-    assert!(seeds.len() >= 5, "the rewrite corpus lost its seeds");
-    for (name, data) in seeds {
-        eprintln!("replaying {name}");
-        getapr::dns::rewrite::exercise(&data);
-    }
+    replay("rewrite", getapr::dns::rewrite::exercise);
 }
 
 #[test]
 fn api_corpus_replays_without_panic() {
-    let seeds = corpus("api");
-    assert!(seeds.len() >= 5, "the api corpus lost its seeds");
-    for (name, data) in seeds {
-        eprintln!("replaying {name}");
-        getapr::api::exercise(&data);
-    }
+    replay("api", getapr::api::exercise);
 }
 
 #[test]
 fn stun_corpus_replays_without_panic() {
-    let seeds = corpus("stun");
-    assert!(seeds.len() >= 5, "the stun corpus lost its seeds");
-    for (name, data) in seeds {
-        eprintln!("replaying {name}");
-        getapr::probe::stun::exercise(&data);
-    }
+    replay("stun", getapr::probe::stun::exercise);
 }
 
 #[test]
 fn config_corpus_replays_without_panic() {
-    let seeds = corpus("config");
-    assert!(seeds.len() >= 5, "the config corpus lost its seeds");
-    for (name, data) in seeds {
-        eprintln!("replaying {name}");
-        getapr::config::Config::exercise(&data);
-    }
+    replay("config", getapr::config::Config::exercise);
 }
 
 #[test]
 fn query_corpus_replays_without_panic() {
-    let seeds = corpus("query");
-    assert!(seeds.len() >= 5, "the query corpus lost its seeds");
-    for (name, data) in seeds {
-        eprintln!("replaying {name}");
-        getapr::dns::fuzz::query(&data);
-    }
+    replay("query", getapr::dns::fuzz::query);
 }
 
 #[test]
 fn reply_cache_corpus_replays_without_panic() {
-    let seeds = corpus("reply_cache");
-    assert!(seeds.len() >= 5, "the reply_cache corpus lost its seeds");
-    for (name, data) in seeds {
-        eprintln!("replaying {name}");
-        getapr::dns::fuzz::reply_cache(&data);
-    }
+    replay("reply_cache", getapr::dns::fuzz::reply_cache);
 }
 
 /// On a paused clock, as the fuzz target runs it: the idle timeout passes
