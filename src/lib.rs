@@ -9,14 +9,15 @@
 //! | [`dns::wire`] | views over DNS wire bytes, in-place edits | no |
 //! | [`dns::cache`] | O(1) LRU with TTL expiry | no |
 //! | [`dns::rewrite`] | A/AAAA/SVCB answers ordered and filtered by the verdicts | no |
-//! | [`dns::upstream`] | forwarding to upstream resolvers | yes |
-//! | [`dns::server`] | UDP/TCP listeners, ACL, limits | yes |
+//! | [`dns::upstream`] | forwarding to upstream resolvers, retransmission, TCP fallback | yes |
+//! | [`dns::server`] | UDP/TCP listeners, ACL, limits, serve-stale, failure cache | yes |
+//! | `dns::fuzz` | the fuzz targets' entry points over the server's own paths (hidden) | no (in-memory pipes) |
 //! | [`notify`] | systemd readiness and watchdog (`sd_notify`) | yes |
 //! | [`inventory`] | interfaces, addresses and classes, default gateways | yes, behind a trait |
 //! | [`probe`] | the probe engine (pure), verdicts, STUN, NAT64, the driver that sends probes | engine no, driver yes |
 //! | [`metrics`] | the Prometheus families of `/metrics` | no |
 //! | [`policy`] | RFC 6724 source and destination selection + verdicts, family interleave | no |
-//! | [`api`] | the HTTP sidecar: routes, Host/Origin guard, JSON | yes |
+//! | [`api`] | the HTTP sidecar: routes, Host/Origin guard, JSON, connection slots | yes |
 //! | [`daemon`] | wiring, signals, reload | yes |
 #![forbid(unsafe_code)]
 
