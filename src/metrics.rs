@@ -93,6 +93,8 @@ pub struct Metrics {
     rewrites: [Counter; 4],
     /// Probes sent and failed, per source.
     pub probes: Probes,
+    /// `limits_hit` by [`Limit`]: every series exists from the start.
+    limits: [Counter; Limit::ALL.len()],
 }
 
 impl Metrics {
@@ -170,6 +172,19 @@ impl Metrics {
             "Probes that found no path (timeout, unreachable), by source address",
             probes.failed.clone(),
         );
+        let limited = Family::<LimitLabels, Counter>::default();
+        let limits = Limit::ALL.map(|limit| {
+            limited
+                .get_or_create(&LimitLabels {
+                    limit: limit.as_str(),
+                })
+                .clone()
+        });
+        registry.register(
+            "limits_hit",
+            "Times a bound on what clients can make the daemon hold gave way, by limit",
+            limited,
+        );
         let build = Family::<BuildLabels, Gauge>::default();
         build
             .get_or_create(&BuildLabels {
@@ -191,7 +206,18 @@ impl Metrics {
             upstreams,
             rewrites,
             probes,
+            limits,
         }
+    }
+
+    /// Counts one bite of a limit (see [`Limit`]).
+    pub fn limit_hit(&self, limit: Limit) {
+        self.limits[limit as usize].inc();
+    }
+
+    /// How often `limit` has bitten so far (for tests and the flood suite).
+    pub fn limit_count(&self, limit: Limit) -> u64 {
+        self.limits[limit as usize].get()
     }
 
     /// Counts an answer sent to a client: `rcode` is the 12-bit one (EDNS
@@ -221,6 +247,72 @@ impl Metrics {
         // Writing to a String cannot fail, and neither can our collector.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+}
+
+/// `getapr_limits_hit_total{limit}`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct LimitLabels {
+    limit: &'static str,
+}
+
+/// A bound on what clients can make the daemon hold, at the moment it
+/// gives way: each is a series of `getapr_limits_hit_total`, so an operator
+/// sees an attack (or a buggy client) in `/metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(usize)]
+pub enum Limit {
+    /// A UDP query identical to a lookup in flight was dropped: that
+    /// lookup already had its most waiting clients, or every lookup in
+    /// flight together had.
+    JoinerDropped,
+    /// A lookup in flight gave way to a new one at `dns.max_inflight`
+    /// (the oldest of the client holding the most); its clients got
+    /// SERVFAIL.
+    LookupEvicted,
+    /// An idle TCP client connection was closed to make room for a new one
+    /// at `dns.tcp_max_connections`.
+    TcpIdleEvicted,
+    /// A TCP client connection that had sent part of a message and stalled
+    /// was closed to make room for a new one.
+    TcpSlowEvicted,
+    /// A new TCP connection was closed at once: every slot was busy with
+    /// queries being answered.
+    TcpRefused,
+    /// A TCP connection from outside `dns.allow` was closed before it took
+    /// a slot.
+    TcpNotAllowed,
+    /// An HTTP request from outside `http.allow` got 403.
+    HttpForbidden,
+    /// An HTTP request got 503: the sidecar's connections or `/pairs`
+    /// lookups were at their bound.
+    HttpBusy,
+}
+
+impl Limit {
+    pub const ALL: [Limit; 8] = [
+        Limit::JoinerDropped,
+        Limit::LookupEvicted,
+        Limit::TcpIdleEvicted,
+        Limit::TcpSlowEvicted,
+        Limit::TcpRefused,
+        Limit::TcpNotAllowed,
+        Limit::HttpForbidden,
+        Limit::HttpBusy,
+    ];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Limit::JoinerDropped => "dns_joiner_dropped",
+            Limit::LookupEvicted => "dns_lookup_evicted",
+            Limit::TcpIdleEvicted => "tcp_idle_evicted",
+            Limit::TcpSlowEvicted => "tcp_slow_evicted",
+            Limit::TcpRefused => "tcp_refused",
+            Limit::TcpNotAllowed => "tcp_not_allowed",
+            Limit::HttpForbidden => "http_forbidden",
+            Limit::HttpBusy => "http_busy",
+        }
     }
 }
 
@@ -592,6 +684,32 @@ mod tests {
             &text,
             r#"getapr_answers_rewritten_total{action="reordered",reason="verdicts"} 2"#,
         );
+    }
+
+    #[test]
+    fn limits_start_at_zero_and_count_each_bite() {
+        let m = metrics();
+        let text = m.encode();
+        for limit in Limit::ALL {
+            has(
+                &text,
+                &format!(r#"getapr_limits_hit_total{{limit="{}"}} 0"#, limit.as_str()),
+            );
+        }
+        m.limit_hit(Limit::JoinerDropped);
+        m.limit_hit(Limit::JoinerDropped);
+        m.limit_hit(Limit::HttpBusy);
+        let text = m.encode();
+        has(
+            &text,
+            r#"getapr_limits_hit_total{limit="dns_joiner_dropped"} 2"#,
+        );
+        has(&text, r#"getapr_limits_hit_total{limit="http_busy"} 1"#);
+        assert_eq!(m.limit_count(Limit::HttpBusy), 1);
+        assert_eq!(m.limit_count(Limit::TcpRefused), 0);
+        for (i, limit) in Limit::ALL.iter().enumerate() {
+            assert_eq!(*limit as usize, i, "ALL is in declaration order");
+        }
     }
 
     #[test]
