@@ -545,7 +545,7 @@ async fn discover_nat64(
 
 /// The STUN servers' addresses: IP literals as they are, names looked up
 /// (A and AAAA). A name that does not resolve is left out, with a warning.
-async fn stun_servers(shared: &Shared, servers: &[config::HostPort]) -> Vec<SocketAddr> {
+async fn stun_servers(shared: &Arc<Shared>, servers: &[config::HostPort]) -> Vec<SocketAddr> {
     let mut out = Vec::new();
     for s in servers {
         if let Ok(ip) = s.host.parse() {

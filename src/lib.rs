@@ -8,6 +8,7 @@
 //! | [`config`] | raw TOML → validated [`config::Config`] | no |
 //! | [`dns::wire`] | views over DNS wire bytes, in-place edits | no |
 //! | [`dns::cache`] | O(1) LRU with TTL expiry | no |
+//! | [`dns::flight`] | lookups in flight: merged identical queries, bounded fair slots | no |
 //! | [`dns::rewrite`] | A/AAAA/SVCB answers ordered and filtered by the verdicts | no |
 //! | [`dns::upstream`] | forwarding to upstream resolvers, retransmission, TCP fallback | yes |
 //! | [`dns::server`] | UDP/TCP listeners, ACL, limits, serve-stale, failure cache | yes |

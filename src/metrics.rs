@@ -270,6 +270,10 @@ pub enum Limit {
     /// (the oldest of the client holding the most); its clients got
     /// SERVFAIL.
     LookupEvicted,
+    /// A new lookup was refused (SERVFAIL) at `dns.max_inflight`: its
+    /// client holds the most lookups already and none of them has waited
+    /// long enough to give way.
+    LookupRefused,
     /// An idle TCP client connection was closed to make room for a new one
     /// at `dns.tcp_max_connections`.
     TcpIdleEvicted,
@@ -290,9 +294,10 @@ pub enum Limit {
 }
 
 impl Limit {
-    pub const ALL: [Limit; 8] = [
+    pub const ALL: [Limit; 9] = [
         Limit::JoinerDropped,
         Limit::LookupEvicted,
+        Limit::LookupRefused,
         Limit::TcpIdleEvicted,
         Limit::TcpSlowEvicted,
         Limit::TcpRefused,
@@ -306,6 +311,7 @@ impl Limit {
         match self {
             Limit::JoinerDropped => "dns_joiner_dropped",
             Limit::LookupEvicted => "dns_lookup_evicted",
+            Limit::LookupRefused => "dns_lookup_refused",
             Limit::TcpIdleEvicted => "tcp_idle_evicted",
             Limit::TcpSlowEvicted => "tcp_slow_evicted",
             Limit::TcpRefused => "tcp_refused",

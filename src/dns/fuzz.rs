@@ -300,7 +300,7 @@ pub fn query(data: &[u8]) {
                 return;
             };
             let pool = Arc::clone(&shared.settings.load().pool);
-            let answer = rt.block_on(shared.forward(&pool, key, packet, udp));
+            let answer = rt.block_on(shared.forward(&pool, key, packet, peer(setup), udp));
             assert!(!answer.is_empty(), "a forwarded query went unanswered");
             check_answer(packet, &answer, cap);
         }

@@ -1,6 +1,7 @@
 //! The DNS stub: wire format, cache, upstream forwarding and the listeners.
 
 pub mod cache;
+pub mod flight;
 #[doc(hidden)]
 pub mod fuzz;
 pub mod rewrite;

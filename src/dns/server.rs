@@ -2,7 +2,7 @@
 //! path, and handing misses to the upstream pool.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -10,16 +10,17 @@ use arc_swap::{ArcSwap, ArcSwapOption};
 use ipnet::IpNet;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, UdpSocket};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::cache::{self, Cache, Key};
+use super::flight::{self, Admission, Limits};
 use super::rewrite::{self, Context, Other};
 use super::upstream::{Failure, Outcome, Pool};
 use super::wire::{self, Header, Query, Reply, Shape, rcode};
 use crate::config::Filter;
-use crate::metrics::{Metrics, Rewrite};
+use crate::metrics::{Limit, Metrics, Rewrite};
 use crate::probe::driver::Input;
 use crate::probe::verdicts::{State, Verdicts};
 
@@ -66,6 +67,8 @@ pub struct Shared {
     pub cache: Mutex<Cache<Cached>>,
     /// Names whose resolution failed lately.
     failures: Mutex<Failures>,
+    /// Lookups in flight, with the clients waiting on each.
+    flights: Mutex<Flights>,
     /// What the probe engine knows, read without locks.
     pub verdicts: Arc<ArcSwap<Verdicts>>,
     /// Where answers' addresses go to be probed, while probing runs.
@@ -134,6 +137,7 @@ impl Shared {
             settings: ArcSwap::from_pointee(settings),
             cache: Mutex::new(Cache::new(cache_size)),
             failures: Mutex::new(Failures::default()),
+            flights: Mutex::new(Flights::default()),
             // The verdict gauges read the snapshot at scrape time.
             metrics: Metrics::new(Arc::clone(&verdicts)),
             verdicts,
@@ -188,6 +192,15 @@ impl Shared {
         let mut cache = cache::lock(&self.cache);
         let Some((entry, age)) = cache.get(&key, now) else {
             self.metrics.cache_misses.inc();
+            // A name that failed lately, with no stale answer to give, gets
+            // SERVFAIL here: clients retrying it cost no flight (RFC 9520).
+            if self.failed_recently(&key, now, &settings)
+                && (settings.serve_stale.is_zero()
+                    || cache.get_stale(&key, now, settings.serve_stale).is_none())
+            {
+                self.error_answer(&shape, 0, rcode::SERVFAIL, qtype, out);
+                return Step::Reply;
+            }
             return Step::Forward(key);
         };
         self.metrics.cache_hits.inc();
@@ -212,61 +225,137 @@ impl Shared {
     }
 
     /// Resolves a cache miss (or a hit whose rewrite needs the name's other
-    /// family) and writes the answer fitted to the client.
+    /// family) for one client and returns the answer fitted to it: the
+    /// client waits on the flight for `key` like any other ([`Self::submit`]).
+    /// Over TCP every query gets exactly one answer, so a query turned
+    /// away gets SERVFAIL here.
     pub async fn forward(
         self: &Arc<Self>,
         pool: &Arc<Pool>,
         key: Key,
         packet: &[u8],
+        client: IpAddr,
         udp: bool,
     ) -> Vec<u8> {
-        let mut out = Vec::new();
-        let Ok(query) = Query::parse(packet) else {
-            return out;
+        let (tx, rx) = oneshot::channel();
+        self.submit(pool, key, client, packet, Sink::Reply { tx, udp });
+        match rx.await {
+            Ok(out) => out,
+            // The flight's task ended without answering (shutdown).
+            Err(_) => {
+                let mut out = Vec::new();
+                self.servfail(packet, udp, &mut out);
+                out
+            }
+        }
+    }
+
+    /// Hands a query that needs the upstreams (or the other family's
+    /// answer) to the flight for its key: it joins the one in progress, or
+    /// leads a new one whose task answers every client that waited on it.
+    /// Never awaits; `client` is whom the flight counts against when slots
+    /// run out ([`flight`]).
+    pub fn submit(
+        self: &Arc<Self>,
+        pool: &Arc<Pool>,
+        key: Key,
+        client: IpAddr,
+        packet: &[u8],
+        to: Sink,
+    ) {
+        let client = canonical(client);
+        let now = Instant::now();
+        let waiter = Waiter {
+            packet: packet.into(),
+            since: now,
+            to,
         };
-        let settings = self.settings.load_full();
-        let shape = query.shape(udp.then_some(settings.udp_cap));
-        let (cached, stale) = {
-            let now = Instant::now();
-            let mut cache = cache::lock(&self.cache);
-            let fresh =
-                (cache.get(&key, now)).map(|(e, age)| (Arc::clone(&e.reply), age_secs(age)));
-            let stale = (fresh.is_none() && !settings.serve_stale.is_zero())
-                .then(|| cache.get_stale(&key, now, settings.serve_stale))
-                .flatten()
-                .map(|(e, _)| Arc::clone(&e.reply));
-            (fresh, stale)
-        };
-        let mut other = None;
-        let (reply, age) = match cached {
-            Some(hit) => hit,
-            None => {
-                other = self.other_family_beside(&key, &settings.policy);
-                match self.resolve_or_stale(pool, &key, packet, stale).await {
-                    Ok(Resolved::Fresh(reply)) => {
-                        // Clients' answers only: the daemon's own lookups
-                        // (STUN servers, ipv4only.arpa) are no destinations
-                        // to probe.
-                        self.learn(&key, &reply);
-                        (reply, 0)
-                    }
-                    Ok(Resolved::Stale(reply)) => {
-                        self.metrics.stale_answers.inc();
-                        (reply, 0)
-                    }
-                    Err(e) => {
-                        if matches!(*e, Failure::Busy) {
-                            tracing::debug!("upstream queries at their cap; answering SERVFAIL");
-                        }
-                        self.error_answer(&shape, 0, rcode::SERVFAIL, key.qtype(), &mut out);
-                        return out;
-                    }
+        let limits = Limits::for_slots(pool.max_inflight());
+        let mut stop = None;
+        let admission = cache::lock(&self.flights).admit(
+            &key,
+            client,
+            waiter,
+            || {
+                let (tx, rx) = oneshot::channel();
+                stop = Some(rx);
+                tx
+            },
+            limits,
+            now,
+        );
+        match admission {
+            Admission::Joined => {}
+            Admission::Lead { id, evicted } => {
+                if let Some(e) = evicted {
+                    self.metrics.limit_hit(Limit::LookupEvicted);
+                    tracing::debug!(
+                        "lookups at dns.max_inflight: the oldest of the busiest client gives way"
+                    );
+                    // The evicted task answers these; if it has just ended
+                    // (a race with its own finish), it looks here first.
+                    let _ = e.cancel.send(e.waiters);
+                }
+                let Some(stop) = stop else { return };
+                let flight = Flight {
+                    shared: Arc::clone(self),
+                    pool: Arc::clone(pool),
+                    key,
+                    id,
+                    packet: packet.to_vec(),
+                    client,
+                };
+                self.tracker.spawn(flight.run(stop));
+            }
+            Admission::Dropped(w) => {
+                self.metrics.limit_hit(Limit::JoinerDropped);
+                // Over UDP the client's retry is its timeout, as for a lost
+                // packet (dnsmasq drops such queries too).
+                if !matches!(w.to, Sink::Udp { .. }) {
+                    self.refuse(w);
                 }
             }
-        };
-        let view = self.view(&key, &reply, &settings.policy, other).await;
-        self.answer(&view, key.qtype(), &shape, age, &mut out);
-        out
+            Admission::Busy(w) => {
+                self.metrics.limit_hit(Limit::LookupRefused);
+                tracing::debug!("lookups at dns.max_inflight; answering SERVFAIL");
+                self.refuse(w);
+            }
+        }
+    }
+
+    /// Answers a waiter turned away without a lookup: SERVFAIL to a client,
+    /// [`Failure::Busy`] to the daemon's own lookup.
+    fn refuse(&self, w: Waiter) {
+        let mut out = Vec::new();
+        match w.to {
+            Sink::Lookup(tx) => {
+                let _ = tx.send(Err(Arc::new(Failure::Busy)));
+            }
+            Sink::Udp { socket, peer } => {
+                self.servfail(&w.packet, true, &mut out);
+                // Never waits: a full socket buffer loses it like a drop.
+                let _ = socket.try_send_to(&out, peer);
+            }
+            Sink::Reply { tx, udp } => {
+                self.servfail(&w.packet, udp, &mut out);
+                let _ = tx.send(out);
+            }
+        }
+    }
+
+    /// SERVFAIL for the query in `packet`, fitted to it, in `out`.
+    fn servfail(&self, packet: &[u8], udp: bool, out: &mut Vec<u8>) {
+        if let Ok(query) = Query::parse(packet) {
+            let cap = udp.then(|| self.settings.load().udp_cap);
+            let qtype = query.parts().1;
+            self.error_answer(&query.shape(cap), 0, rcode::SERVFAIL, qtype, out);
+        }
+    }
+
+    /// Whether `key`'s resolution failed less than `dns.failure_cache_s`
+    /// ago.
+    fn failed_recently(&self, key: &Key, now: Instant, settings: &Settings) -> bool {
+        !settings.failure_cache.is_zero() && cache::lock(&self.failures).recent(key, now)
     }
 
     /// Writes `view` fitted to the client into `out`, and counts it.
@@ -316,7 +405,7 @@ impl Shared {
     /// cached view when it is current, else computed (asking for the other
     /// family when the rewrite needs it) and kept in the cache entry.
     async fn view(
-        &self,
+        self: &Arc<Self>,
         key: &Key,
         upstream: &Arc<Reply>,
         policy: &crate::config::Policy,
@@ -370,74 +459,265 @@ impl Shared {
         view
     }
 
-    /// Asks the upstreams (merged with identical queries in flight) and
-    /// caches the answer. A name whose resolution failed less than
-    /// `dns.failure_cache_s` ago fails again at once, without a query
-    /// (RFC 9520 §3: no retry storm against dead upstreams).
-    async fn resolve(&self, pool: &Arc<Pool>, key: Key, packet: &[u8]) -> Outcome {
-        let hold = self.settings.load().failure_cache;
-        if !hold.is_zero() && cache::lock(&self.failures).recent(&key, Instant::now()) {
-            return Err(Arc::new(Failure::AllFailed));
-        }
-        let outcome = pool
-            .resolve(key.clone(), packet, &self.metrics.upstreams)
-            .await;
-        let reply = match outcome {
-            Ok(reply) => reply,
+    /// Asks the upstreams and caches the answer. A name whose resolution
+    /// failed less than `dns.failure_cache_s` ago fails again at once,
+    /// without a query (RFC 9520 §3: no retry storm against dead
+    /// upstreams).
+    async fn resolve(&self, pool: &Pool, key: &Key, packet: &[u8]) -> Outcome {
+        let hold = {
+            let settings = self.settings.load();
+            if self.failed_recently(key, Instant::now(), &settings) {
+                return Err(Arc::new(Failure::AllFailed));
+            }
+            settings.failure_cache
+        };
+        let reply = match pool.resolve(packet, &self.metrics.upstreams).await {
+            Ok(reply) => Arc::new(reply),
             Err(e) => {
-                // Busy is our own limit, not the upstreams' failure.
-                if matches!(*e, Failure::AllFailed) && !hold.is_zero() {
+                if !hold.is_zero() {
                     let now = Instant::now();
-                    cache::lock(&self.failures).insert(key, now + hold, now);
+                    cache::lock(&self.failures).insert(key.clone(), now + hold, now);
                 }
-                return Err(e);
+                return Err(Arc::new(e));
             }
         };
         if let Some(ttl) = cache::lifetime(&reply) {
             let entry = Cached::new(Arc::clone(&reply));
-            if cache::lock(&self.cache).insert(key, entry, Instant::now(), ttl) {
+            if cache::lock(&self.cache).insert(key.clone(), entry, Instant::now(), ttl) {
                 self.metrics.cache_evictions.inc();
             }
         }
         Ok(reply)
     }
+}
 
-    /// [`Shared::resolve`], or, with an expired answer at hand (RFC 8767
-    /// §5), that answer when the upstreams fail or take longer than
-    /// [`CLIENT_RESPONSE_TIMER`]. The resolution then goes on without the
-    /// client and refreshes the cache when it succeeds.
-    async fn resolve_or_stale(
-        self: &Arc<Self>,
-        pool: &Arc<Pool>,
-        key: &Key,
-        packet: &[u8],
-        stale: Option<Arc<Reply>>,
-    ) -> Result<Resolved, Arc<Failure>> {
-        let Some(stale) = stale else {
-            return self
-                .resolve(pool, key.clone(), packet)
-                .await
-                .map(Resolved::Fresh);
-        };
-        let shared = Arc::clone(self);
-        let (pool, key, packet) = (Arc::clone(pool), key.clone(), packet.to_vec());
-        let mut task = tokio::spawn(async move { shared.resolve(&pool, key, &packet).await });
-        let fresh = tokio::select! {
-            r = &mut task => r.ok().and_then(Result::ok),
-            () = tokio::time::sleep(CLIENT_RESPONSE_TIMER) => None,
-        };
-        Ok(match fresh {
-            Some(reply) => Resolved::Fresh(reply),
-            None => Resolved::Stale(Arc::new(stale.stale(STALE_TTL))),
-        })
+/// A client (or the daemon itself) waiting on a flight.
+#[derive(Debug)]
+pub struct Waiter {
+    /// The client's query, for fitting the answer to it.
+    packet: Box<[u8]>,
+    /// When it arrived: with a stale answer at hand, a client waits
+    /// [`CLIENT_RESPONSE_TIMER`] at most.
+    since: Instant,
+    to: Sink,
+}
+
+impl Waiter {
+    /// A client (not the daemon's own lookup): it gets a rendered answer.
+    fn is_client(&self) -> bool {
+        !matches!(self.to, Sink::Lookup(_))
+    }
+
+    /// Whether its answer goes over UDP (and so is fitted to the UDP size).
+    fn udp(&self) -> bool {
+        matches!(self.to, Sink::Udp { .. } | Sink::Reply { udp: true, .. })
     }
 }
 
-/// What [`Shared::resolve_or_stale`] found.
-enum Resolved {
-    Fresh(Arc<Reply>),
-    /// An expired answer, its TTLs set to [`STALE_TTL`].
-    Stale(Arc<Reply>),
+impl Sink {
+    /// Sends a client its answer (the daemon's own lookups get theirs
+    /// from [`Flight::answer`] directly).
+    async fn send(self, answer: Vec<u8>) {
+        match self {
+            Sink::Udp { socket, peer } => {
+                let _ = socket.send_to(&answer, peer).await;
+            }
+            Sink::Reply { tx, .. } => {
+                let _ = tx.send(answer);
+            }
+            Sink::Lookup(_) => {}
+        }
+    }
+}
+
+/// The wake-up time of an optional timer (a disabled `select!` branch
+/// still builds its future).
+fn wake(at: Option<Instant>) -> tokio::time::Instant {
+    let at = at.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+    tokio::time::Instant::from_std(at)
+}
+
+/// Where a waiter's answer goes.
+#[derive(Debug)]
+pub enum Sink {
+    /// A UDP client: sent from the listening socket it came in on.
+    Udp {
+        socket: Arc<UdpSocket>,
+        peer: SocketAddr,
+    },
+    /// A caller awaiting the rendered answer ([`Shared::forward`]); `udp`
+    /// picks the size it is fitted to.
+    Reply {
+        tx: oneshot::Sender<Vec<u8>>,
+        udp: bool,
+    },
+    /// The daemon's own lookup: the upstream's reply as it came.
+    Lookup(oneshot::Sender<Outcome>),
+}
+
+/// The flight table of [`Shared`]; a flight's task is stopped by sending
+/// it the waiters it is to answer.
+type Flights = flight::Table<Waiter, oneshot::Sender<Vec<Waiter>>>;
+
+/// Whom the daemon's own lookups (the sidecar, STUN server names, NAT64
+/// discovery) count against in the flight table: no client has it.
+const DAEMON: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+
+/// One lookup in flight: its task resolves the key once and answers every
+/// waiter; with an expired answer at hand, a client that has waited
+/// [`CLIENT_RESPONSE_TIMER`] gets that one meanwhile (RFC 8767 §5) while
+/// the lookup goes on to refresh the cache.
+struct Flight {
+    shared: Arc<Shared>,
+    pool: Arc<Pool>,
+    key: Key,
+    id: u64,
+    packet: Vec<u8>,
+    /// The client that started it.
+    client: IpAddr,
+}
+
+/// What a flight ended with: the reply and its age in the cache, or why
+/// there is none.
+type Ending = Result<(Arc<Reply>, u32), Arc<Failure>>;
+
+impl Flight {
+    async fn run(self, mut stop: oneshot::Receiver<Vec<Waiter>>) {
+        let shared = &self.shared;
+        let settings = shared.settings.load_full();
+        let (cached, stale) = {
+            let now = Instant::now();
+            let mut cache = cache::lock(&shared.cache);
+            let fresh =
+                (cache.get(&self.key, now)).map(|(e, age)| (Arc::clone(&e.reply), age_secs(age)));
+            let stale = (fresh.is_none() && !settings.serve_stale.is_zero())
+                .then(|| cache.get_stale(&self.key, now, settings.serve_stale))
+                .flatten()
+                .map(|(e, _)| Arc::new(e.reply.stale(STALE_TTL)));
+            (fresh, stale)
+        };
+        let mut stale = stale.map(|reply| Stale { reply, view: None });
+        let mut beside = None;
+        let ending = match cached {
+            Some(hit) => Ok(hit),
+            None => {
+                beside = shared.other_family_beside(&self.key, &settings.policy);
+                let resolution = shared.resolve(&self.pool, &self.key, &self.packet);
+                tokio::pin!(resolution);
+                loop {
+                    let due = stale.as_ref().and_then(|_| self.first_due());
+                    tokio::select! {
+                        r = &mut resolution => break r.map(|reply| (reply, 0)),
+                        waiters = &mut stop => {
+                            // Evicted: its slot went to another lookup.
+                            let waiters = waiters.unwrap_or_default();
+                            self.answer(waiters, Err(Arc::new(Failure::Busy)), &mut stale, None).await;
+                            return;
+                        }
+                        () = tokio::time::sleep_until(wake(due)), if due.is_some() => {
+                            let cutoff = Instant::now().checked_sub(CLIENT_RESPONSE_TIMER);
+                            let waiters = cache::lock(&shared.flights).take(&self.key, self.id, |w| {
+                                w.is_client() && cutoff.is_some_and(|c| w.since <= c)
+                            });
+                            self.answer(waiters, Err(Arc::new(Failure::AllFailed)), &mut stale, None).await;
+                        }
+                    }
+                }
+            }
+        };
+        let waiters = {
+            let mut flights = cache::lock(&shared.flights);
+            let waiters = flights.finish(&self.key, self.id);
+            if waiters.is_empty() {
+                // Evicted as it finished: its waiters were sent here.
+                stop.try_recv().unwrap_or_default()
+            } else {
+                waiters
+            }
+        };
+        if let Ok((reply, 0)) = &ending
+            && self.client != DAEMON
+        {
+            // Clients' answers only: the daemon's own lookups (STUN
+            // servers, ipv4only.arpa) are no destinations to probe.
+            shared.learn(&self.key, reply);
+        }
+        self.answer(waiters, ending, &mut stale, beside).await;
+    }
+
+    /// When the first client waiting on this flight has waited
+    /// [`CLIENT_RESPONSE_TIMER`].
+    fn first_due(&self) -> Option<Instant> {
+        cache::lock(&self.shared.flights).first_waiter(&self.key, self.id, |w| {
+            w.is_client().then_some(w.since + CLIENT_RESPONSE_TIMER)
+        })
+    }
+
+    /// Answers `waiters`: the reply (rewritten under the present verdicts,
+    /// once for all of them), or on failure the stale answer when there is
+    /// one, else SERVFAIL; the daemon's own lookups get the outcome as it is.
+    async fn answer(
+        &self,
+        waiters: Vec<Waiter>,
+        ending: Ending,
+        stale: &mut Option<Stale>,
+        beside: Option<tokio::task::JoinHandle<Option<Arc<Reply>>>>,
+    ) {
+        let shared = &self.shared;
+        let mut clients = Vec::with_capacity(waiters.len());
+        for w in waiters {
+            match w.to {
+                Sink::Lookup(tx) => {
+                    let _ = tx.send(ending.clone().map(|(reply, _)| reply));
+                }
+                _ => clients.push(w),
+            }
+        }
+        if clients.is_empty() {
+            return;
+        }
+        let policy = &shared.settings.load().policy;
+        let (view, age) = match (&ending, stale) {
+            (Ok((reply, age)), _) => (shared.view(&self.key, reply, policy, beside).await, *age),
+            (Err(_), Some(stale)) => {
+                let view = match &stale.view {
+                    Some(view) => view.clone(),
+                    None => {
+                        let view = shared.view(&self.key, &stale.reply, policy, None).await;
+                        stale.view = Some(view.clone());
+                        view
+                    }
+                };
+                shared.metrics.stale_answers.inc_by(clients.len() as u64);
+                (view, 0)
+            }
+            (Err(_), None) => {
+                for w in clients {
+                    let mut out = Vec::new();
+                    shared.servfail(&w.packet, w.udp(), &mut out);
+                    w.to.send(out).await;
+                }
+                return;
+            }
+        };
+        let udp_cap = shared.settings.load().udp_cap;
+        for w in clients {
+            let Ok(query) = Query::parse(&w.packet) else {
+                continue;
+            };
+            let mut out = Vec::new();
+            let shape = query.shape(w.udp().then_some(udp_cap));
+            shared.answer(&view, query.parts().1, &shape, age, &mut out);
+            w.to.send(out).await;
+        }
+    }
+}
+
+/// An expired answer at hand for a flight, TTLs set to [`STALE_TTL`], and
+/// its view, made the first time it is served.
+struct Stale {
+    reply: Arc<Reply>,
+    view: Option<View>,
 }
 
 /// Names whose resolution failed, until when (RFC 9520 §3.2: resolvers
@@ -544,7 +824,11 @@ impl Shared {
     /// The daemon's own lookups (STUN server names, NAT64 discovery, the
     /// sidecar): the same cache and upstreams as a client's query, no second
     /// resolver.
-    pub async fn lookup(&self, name: &str, qtype: u16) -> Result<Arc<Reply>, LookupError> {
+    pub async fn lookup(
+        self: &Arc<Self>,
+        name: &str,
+        qtype: u16,
+    ) -> Result<Arc<Reply>, LookupError> {
         let mut qname = Vec::with_capacity(64);
         wire::write_name(name, &mut qname).ok_or(LookupError::BadName)?;
         self.lookup_wire(&qname, qtype, wire::CLASS_IN).await
@@ -553,7 +837,7 @@ impl Shared {
     /// [`Shared::lookup`] of a name in wire format: upstream's reply as it
     /// came (never rewritten), from the cache when it is there.
     async fn lookup_wire(
-        &self,
+        self: &Arc<Self>,
         qname: &[u8],
         qtype: u16,
         qclass: u16,
@@ -578,9 +862,12 @@ impl Shared {
             return Ok(Arc::clone(&entry.reply));
         }
         let pool = Arc::clone(&self.settings.load().pool);
-        self.resolve(&pool, key, &packet)
-            .await
-            .map_err(|_| LookupError::Upstreams)
+        let (tx, rx) = oneshot::channel();
+        self.submit(&pool, key, DAEMON, &packet, Sink::Lookup(tx));
+        match rx.await {
+            Ok(Ok(reply)) => Ok(reply),
+            _ => Err(LookupError::Upstreams),
+        }
     }
 }
 
@@ -682,16 +969,12 @@ pub async fn serve_udp(shared: Arc<Shared>, socket: Arc<UdpSocket>, stop: Cancel
                 let _ = socket.send_to(&out, peer).await;
             }
             Step::Forward(key) => {
-                let shared2 = Arc::clone(&shared);
-                let socket = Arc::clone(&socket);
-                let packet = packet.to_vec();
                 let pool = Arc::clone(&shared.settings.load().pool);
-                shared.tracker.spawn(async move {
-                    let reply = shared2.forward(&pool, key, &packet, true).await;
-                    if !reply.is_empty() {
-                        let _ = socket.send_to(&reply, peer).await;
-                    }
-                });
+                let to = Sink::Udp {
+                    socket: Arc::clone(&socket),
+                    peer,
+                };
+                shared.submit(&pool, key, peer.ip(), packet, to);
             }
         }
     }
@@ -801,7 +1084,7 @@ pub(super) async fn connection<R, W>(
                 let tx = tx.clone();
                 let pool = Arc::clone(&shared.settings.load().pool);
                 shared.tracker.spawn(async move {
-                    let reply = shared2.forward(&pool, key, &msg, false).await;
+                    let reply = shared2.forward(&pool, key, &msg, peer, false).await;
                     if !reply.is_empty() {
                         let _ = tx.send(reply).await;
                     }

@@ -10,7 +10,6 @@
 //! ports. A connected socket also reports ICMP port-unreachable at once,
 //! so a dead upstream fails over without waiting for the timeout.
 
-use std::collections::HashMap;
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::Path;
@@ -20,9 +19,7 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
-use tokio::sync::{Semaphore, oneshot};
 
-use super::cache::Key;
 use super::wire::{self, Query, Reply, flag, rcode};
 use crate::config;
 use crate::metrics::{UpstreamFailure, Upstreams};
@@ -34,6 +31,7 @@ const WARN_EVERY: Duration = Duration::from_secs(30);
 pub enum Failure {
     #[error("every upstream failed")]
     AllFailed,
+    /// Refused by the flight table: every slot taken, none may give way.
     #[error("too many upstream queries in flight")]
     Busy,
 }
@@ -45,9 +43,7 @@ pub struct Pool {
     /// Index of the upstream that answered last: tried first.
     preferred: AtomicUsize,
     timeout: Duration,
-    permits: Arc<Semaphore>,
-    /// Identical queries in flight share one upstream exchange.
-    waiting: Mutex<HashMap<Key, Vec<oneshot::Sender<Outcome>>>>,
+    max_inflight: usize,
     /// Receive buffers of finished UDP exchanges, for the next ones.
     buffers: Mutex<Vec<Box<[u8]>>>,
 }
@@ -151,6 +147,7 @@ impl Rtt {
     }
 }
 
+/// A lookup's end: shared by every client that waited on it.
 pub type Outcome = Result<Arc<Reply>, Arc<Failure>>;
 
 /// Turns the configured upstream list into addresses: `system` expands to
@@ -231,8 +228,7 @@ impl Pool {
                 .collect(),
             preferred: AtomicUsize::new(0),
             timeout,
-            permits: Arc::new(Semaphore::new(max_inflight.max(1))),
-            waiting: Mutex::new(HashMap::new()),
+            max_inflight: max_inflight.max(1),
             buffers: Mutex::new(Vec::new()),
         }
     }
@@ -241,44 +237,21 @@ impl Pool {
         self.servers.iter().map(|s| s.addr)
     }
 
-    /// Resolves `query` (the client's bytes), sharing the exchange with any
-    /// identical query already in flight. The exchange runs in its own task,
-    /// so a client that goes away does not cancel it for the others; it
-    /// counts each try in `metrics`.
-    pub async fn resolve(self: &Arc<Self>, key: Key, query: &[u8], metrics: &Upstreams) -> Outcome {
-        let (tx, rx) = oneshot::channel();
-        let leader = {
-            let mut waiting = lock(&self.waiting);
-            match waiting.get_mut(&key) {
-                Some(list) => {
-                    list.push(tx);
-                    None
-                }
-                None => {
-                    let Ok(permit) = self.permits.clone().try_acquire_owned() else {
-                        return Err(Arc::new(Failure::Busy));
-                    };
-                    waiting.insert(key.clone(), vec![tx]);
-                    Some(permit)
-                }
-            }
-        };
-        if let Some(permit) = leader {
-            let pool = Arc::clone(self);
-            let query = query.to_vec();
-            let metrics = metrics.clone();
-            tokio::spawn(async move {
-                let outcome = (pool.exchange(&query, &metrics).await)
-                    .map(Arc::new)
-                    .map_err(Arc::new);
-                drop(permit);
-                let waiters = lock(&pool.waiting).remove(&key).unwrap_or_default();
-                for w in waiters {
-                    let _ = w.send(outcome.clone());
-                }
-            });
-        }
-        rx.await.unwrap_or(Err(Arc::new(Failure::AllFailed)))
+    /// Lookups in flight at once (`dns.max_inflight`): the server's
+    /// flight table ([`super::flight`]) holds to it.
+    pub fn max_inflight(&self) -> usize {
+        self.max_inflight
+    }
+
+    /// Resolves `client_query` (the client's bytes) through the upstreams,
+    /// counting each try in `metrics`. Identical queries are merged and
+    /// bounded before they get here, by the server's flights.
+    pub async fn resolve(
+        &self,
+        client_query: &[u8],
+        metrics: &Upstreams,
+    ) -> Result<Reply, Failure> {
+        self.exchange(client_query, metrics).await
     }
 
     /// Tries the upstreams in order, starting with the one that answered
