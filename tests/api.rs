@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use common::fake::{a_reply, reply_to};
 use common::http::{
-    config, config_with, connect_from, exchange_from, get, get_from, get_with,
+    config, config_with, connect_from, exchange_from, get, get_from, get_with, limit_hits,
     parse_head_or_response, parse_response, raw, sidecar, sidecar_with,
 };
 use common::{Action, FakeUpstream, query, udp_exchange};
@@ -742,7 +742,7 @@ async fn at_the_connection_cap_the_longest_waiting_gives_way() {
     let r = get(s.http, "/healthz").await;
     assert_eq!(r.status, 200, "{r:?}");
     assert_busy(&mut held[0]).await;
-    assert_eq!(limit_hits(&s, "http_busy"), 1.0, "its 503 is counted");
+    assert_eq!(limit_hits(&s.handle, "http_busy"), 1, "its 503 is counted");
     // An idle keep-alive connection, answered before, is closed without
     // a word when it gives way.
     let mut idle = TcpStream::connect(s.http).await.unwrap();
@@ -765,7 +765,7 @@ async fn at_the_connection_cap_the_longest_waiting_gives_way() {
         .unwrap_or(0);
     assert_eq!(n, 0, "{:?}", String::from_utf8_lossy(&buf[..n]));
     // Two 503s (held[0], held[1]); `idle` was closed without one.
-    assert_eq!(limit_hits(&s, "http_busy"), 2.0);
+    assert_eq!(limit_hits(&s.handle, "http_busy"), 2);
     s.handle.shutdown();
 }
 
@@ -788,7 +788,7 @@ async fn when_every_connection_is_busy_a_new_one_gets_503() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     let mut third = TcpStream::connect(s.http).await.unwrap();
     assert_busy(&mut third).await;
-    assert_eq!(limit_hits(&s, "http_busy"), 1.0, "the 503 is counted");
+    assert_eq!(limit_hits(&s.handle, "http_busy"), 1, "the 503 is counted");
     // A slot comes back when a request is answered (502: the upstream is
     // silent).
     let mut bytes = vec![0; 4096];
@@ -889,19 +889,6 @@ const OUTSIDER: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
 const INSIDER: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 const ONLY_INSIDER: &str = "allow = [\"127.0.0.1/32\"]";
 
-/// `getapr_limits_hit_total{limit}` as the daemon counts it now.
-fn limit_hits(s: &common::http::Sidecar, limit: &str) -> f64 {
-    let samples = parse_metrics(&s.handle.metrics_text());
-    let found: Vec<f64> = samples
-        .iter()
-        .filter(|x| x.name == "getapr_limits_hit_total")
-        .filter(|x| x.labels.iter().any(|(k, v)| k == "limit" && v == limit))
-        .map(|x| x.value)
-        .collect();
-    assert_eq!(found.len(), 1, "one series for {limit}");
-    found[0]
-}
-
 /// The fixed 403 of a client outside `http.allow`.
 fn assert_forbidden(r: &common::http::Response) {
     r.error(403);
@@ -922,7 +909,7 @@ async fn outside_http_allow_every_path_is_403_and_nothing_is_looked_up() {
     assert_eq!(r.status, 200, "{r:?}");
     assert!(fake.total_queries() > 0, "the upstream counts queries");
     let asked = fake.total_queries();
-    assert_eq!(limit_hits(&s, "http_forbidden"), 0.0);
+    assert_eq!(limit_hits(&s.handle, "http_forbidden"), 0);
 
     // Outside: 403 on every path and for any method, `/healthz` too.
     let targets = [
@@ -952,7 +939,7 @@ async fn outside_http_allow_every_path_is_403_and_nothing_is_looked_up() {
 
     // Counted, one per 403, and readable by an allowed client; a 403 of
     // the Host guard counts too.
-    assert_eq!(limit_hits(&s, "http_forbidden"), refused as f64);
+    assert_eq!(limit_hits(&s.handle, "http_forbidden"), refused as u64);
     raw(
         s.http,
         b"GET /healthz HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n",
@@ -970,7 +957,7 @@ async fn outside_http_allow_every_path_is_403_and_nothing_is_looked_up() {
         "no `{line}` in:\n{}",
         r.body
     );
-    assert_eq!(limit_hits(&s, "http_busy"), 0.0);
+    assert_eq!(limit_hits(&s.handle, "http_busy"), 0);
     s.handle.shutdown();
 }
 
@@ -1013,8 +1000,8 @@ async fn refused_clients_take_no_slot() {
         .unwrap();
     let r = parse_response(&bytes).expect("a response");
     assert_eq!((r.status, r.body.as_str()), (200, "ok"), "{r:?}");
-    assert_eq!(limit_hits(&s, "http_busy"), 0.0, "nobody was evicted");
-    assert_eq!(limit_hits(&s, "http_forbidden"), 20.0);
+    assert_eq!(limit_hits(&s.handle, "http_busy"), 0, "nobody was evicted");
+    assert_eq!(limit_hits(&s.handle, "http_forbidden"), 20);
     s.handle.shutdown();
 }
 
@@ -1118,7 +1105,7 @@ async fn pairs_beyond_its_bound_get_503_and_each_is_counted() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     // Beyond the bound: 503 at once, each time.
     let mut second = TcpStream::connect(s.http).await.unwrap();
-    for count in [1.0, 2.0] {
+    for count in [1, 2] {
         second.write_all(pairs).await.unwrap();
         let mut buf = vec![0; 4096];
         let n = tokio::time::timeout(Duration::from_secs(2), second.read(&mut buf))
@@ -1128,8 +1115,8 @@ async fn pairs_beyond_its_bound_get_503_and_each_is_counted() {
         let r = parse_response(&buf[..n]).expect("a response");
         r.error(503);
         assert_eq!(r.header("retry-after"), Some("1"));
-        assert_eq!(limit_hits(&s, "http_busy"), count);
+        assert_eq!(limit_hits(&s.handle, "http_busy"), count);
     }
-    assert_eq!(limit_hits(&s, "http_forbidden"), 0.0);
+    assert_eq!(limit_hits(&s.handle, "http_forbidden"), 0);
     s.handle.shutdown();
 }

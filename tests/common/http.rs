@@ -64,6 +64,17 @@ pub async fn sidecar_with(upstream: SocketAddr, limits: Limits, http_extra: &str
     Sidecar { handle, dns, http }
 }
 
+/// `getapr_limits_hit_total{limit="LIMIT"}` as the daemon counts it now.
+pub fn limit_hits(handle: &Handle, limit: &str) -> u64 {
+    let series = format!("getapr_limits_hit_total{{limit=\"{limit}\"}} ");
+    let text = handle.metrics_text();
+    text.lines()
+        .find_map(|l| l.strip_prefix(series.as_str()))
+        .unwrap_or_else(|| panic!("no {series}in:\n{text}"))
+        .parse()
+        .unwrap_or_else(|e| panic!("{series}: {e}"))
+}
+
 /// A response as read off the wire.
 #[derive(Debug)]
 pub struct Response {
