@@ -3,8 +3,8 @@
 //! sidecar from anyone else: `/healthz` keeps answering 200 at once and
 //! the DNS path keeps answering, while the abusers get 431 or the
 //! documented 503 with `Retry-After` (src/api/mod.rs, "Limits"). A flood
-//! from outside `http.allow` gets 403 and costs no lookup at all (src/api/
-//! mod.rs, "Who may ask").
+//! from outside `http.allow` gets 403 and costs no lookup at all
+//! (src/api/mod.rs, "Who may ask").
 //!
 //! The real daemon runs in process with DNS and HTTP on `127.0.0.1:0` and
 //! a [`FakeUpstream`] on loopback. The tests run one at a time (their
