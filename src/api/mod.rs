@@ -92,8 +92,9 @@
 //!   published verdicts.
 //!
 //! `tests/sidecar_abuse.rs` holds the sidecar to this: 200 slowloris
-//! clients, heads of 1 MiB and 1,000 concurrent `/pairs`, while `/healthz`
-//! and DNS queries must be answered at once.
+//! clients, heads of 1 MiB and 1,000 concurrent `/pairs` (and as many from
+//! outside `http.allow`, which must cause no lookup), while `/healthz` and
+//! DNS queries must be answered at once.
 
 pub mod guard;
 pub mod json;
