@@ -84,6 +84,9 @@ pub enum Upstream {
 pub struct Http {
     /// Empty = sidecar off.
     pub listen: Vec<SocketAddr>,
+    /// Clients the sidecar answers at all; others get 403. Host bits
+    /// cleared, as in `dns.allow`; empty = nobody.
+    pub allow: Vec<IpNet>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -232,6 +235,11 @@ impl Default for Config {
                     v4(127, 0, 0, 1, 80),
                     SocketAddr::from((Ipv6Addr::LOCALHOST, 80)),
                 ],
+                // Like `dns.allow`: this host's own clients only.
+                allow: vec![
+                    IpNet::new_assert(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 0)), 8),
+                    IpNet::new_assert(IpAddr::V6(Ipv6Addr::LOCALHOST), 128),
+                ],
             },
             probe: Probe {
                 interval: Duration::from_millis(15_000),
@@ -357,6 +365,7 @@ struct RawDns {
 #[serde(deny_unknown_fields, default, expecting = "a [http] table")]
 struct RawHttp {
     listen: Option<StrList>,
+    allow: Option<StrList>,
 }
 
 #[derive(Deserialize, Default)]
@@ -452,6 +461,8 @@ impl RawConfig {
         let http = Http {
             listen: list("http.listen", self.http.listen, Len::Any, socket_addr)?
                 .map_or(d.http.listen, values),
+            allow: list("http.allow", self.http.allow, Len::Any, network)?
+                .map_or(d.http.allow, values),
         };
 
         let (raw, probe) = (self.probe, d.probe);
@@ -675,6 +686,15 @@ fn named_zone(s: &str) -> Option<String> {
     })
 }
 
+/// Whether `peer` is inside `allow` (`dns.allow`, `http.allow`). An
+/// IPv4-mapped IPv6 peer (`::ffff:192.0.2.1`, what a dual-stack socket
+/// reports for an IPv4 client) is that IPv4 address (RFC 4291 §2.5.5.2),
+/// so that `192.0.2.0/24` covers it too.
+pub fn allows(allow: &[IpNet], peer: IpAddr) -> bool {
+    let peer = peer.to_canonical();
+    allow.iter().any(|net| net.contains(&peer))
+}
+
 /// A CIDR, or a bare IP meaning that one host.
 fn network(s: &str) -> Result<IpNet, String> {
     match (s.parse::<IpNet>(), s.parse::<IpAddr>()) {
@@ -805,6 +825,7 @@ mod tests {
         } = dns;
         let RawHttp {
             listen: http_listen,
+            allow: http_allow,
         } = http;
         let RawProbe {
             interval_ms,
@@ -835,6 +856,7 @@ mod tests {
             ("dns.serve_stale_s", serve_stale_s.is_some()),
             ("dns.failure_cache_s", failure_cache_s.is_some()),
             ("http.listen", http_listen.is_some()),
+            ("http.allow", http_allow.is_some()),
             ("probe.interval_ms", interval_ms.is_some()),
             ("probe.timeout_ms", probe_timeout_ms.is_some()),
             ("probe.targets", targets.is_some()),
@@ -871,6 +893,7 @@ serve_stale_s = 0
 failure_cache_s = 300
 [http]
 listen = []
+allow = ["192.168.1.77/24", "2001:db8::1", "fd00::/8"]
 [probe]
 interval_ms = 3600000
 timeout_ms = 60000
@@ -913,7 +936,15 @@ first_family_count = 2
                 serve_stale: Duration::ZERO,
                 failure_cache: Duration::from_secs(300),
             },
-            http: Http { listen: vec![] },
+            http: Http {
+                listen: vec![],
+                // Host bits cleared, a bare IP one host, as for `dns.allow`.
+                allow: vec![
+                    net("192.168.1.0/24"),
+                    net("2001:db8::1/128"),
+                    net("fd00::/8"),
+                ],
+            },
             probe: Probe {
                 interval: Duration::from_secs(3600),
                 timeout: Duration::from_secs(60),
@@ -981,6 +1012,8 @@ first_family_count = 2
              "3:1: unknown field `bogus`, expected one of `listen`, `upstreams`, `resolv_conf`, \
               `timeout_ms`, `cache_size`, `allow`, `udp_max_size`, `max_inflight`, `tcp_max_connections`, `workers`, `serve_stale_s`, `failure_cache_s`"),
             ("[policy]\n\n  colour = 1\n", "3:3: unknown field `colour`, expected one of `filter`, `break_dnssec`, `table`, `first_family_count`"),
+            ("[http]\nallowed = []\n", "2:1: unknown field `allowed`, expected `listen` or `allow`"),
+            ("[http]\nallow = \"127.0.0.1\"\n", "2:9: invalid type: string \"127.0.0.1\", expected a sequence"),
             ("[dns]\ntimeout_ms = \"fast\"\n", "2:14: invalid type: string \"fast\", expected i64"),
             ("[dns]\nlisten = \"127.0.0.1:53\"\n", "2:10: invalid type: string \"127.0.0.1:53\", expected a sequence"),
             ("[dns]\nlisten = [53]\n", "2:11: invalid type: integer `53`, expected a string"),
@@ -1026,6 +1059,12 @@ first_family_count = 2
             ("[dns]\nfailure_cache_s = 301\n", "2:19: dns.failure_cache_s: 301 is outside 0..=300"),
             ("[dns]\ntcp_max_connections = 65536\n", "2:23: dns.tcp_max_connections: 65536 is outside 1..=65535"),
             ("[dns]\nallow = [\"10.0.0.0/33\"]\n", r#"2:10: dns.allow: "10.0.0.0/33" is not a CIDR (e.g. 192.0.2.0/24) or an IP"#),
+            ("[http]\nallow = [\"10.0.0.0/33\"]\n", r#"2:10: http.allow: "10.0.0.0/33" is not a CIDR (e.g. 192.0.2.0/24) or an IP"#),
+            ("[http]\nallow = [\"192.168.1.0/24\",\n  \"lan\"]\n", r#"3:3: http.allow: "lan" is not a CIDR (e.g. 192.0.2.0/24) or an IP"#),
+            ("[http]\nallow = [\"::1/129\"]\n", r#"2:10: http.allow: "::1/129" is not a CIDR (e.g. 192.0.2.0/24) or an IP"#),
+            ("[http]\nallow = [\"fe80::1%2\"]\n", r#"2:10: http.allow: "fe80::1%2" is not a CIDR (e.g. 192.0.2.0/24) or an IP"#),
+            // The same network twice, once with host bits: they normalise alike.
+            ("[http]\nallow = [\"10.0.0.0/8\", \"10.1.2.3/8\"]\n", r#"2:24: http.allow: "10.1.2.3/8" repeats an earlier entry"#),
             ("[probe]\ninterval_ms = 999\n", "2:15: probe.interval_ms: 999 is outside 1000..=3600000"),
             ("[probe]\ntimeout_ms = 99\n", "2:14: probe.timeout_ms: 99 is outside 100..=60000"),
             // The default timeout (1000) against a written interval: point at the interval.
@@ -1045,6 +1084,34 @@ first_family_count = 2
             ("[policy]\ntable = \"rfc3484\"\n", r#"2:9: policy.table: "rfc3484" is not "rfc6724" or "update""#),
             ("[policy]\nfirst_family_count = 0\n", "2:22: policy.first_family_count: 0 is outside 1..=16"),
         ]);
+    }
+
+    #[test]
+    fn allows_reads_mapped_peers_as_ipv4() {
+        let nets: Vec<IpNet> = ["192.168.1.0/24", "2001:db8::/32"]
+            .iter()
+            .map(|n| n.parse().unwrap())
+            .collect();
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        for inside in ["192.168.1.1", "::ffff:192.168.1.200", "2001:db8::5"] {
+            assert!(allows(&nets, ip(inside)), "{inside}");
+        }
+        for outside in [
+            "192.168.2.1",
+            "::ffff:192.168.2.1",
+            "2001:db9::1",
+            // The IPv4-compatible form (deprecated) is not mapped.
+            "::192.168.1.1",
+            "127.0.0.1",
+        ] {
+            assert!(!allows(&nets, ip(outside)), "{outside}");
+        }
+        assert!(!allows(&[], ip("127.0.0.1")), "empty: nobody");
+        let loopback = Config::default().http.allow;
+        assert!(allows(&loopback, ip("127.0.0.2")));
+        assert!(allows(&loopback, ip("::ffff:127.0.0.1")));
+        assert!(allows(&loopback, ip("::1")));
+        assert!(!allows(&loopback, ip("::2")));
     }
 
     #[test]

@@ -237,6 +237,7 @@ impl Daemon {
         let shared = Arc::new(Shared::new(settings, config.dns.cache_size));
         let api = Arc::new(Api::new(Arc::clone(&shared), api::Limits::default()));
         api.set_hosts(http_hosts(&http));
+        api.set_allow(config.http.allow.clone());
         api.set_interfaces(
             config.probe.interfaces.clone(),
             config.probe.exclude_interfaces.clone(),
@@ -274,6 +275,7 @@ impl Daemon {
     pub fn with_http_limits(mut self, limits: api::Limits) -> Daemon {
         let api = Api::new(Arc::clone(&self.shared), limits);
         api.set_hosts(self.api.hosts());
+        api.set_allow(self.api.allow());
         api.set_interfaces(
             self.config.probe.interfaces.clone(),
             self.config.probe.exclude_interfaces.clone(),
@@ -353,6 +355,9 @@ impl Daemon {
             }
         }
         // Nothing can fail from here on.
+        // Before any new sidecar listener starts, so none answers by the
+        // old `http.allow`.
+        self.api.set_allow(config.http.allow.clone());
         let old = self.shared.settings.load();
         let same_upstreams = old.pool.addrs().eq(settings.pool.addrs());
         self.shared.settings.store(Arc::new(settings));

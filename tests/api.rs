@@ -10,7 +10,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::fake::{a_reply, reply_to};
-use common::http::{config, get, get_with, parse_head_or_response, parse_response, raw, sidecar};
+use common::http::{
+    config, config_with, connect_from, exchange_from, get, get_from, get_with, limit_hits,
+    parse_head_or_response, parse_response, raw, sidecar, sidecar_with,
+};
 use common::{Action, FakeUpstream, query, udp_exchange};
 use getapr::api::Limits;
 use getapr::config::Source;
@@ -739,6 +742,7 @@ async fn at_the_connection_cap_the_longest_waiting_gives_way() {
     let r = get(s.http, "/healthz").await;
     assert_eq!(r.status, 200, "{r:?}");
     assert_busy(&mut held[0]).await;
+    assert_eq!(limit_hits(&s.handle, "http_busy"), 1, "its 503 is counted");
     // An idle keep-alive connection, answered before, is closed without
     // a word when it gives way.
     let mut idle = TcpStream::connect(s.http).await.unwrap();
@@ -760,6 +764,8 @@ async fn at_the_connection_cap_the_longest_waiting_gives_way() {
         .expect("closed at once")
         .unwrap_or(0);
     assert_eq!(n, 0, "{:?}", String::from_utf8_lossy(&buf[..n]));
+    // Two 503s (held[0], held[1]); `idle` was closed without one.
+    assert_eq!(limit_hits(&s.handle, "http_busy"), 2);
     s.handle.shutdown();
 }
 
@@ -782,6 +788,7 @@ async fn when_every_connection_is_busy_a_new_one_gets_503() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     let mut third = TcpStream::connect(s.http).await.unwrap();
     assert_busy(&mut third).await;
+    assert_eq!(limit_hits(&s.handle, "http_busy"), 1, "the 503 is counted");
     // A slot comes back when a request is answered (502: the upstream is
     // silent).
     let mut bytes = vec![0; 4096];
@@ -870,5 +877,246 @@ async fn reload_applies_http_listeners_atomically() {
     // The DNS side is untouched.
     let reply = udp_exchange(s.dns, &query(EMPTY, RecordType::A).bytes()).await;
     assert!(!reply.is_empty());
+    s.handle.shutdown();
+}
+
+// ---------------------------------------------------------------------------
+// http.allow: who may ask at all.
+
+/// A client of the sidecar that `http.allow = ["127.0.0.1/32"]` leaves
+/// out: all of 127.0.0.0/8 is this host's on Linux, so nothing needs root.
+const OUTSIDER: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
+const INSIDER: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+const ONLY_INSIDER: &str = "allow = [\"127.0.0.1/32\"]";
+
+/// The fixed 403 of a client outside `http.allow`.
+fn assert_forbidden(r: &common::http::Response) {
+    r.error(403);
+    assert_eq!(r.header("connection"), Some("close"), "{r:?}");
+    assert!(r.body.contains("http.allow"), "{r:?}");
+}
+
+#[tokio::test]
+async fn outside_http_allow_every_path_is_403_and_nothing_is_looked_up() {
+    let fake = upstream(vec![], vec![]).await;
+    let s = sidecar_with(fake.addr(), Limits::default(), ONLY_INSIDER).await;
+
+    // Inside: answered, and a name is asked upstream (so the count below
+    // would see a lookup).
+    let r = get_from(INSIDER, s.http, "/pairs?host=inside.pairs.test")
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{r:?}");
+    assert!(fake.total_queries() > 0, "the upstream counts queries");
+    let asked = fake.total_queries();
+    assert_eq!(limit_hits(&s.handle, "http_forbidden"), 0);
+
+    // Outside: 403 on every path and for any method, `/healthz` too.
+    let targets = [
+        "/pairs?host=outside.pairs.test",
+        "/pairs?host=192.0.2.1",
+        "/status",
+        "/metrics",
+        "/healthz",
+        "/no-such-path",
+    ];
+    for target in targets {
+        let r = get_from(OUTSIDER, s.http, target).await.unwrap();
+        assert_forbidden(&r);
+    }
+    let post = b"POST /pairs?host=post.pairs.test HTTP/1.1\r\nHost: localhost\r\n\
+                 Content-Length: 0\r\nConnection: close\r\n\r\n";
+    let r = exchange_from(Some(OUTSIDER), s.http, post, Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_forbidden(&r);
+    let refused = targets.len() + 1;
+
+    // No lookup was made for them: nothing more reached the upstream
+    // (given the time a lookup would take to get there).
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(fake.total_queries(), asked, "{:?}", fake.received());
+
+    // Counted, one per 403, and readable by an allowed client; a 403 of
+    // the Host guard counts too.
+    assert_eq!(limit_hits(&s.handle, "http_forbidden"), refused as u64);
+    raw(
+        s.http,
+        b"GET /healthz HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n",
+    )
+    .await
+    .error(403);
+    let r = get_from(INSIDER, s.http, "/metrics").await.unwrap();
+    assert_eq!(r.status, 200);
+    let line = format!(
+        "getapr_limits_hit_total{{limit=\"http_forbidden\"}} {}",
+        refused + 1
+    );
+    assert!(
+        r.body.lines().any(|l| l == line),
+        "no `{line}` in:\n{}",
+        r.body
+    );
+    assert_eq!(limit_hits(&s.handle, "http_busy"), 0);
+    s.handle.shutdown();
+}
+
+#[tokio::test]
+async fn the_default_http_allow_is_loopback() {
+    let fake = upstream(vec![], vec![]).await;
+    // No `allow` written: all of 127.0.0.0/8 may ask.
+    let s = sidecar(fake.addr(), Limits::default()).await;
+    for client in [INSIDER, OUTSIDER] {
+        let r = get_from(client, s.http, "/healthz").await.unwrap();
+        assert_eq!((r.status, r.body.as_str()), (200, "ok"), "{client}");
+    }
+    s.handle.shutdown();
+}
+
+#[tokio::test]
+async fn refused_clients_take_no_slot() {
+    let fake = upstream(vec![], vec![]).await;
+    let limits = Limits {
+        connections: 1,
+        header_timeout: Duration::from_secs(30),
+        ..Limits::default()
+    };
+    let s = sidecar_with(fake.addr(), limits, ONLY_INSIDER).await;
+    // An allowed client holds the one slot, waiting to send its head: a
+    // new connection that took a slot would make it give way.
+    let mut held = connect_from(INSIDER, s.http).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    for _ in 0..20 {
+        let r = get_from(OUTSIDER, s.http, "/healthz").await.unwrap();
+        assert_forbidden(&r);
+    }
+    held.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut bytes = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), held.read_to_end(&mut bytes))
+        .await
+        .expect("answered")
+        .unwrap();
+    let r = parse_response(&bytes).expect("a response");
+    assert_eq!((r.status, r.body.as_str()), (200, "ok"), "{r:?}");
+    assert_eq!(limit_hits(&s.handle, "http_busy"), 0, "nobody was evicted");
+    assert_eq!(limit_hits(&s.handle, "http_forbidden"), 20);
+    s.handle.shutdown();
+}
+
+#[tokio::test]
+async fn reload_applies_http_allow_atomically() {
+    let fake = upstream(vec![], vec![]).await;
+    let s = sidecar_with(fake.addr(), Limits::default(), ONLY_INSIDER).await;
+    let status = |client| async move {
+        get_from(client, s.http, "/healthz")
+            .await
+            .unwrap_or_else(|e| panic!("{client}: {e}"))
+            .status
+    };
+    assert_eq!((status(INSIDER).await, status(OUTSIDER).await), (200, 403));
+    // The same `listen` as configured: the sidecar keeps its listener and
+    // `allow` alone changes.
+    let listen = "\"127.0.0.1:0\"";
+    let with_allow = |allow: &str| config_with(fake.addr(), listen, allow);
+
+    // Widened: the outsider is in.
+    s.handle
+        .reload(with_allow("allow = [\"127.0.0.0/30\"]"))
+        .await
+        .unwrap();
+    assert_eq!((status(INSIDER).await, status(OUTSIDER).await), (200, 200));
+
+    // A reload that fails (a listen address already taken) changes
+    // nothing, `allow` included.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy = taken.local_addr().unwrap();
+    let bad = config_with(
+        fake.addr(),
+        &format!("{listen}, \"{busy}\""),
+        "allow = [\"127.0.0.3/32\"]",
+    );
+    s.handle.reload(bad).await.expect_err("bind fails");
+    assert_eq!((status(INSIDER).await, status(OUTSIDER).await), (200, 200));
+
+    // Narrowed while the outsider holds a keep-alive connection: its next
+    // request is refused and the connection closed.
+    let mut kept = connect_from(OUTSIDER, s.http).await.unwrap();
+    let request = b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    kept.write_all(request).await.unwrap();
+    let mut buf = vec![0; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(5), kept.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(parse_response(&buf[..n]).map(|r| r.status), Some(200));
+    s.handle.reload(with_allow(ONLY_INSIDER)).await.unwrap();
+    kept.write_all(request).await.unwrap();
+    let mut bytes = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), kept.read_to_end(&mut bytes))
+        .await
+        .expect("answered and closed")
+        .unwrap();
+    assert_forbidden(&parse_response(&bytes).expect("a response"));
+    assert_eq!((status(INSIDER).await, status(OUTSIDER).await), (200, 403));
+    s.handle.shutdown();
+}
+
+#[tokio::test]
+async fn http_allow_covers_ipv6_clients() {
+    if std::net::TcpListener::bind("[::1]:0").is_err() {
+        println!("SKIPPED: no ::1 on this host");
+        return;
+    }
+    let fake = upstream(vec![], vec![]).await;
+    // Listening on ::1, IPv4 loopback only allowed: ::1 is outside.
+    let listen = "\"[::1]:0\"";
+    let config = config_with(fake.addr(), listen, "allow = [\"127.0.0.0/8\"]");
+    let daemon = Daemon::bind(config, Source::Embedded).await.unwrap();
+    let http = daemon.http_addrs()[0];
+    let handle = daemon.handle();
+    tokio::spawn(daemon.run());
+    let v6 = IpAddr::V6(Ipv6Addr::LOCALHOST);
+    let r = get_from(v6, http, "/healthz").await.unwrap();
+    assert_forbidden(&r);
+    handle
+        .reload(config_with(fake.addr(), listen, "allow = [\"::1\"]"))
+        .await
+        .unwrap();
+    let r = get_from(v6, http, "/healthz").await.unwrap();
+    assert_eq!((r.status, r.body.as_str()), (200, "ok"), "{r:?}");
+    handle.shutdown();
+}
+
+#[tokio::test]
+async fn pairs_beyond_its_bound_get_503_and_each_is_counted() {
+    let silent = FakeUpstream::silent().await;
+    // One `/pairs` at a time and none in line.
+    let limits = Limits {
+        pairs: 1,
+        pairs_queue: 0,
+        ..Limits::default()
+    };
+    let s = sidecar(silent.addr(), limits).await;
+    let pairs = b"GET /pairs?host=a.pairs.test HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    let mut first = TcpStream::connect(s.http).await.unwrap();
+    first.write_all(pairs).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Beyond the bound: 503 at once, each time.
+    let mut second = TcpStream::connect(s.http).await.unwrap();
+    for count in [1, 2] {
+        second.write_all(pairs).await.unwrap();
+        let mut buf = vec![0; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(2), second.read(&mut buf))
+            .await
+            .expect("at once")
+            .unwrap();
+        let r = parse_response(&buf[..n]).expect("a response");
+        r.error(503);
+        assert_eq!(r.header("retry-after"), Some("1"));
+        assert_eq!(limit_hits(&s.handle, "http_busy"), count);
+    }
+    assert_eq!(limit_hits(&s.handle, "http_forbidden"), 0);
     s.handle.shutdown();
 }

@@ -410,6 +410,14 @@ fn uci_to_toml_of_the_shipped_config_is_accepted() {
     let toml_path = d.join("getapr.toml");
     std::fs::write(&toml_path, &toml).unwrap();
     assert_config_ok(&toml_path);
+    // `allow` twice: under [dns] and under [http].
+    assert!(
+        toml.contains(
+            "[http]\nlisten = [\"127.0.0.1:8053\", \"[::1]:8053\"]\n\
+             allow = [\"127.0.0.0/8\", \"::1/128\"]\n"
+        ),
+        "{toml}"
+    );
     for line in [
         "listen = [\"127.0.0.53:53\"]",
         "upstreams = [\"system\"]",

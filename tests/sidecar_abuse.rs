@@ -2,7 +2,9 @@
 //! clients, oversize heads and a flood of `/pairs` must not take the
 //! sidecar from anyone else: `/healthz` keeps answering 200 at once and
 //! the DNS path keeps answering, while the abusers get 431 or the
-//! documented 503 with `Retry-After` (src/api/mod.rs, "Limits").
+//! documented 503 with `Retry-After` (src/api/mod.rs, "Limits"). A flood
+//! from outside `http.allow` gets 403 and costs no lookup at all
+//! (src/api/mod.rs, "Who may ask").
 //!
 //! The real daemon runs in process with DNS and HTTP on `127.0.0.1:0` and
 //! a [`FakeUpstream`] on loopback. The tests run one at a time (their
@@ -11,13 +13,13 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::fake::a_reply;
-use common::http::{Response, Sidecar, exchange, sidecar};
+use common::http::{Response, Sidecar, exchange, exchange_from, limit_hits, sidecar, sidecar_with};
 use common::{Action, FakeUpstream, query, udp_exchange};
 use getapr::api::Limits;
 use hickory_proto::op::{Message, ResponseCode};
@@ -147,6 +149,14 @@ async fn slowloris_starves_neither_healthz_nor_dns() {
     assert!(
         seen.ended.load(Ordering::Relaxed) >= ATTACKERS - cap,
         "{seen:?}"
+    );
+    // Each gave way before its head was in, and so got a counted 503
+    // (the header timeout, whose 408 is not one, is far off).
+    let busy = limit_hits(&s.handle, "http_busy");
+    println!("slowloris: getapr_limits_hit_total{{limit=\"http_busy\"}} {busy}");
+    assert!(
+        busy >= seen.ended.load(Ordering::Relaxed) as u64,
+        "{busy}: {seen:?}"
     );
     healthz.check("slowloris: /healthz");
     dns.report("slowloris: DNS");
@@ -372,7 +382,7 @@ async fn a_thousand_concurrent_pairs_get_answers_and_healthz_stays_fast() {
         });
     }
     let done = CancellationToken::new();
-    let (healthz, dns) = tokio::join!(
+    let ((healthz, dns), busy_seen) = tokio::join!(
         probe_until(&s, 5, Duration::from_millis(20), &done),
         async {
             let started = Instant::now();
@@ -382,18 +392,21 @@ async fn a_thousand_concurrent_pairs_get_answers_and_healthz_stays_fast() {
             }
             done.cancel();
             println!("pairs flood: all answered in {:?}", started.elapsed());
-            tally(&outcomes);
+            tally(&outcomes)
         }
-    )
-    .0;
+    );
+    // Every 503 a client saw is counted (and any lost in a reset).
+    let busy = limit_hits(&s.handle, "http_busy");
+    println!("pairs flood: 503s seen {busy_seen}, counted {busy}");
+    assert!(busy >= busy_seen, "{busy} < {busy_seen}");
     healthz.check("pairs flood: /healthz");
     dns.report("pairs flood: DNS");
     s.handle.shutdown();
 }
 
 /// Counts the flood's answers by status and message; every one must be a
-/// 200 with pairs or a 503 with `Retry-After`.
-fn tally(outcomes: &[Result<Response, String>]) {
+/// 200 with pairs or a 503 with `Retry-After`. Returns the 503s.
+fn tally(outcomes: &[Result<Response, String>]) -> u64 {
     let mut counts: BTreeMap<String, usize> = BTreeMap::new();
     let mut wrong = Vec::new();
     for outcome in outcomes {
@@ -417,4 +430,79 @@ fn tally(outcomes: &[Result<Response, String>]) {
         &wrong[..wrong.len().min(5)]
     );
     assert!(counts.contains_key("200"), "none was served: {counts:?}");
+    counts
+        .iter()
+        .filter(|(k, _)| k.starts_with("503"))
+        .map(|(_, &n)| n as u64)
+        .sum()
+}
+
+// ---------------------------------------------------------------------------
+// (d) A flood from outside `http.allow`.
+
+/// A client that `http.allow = ["127.0.0.1/32"]` leaves out (all of
+/// 127.0.0.0/8 is this host's on Linux).
+const OUTSIDER: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_from_outside_http_allow_gets_403_and_no_lookup() {
+    let _one = SERIAL.lock().await;
+    raise_nofile();
+    let fake = upstream().await;
+    let s = sidecar_with(fake.addr(), Limits::default(), "allow = [\"127.0.0.1/32\"]").await;
+    let before = rss();
+    let mut flood = JoinSet::new();
+    for i in 0..FLOOD {
+        let addr = s.http;
+        flood.spawn(async move {
+            // Names the upstream answers after 100 ms: were they looked
+            // up, the flood would hold `/pairs` turns and DNS lookups.
+            let request = get_request(&format!("/pairs?host=out{i}{SLOW}"));
+            exchange_from(Some(OUTSIDER), addr, &request, HANG).await
+        });
+    }
+    let done = CancellationToken::new();
+    let ((healthz, dns), outcomes) = tokio::join!(
+        probe_until(&s, 5, Duration::from_millis(20), &done),
+        async {
+            let started = Instant::now();
+            let mut outcomes: BTreeMap<String, usize> = BTreeMap::new();
+            while let Some(outcome) = flood.join_next().await {
+                let key = match outcome.expect("no panic") {
+                    Ok(r) if r.status == 403 => "403".to_string(),
+                    Ok(r) => format!("{} {}", r.status, r.body),
+                    Err(e) => e,
+                };
+                *outcomes.entry(key).or_default() += 1;
+            }
+            done.cancel();
+            println!("outsider flood: all refused in {:?}", started.elapsed());
+            outcomes
+        }
+    );
+    let forbidden = limit_hits(&s.handle, "http_forbidden");
+    let asked: Vec<String> = fake
+        .received_messages()
+        .iter()
+        .map(|m| m.queries[0].name().to_ascii())
+        .filter(|n| n.starts_with("out"))
+        .collect();
+    println!(
+        "outsider flood: {FLOOD} /pairs at once from {OUTSIDER}: {outcomes:?}; \
+         counted {forbidden}; upstream queries for them {}; VmRSS before {:.1} MiB, after {:.1} MiB",
+        asked.len(),
+        before as f64 / f64::from(1 << 20),
+        rss() as f64 / f64::from(1 << 20),
+    );
+    assert_eq!(outcomes.get("403"), Some(&FLOOD), "{outcomes:?}");
+    assert_eq!(forbidden, FLOOD as u64);
+    assert!(
+        asked.is_empty(),
+        "looked up: {:?}",
+        &asked[..asked.len().min(5)]
+    );
+    assert_eq!(limit_hits(&s.handle, "http_busy"), 0);
+    healthz.check("outsider flood: /healthz");
+    dns.report("outsider flood: DNS");
+    s.handle.shutdown();
 }

@@ -22,6 +22,30 @@
 //! the sidecar uses. HTTP/2 is left out for the same reason (curl and every
 //! client library speak HTTP/1.1 to `http://` URLs).
 //!
+//! # Who may ask
+//!
+//! `/pairs` resolves names through the daemon's upstreams and shows the
+//! host's own addresses, so the sidecar answers only clients inside
+//! `http.allow` (default: loopback, like `dns.allow`), checked against the
+//! peer address of each connection as it is accepted, before anything
+//! else: a client outside gets a fixed `403 Forbidden` at once, without
+//! its request being read, a slot taken, a task spawned or a name looked
+//! up (like the busy answer below; a client whose request was already sent
+//! may see a reset after the 403). The check is per connection because the
+//! peer address is all it needs and it is known at the accept: refusing
+//! there costs one write, where refusing per request would first give a
+//! refused client a slot, which could push an allowed client's waiting
+//! connection out (see `slots`), and a task that reads its head. Every
+//! path gets the 403, `/healthz` too: an outside health checker is let in
+//! by listing its address, as for anything else. After a reload narrows
+//! `http.allow`, each request on a connection accepted before is checked
+//! again and gets a 403 that closes the connection. An IPv4-mapped peer
+//! (`::ffff:a.b.c.d`) counts as its IPv4 address ([`crate::config::allows`]).
+//! The `Host`/`Origin` guard (`guard`) runs after, on each request.
+//!
+//! Every 403 the sidecar sends counts in `getapr_limits_hit_total{limit=
+//! "http_forbidden"}`, every 503 in `{limit="http_busy"}`.
+//!
 //! # Limits
 //!
 //! They keep the sidecar answering, and its memory small, whatever its
@@ -68,8 +92,9 @@
 //!   published verdicts.
 //!
 //! `tests/sidecar_abuse.rs` holds the sidecar to this: 200 slowloris
-//! clients, heads of 1 MiB and 1,000 concurrent `/pairs`, while `/healthz`
-//! and DNS queries must be answered at once.
+//! clients, heads of 1 MiB and 1,000 concurrent `/pairs` (and as many from
+//! outside `http.allow`, which must cause no lookup), while `/healthz` and
+//! DNS queries must be answered at once.
 
 pub mod guard;
 pub mod json;
@@ -86,6 +111,7 @@ use arc_swap::ArcSwap;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use ipnet::IpNet;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -93,6 +119,7 @@ use tokio_util::sync::CancellationToken;
 use self::slots::Slots;
 use crate::dns::server::Shared;
 use crate::inventory::Snapshot;
+use crate::metrics::Limit;
 
 /// The largest request head (request line and headers) read.
 pub const MAX_HEAD: usize = 8 * 1024;
@@ -137,6 +164,8 @@ pub struct Api {
     /// The sidecar's listen addresses (as configured and as bound), which
     /// the guard accepts as `Host`.
     hosts: ArcSwap<Vec<IpAddr>>,
+    /// `http.allow`: the clients answered at all.
+    allow: ArcSwap<Vec<IpNet>>,
     /// `probe.interfaces` and `probe.exclude_interfaces`, for the inventory
     /// `/pairs` reads itself while probing is off.
     interfaces: ArcSwap<(Vec<String>, Vec<String>)>,
@@ -157,6 +186,9 @@ impl Api {
             pairs_line: Semaphore::new(limits.pairs + limits.pairs_queue),
             pairs_running: Semaphore::new(limits.pairs),
             hosts: ArcSwap::from_pointee(Vec::new()),
+            // Nobody until the daemon sets `http.allow`: a sidecar wired
+            // without it refuses rather than answers everyone.
+            allow: ArcSwap::from_pointee(Vec::new()),
             interfaces: ArcSwap::from_pointee((Vec::new(), Vec::new())),
             inventory: tokio::sync::Mutex::new(None),
         }
@@ -175,6 +207,33 @@ impl Api {
     /// Replaces [`Api::hosts`].
     pub fn set_hosts(&self, hosts: Vec<IpAddr>) {
         self.hosts.store(Arc::new(hosts));
+    }
+
+    /// `http.allow` as set last.
+    pub fn allow(&self) -> Vec<IpNet> {
+        self.allow.load().to_vec()
+    }
+
+    /// Replaces `http.allow`: new connections are checked against it at
+    /// once, and so is each next request on those already open.
+    pub fn set_allow(&self, allow: Vec<IpNet>) {
+        self.allow.store(Arc::new(allow));
+    }
+
+    /// Whether `peer` is inside `http.allow`.
+    fn allows(&self, peer: IpAddr) -> bool {
+        crate::config::allows(&self.allow.load(), peer)
+    }
+
+    /// Answers a connection with one of the fixed answers below and closes
+    /// it, counting it.
+    fn refuse(&self, stream: TcpStream, fixed: Fixed) {
+        let (answer, limit) = match fixed {
+            Fixed::Forbidden => (FORBIDDEN, Limit::HttpForbidden),
+            Fixed::Busy => (BUSY, Limit::HttpBusy),
+        };
+        self.shared.metrics.limit_hit(limit);
+        write_and_close(stream, answer);
     }
 
     /// The interface filter of `[probe]`, applied to the inventory `/pairs`
@@ -199,10 +258,10 @@ pub async fn serve(api: Arc<Api>, listener: TcpListener, stop: CancellationToken
         .max_header_size(MAX_HEAD)
         .keep_alive(true);
     loop {
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             () = stop.cancelled() => return,
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok(accepted) => accepted,
                 Err(e) => {
                     // EMFILE and friends: wait instead of spinning.
                     tracing::warn!("http: accept failed: {e}");
@@ -211,8 +270,16 @@ pub async fn serve(api: Arc<Api>, listener: TcpListener, stop: CancellationToken
                 }
             },
         };
+        // First, before the connection costs anything more.
+        let peer = peer.ip();
+        if !api.allows(peer) {
+            tracing::debug!("http: {peer} is outside http.allow: 403");
+            api.refuse(stream, Fixed::Forbidden);
+            continue;
+        }
         let Some(slot) = api.slots.admit(Instant::now()) else {
-            busy(stream);
+            tracing::debug!("http: every connection is busy: 503");
+            api.refuse(stream, Fixed::Busy);
             continue;
         };
         let local = stream.local_addr().ok().map(|a| a.ip());
@@ -227,11 +294,13 @@ pub async fn serve(api: Arc<Api>, listener: TcpListener, stop: CancellationToken
                 let slot = Arc::clone(&slot);
                 async move {
                     let Some(_busy) = slot.busy() else {
-                        // Evicted as the head came in: the task is about to
-                        // drop the connection, this answer is never sent.
-                        return Ok::<_, Infallible>(routes::gone());
+                        // Evicted as the head came in: the task drops the
+                        // connection as soon as it sees that, so this
+                        // answer may or may not go out first (it counts
+                        // either way: the cap bit).
+                        return Ok::<_, Infallible>(api.gone());
                     };
-                    Ok(api.respond(req, local).await)
+                    Ok(api.respond(req, local, peer).await)
                 }
             });
             let mut conn = builder.serve_connection(TokioIo::new(stream), service);
@@ -242,7 +311,7 @@ pub async fn serve(api: Arc<Api>, listener: TcpListener, stop: CancellationToken
                     // head yet: it gets the busy answer. One that was
                     // answered and idles is closed, as keep-alive allows.
                     if !slot.asked() {
-                        busy(conn.into_parts().io.into_inner());
+                        api.refuse(conn.into_parts().io.into_inner(), Fixed::Busy);
                     }
                     return;
                 }
@@ -262,6 +331,16 @@ pub async fn serve(api: Arc<Api>, listener: TcpListener, stop: CancellationToken
     }
 }
 
+/// The fixed answers, written to a connection instead of serving it.
+#[derive(Debug, Clone, Copy)]
+enum Fixed {
+    /// Its peer is outside `http.allow`: [`FORBIDDEN`].
+    Forbidden,
+    /// Every connection is busy, or this one gave way before its head
+    /// came: [`BUSY`].
+    Busy,
+}
+
 /// The answer beyond the connection cap, and to a connection that gives
 /// up its slot before its head came, written without reading anything.
 const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
@@ -272,12 +351,25 @@ content-length: 49\r\n\
 \r\n\
 {\"error\": \"too many connections to the sidecar\"}\n";
 
-fn busy(stream: TcpStream) {
+/// Why a client outside `http.allow` is refused, also in the 403 of a
+/// request on a connection accepted before a reload narrowed it.
+const NOT_ALLOWED: &str = "this client's address is not in http.allow";
+
+/// The answer to a connection from outside `http.allow`, written without
+/// reading anything; its body is [`NOT_ALLOWED`].
+const FORBIDDEN: &[u8] = b"HTTP/1.1 403 Forbidden\r\n\
+content-type: application/json\r\n\
+connection: close\r\n\
+content-length: 56\r\n\
+\r\n\
+{\"error\": \"this client's address is not in http.allow\"}\n";
+
+fn write_and_close(stream: TcpStream, answer: &[u8]) {
     // A fresh socket's send buffer is empty, so this small write completes
     // at once or not at all; nothing here waits.
-    let _ = stream.try_write(BUSY);
+    let _ = stream.try_write(answer);
     // What already arrived is read and dropped, so that closing sends a FIN
-    // after the 503 rather than a reset (a close with unread data resets).
+    // after the answer rather than a reset (a close with unread data resets).
     let mut sink = [0u8; 2048];
     for _ in 0..4 {
         match stream.try_read(&mut sink) {
@@ -323,9 +415,9 @@ pub fn exercise(data: &[u8]) {
 mod tests {
     use super::*;
 
-    #[test]
-    fn the_busy_answer_is_well_formed() {
-        let text = std::str::from_utf8(BUSY).unwrap();
+    /// The head and the body of a fixed answer, its length checked.
+    fn split(answer: &[u8]) -> (&str, &str) {
+        let text = std::str::from_utf8(answer).unwrap();
         let (head, body) = text.split_once("\r\n\r\n").unwrap();
         let length: usize = head
             .lines()
@@ -333,7 +425,27 @@ mod tests {
             .unwrap()
             .parse()
             .unwrap();
-        assert_eq!(length, body.len());
+        assert_eq!(length, body.len(), "{head}");
+        (head, body)
+    }
+
+    #[test]
+    fn the_busy_answer_is_well_formed() {
+        let (head, body) = split(BUSY);
+        assert!(head.starts_with("HTTP/1.1 503 "), "{head}");
+        assert_eq!(
+            body,
+            json::error("too many connections to the sidecar") + "\n"
+        );
+    }
+
+    #[test]
+    fn the_forbidden_answer_is_well_formed() {
+        let (head, body) = split(FORBIDDEN);
+        assert!(head.starts_with("HTTP/1.1 403 Forbidden\r\n"), "{head}");
+        assert!(head.contains("\r\nconnection: close\r\n"), "{head}");
+        // The same words as the 403 a request gets after a reload.
+        assert_eq!(body, json::error(NOT_ALLOWED) + "\n");
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! The routes: guard, then `/pairs`, `/status`, `/metrics`, `/healthz`.
+//! The routes: `http.allow` again (for connections older than a reload),
+//! the guard, then `/pairs`, `/status`, `/metrics`, `/healthz`.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -13,10 +14,11 @@ use tokio::sync::SemaphorePermit;
 use super::guard::{self, Refusal};
 use super::json::{self, Object};
 use super::query::{self, Target};
-use super::{Api, INVENTORY_TTL};
+use super::{Api, INVENTORY_TTL, NOT_ALLOWED};
 use crate::dns::server::LookupError;
 use crate::dns::wire::{rcode, rtype};
 use crate::inventory::{self, Inventory, Snapshot};
+use crate::metrics::Limit;
 use crate::policy::{self, Options};
 use crate::probe::verdicts::Verdicts;
 
@@ -29,8 +31,20 @@ const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=
 
 impl Api {
     /// The answer to one request; `local` is the address the connection
-    /// arrived on.
-    pub(super) async fn respond(&self, req: Request<Incoming>, local: Option<IpAddr>) -> Answer {
+    /// arrived on, `peer` the client's.
+    pub(super) async fn respond(
+        &self,
+        req: Request<Incoming>,
+        local: Option<IpAddr>,
+        peer: IpAddr,
+    ) -> Answer {
+        // Checked as the connection was accepted; again here for a
+        // keep-alive connection accepted before a reload narrowed
+        // `http.allow`, which is closed.
+        if !self.allows(peer) {
+            tracing::debug!("http: {peer} is no longer inside http.allow: 403");
+            return close(self.forbidden(NOT_ALLOWED));
+        }
         let hosts = self.hosts.load();
         let mut ours: Vec<IpAddr> = hosts.iter().copied().collect();
         ours.extend(local);
@@ -51,7 +65,12 @@ impl Api {
         match guard::check(&host_headers, authority, &origins, &ours) {
             Ok(()) => {}
             Err(Refusal::BadRequest(why)) => return error(StatusCode::BAD_REQUEST, why),
-            Err(Refusal::Forbidden(why)) => return error(StatusCode::FORBIDDEN, why),
+            Err(Refusal::Forbidden(why)) => {
+                tracing::debug!(
+                    "http: a request from {peer} refused by the Host/Origin guard: 403"
+                );
+                return self.forbidden(why);
+            }
         }
         let route = match req.uri().path() {
             "/pairs" => Route::Pairs,
@@ -75,7 +94,10 @@ impl Api {
         match route {
             Route::Pairs => match self.pairs_turn().await {
                 Some(_turn) => self.pairs(req.uri().query()).await,
-                None => busy("too many /pairs requests at once"),
+                None => {
+                    tracing::debug!("http: /pairs at its bound: 503");
+                    self.busy("too many /pairs requests at once")
+                }
             },
             Route::Status => json_answer(StatusCode::OK, status(&self.shared.verdicts.load())),
             Route::Metrics => body(StatusCode::OK, OPENMETRICS, self.shared.metrics.encode()),
@@ -309,22 +331,37 @@ fn status(v: &Verdicts) -> String {
     out
 }
 
-/// The answer to a request that came on a connection as it gave up its
-/// slot (see `slots`): a 503 that closes it.
-pub(super) fn gone() -> Answer {
-    let mut answer = busy("too many connections to the sidecar");
+impl Api {
+    /// The answer to a request that came on a connection as it gave up its
+    /// slot (see `slots`): a 503 that closes it.
+    pub(super) fn gone(&self) -> Answer {
+        tracing::debug!("http: a request came as its connection gave way: 503");
+        close(self.busy("too many connections to the sidecar"))
+    }
+
+    /// 503 with `Retry-After`: the sidecar is busy now, not broken.
+    /// Counted, as every 503 is.
+    fn busy(&self, message: &str) -> Answer {
+        self.shared.metrics.limit_hit(Limit::HttpBusy);
+        let mut answer = error(StatusCode::SERVICE_UNAVAILABLE, message);
+        answer
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        answer
+    }
+
+    /// 403, counted, as every 403 is.
+    fn forbidden(&self, message: &str) -> Answer {
+        self.shared.metrics.limit_hit(Limit::HttpForbidden);
+        error(StatusCode::FORBIDDEN, message)
+    }
+}
+
+/// `answer`, closing the connection after it.
+fn close(mut answer: Answer) -> Answer {
     answer
         .headers_mut()
         .insert(header::CONNECTION, HeaderValue::from_static("close"));
-    answer
-}
-
-/// 503 with `Retry-After`: the sidecar is busy now, not broken.
-fn busy(message: &str) -> Answer {
-    let mut answer = error(StatusCode::SERVICE_UNAVAILABLE, message);
-    answer
-        .headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
     answer
 }
 

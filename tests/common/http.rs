@@ -3,7 +3,7 @@
 //! side reads responses off the wire as they are (no HTTP client library:
 //! the tests look at exact status lines, headers and resets).
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use getapr::api::Limits;
@@ -11,7 +11,7 @@ use getapr::config::{Config, Source};
 use getapr::daemon::{Daemon, Handle};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 
 use super::daemon::{config_toml, parse};
 
@@ -20,8 +20,16 @@ use super::daemon::{config_toml, parse};
 /// the sidecar on `http` (TOML list items, e.g. `"\"127.0.0.1:0\""`;
 /// empty: off).
 pub fn config(upstream: SocketAddr, http: &str) -> Config {
-    let text = config_toml(&[upstream], "timeout_ms = 500")
-        .replace("[http]\nlisten = []", &format!("[http]\nlisten = [{http}]"));
+    config_with(upstream, http, "")
+}
+
+/// [`config`] with more `[http]` keys, one per line (e.g. `allow =
+/// ["127.0.0.1/32"]`).
+pub fn config_with(upstream: SocketAddr, http: &str, http_extra: &str) -> Config {
+    let text = config_toml(&[upstream], "timeout_ms = 500").replace(
+        "[http]\nlisten = []",
+        &format!("[http]\nlisten = [{http}]\n{http_extra}"),
+    );
     parse(&text)
 }
 
@@ -38,7 +46,13 @@ pub struct Sidecar {
 /// Binds the daemon with [`config`] and `limits`, and runs it in a task
 /// of the test's runtime.
 pub async fn sidecar(upstream: SocketAddr, limits: Limits) -> Sidecar {
-    let daemon = Daemon::bind(config(upstream, "\"127.0.0.1:0\""), Source::Embedded)
+    sidecar_with(upstream, limits, "").await
+}
+
+/// [`sidecar`] with more `[http]` keys (see [`config_with`]).
+pub async fn sidecar_with(upstream: SocketAddr, limits: Limits, http_extra: &str) -> Sidecar {
+    let config = config_with(upstream, "\"127.0.0.1:0\"", http_extra);
+    let daemon = Daemon::bind(config, Source::Embedded)
         .await
         .unwrap_or_else(|e| panic!("bind: {e}"))
         .with_http_limits(limits);
@@ -48,6 +62,17 @@ pub async fn sidecar(upstream: SocketAddr, limits: Limits) -> Sidecar {
     let handle = daemon.handle();
     tokio::spawn(daemon.run());
     Sidecar { handle, dns, http }
+}
+
+/// `getapr_limits_hit_total{limit="LIMIT"}` as the daemon counts it now.
+pub fn limit_hits(handle: &Handle, limit: &str) -> u64 {
+    let series = format!("getapr_limits_hit_total{{limit=\"{limit}\"}} ");
+    let text = handle.metrics_text();
+    text.lines()
+        .find_map(|l| l.strip_prefix(series.as_str()))
+        .unwrap_or_else(|| panic!("no {series}in:\n{text}"))
+        .parse()
+        .unwrap_or_else(|e| panic!("{series}: {e}"))
 }
 
 /// A response as read off the wire.
@@ -113,9 +138,24 @@ pub async fn exchange(
     request: &[u8],
     wait: Duration,
 ) -> Result<Response, String> {
+    exchange_from(None, addr, request, wait).await
+}
+
+/// [`exchange`] from the local address `source` (any port), when given.
+/// All of 127.0.0.0/8 is this host's on Linux: a client from 127.0.0.2
+/// needs no root and nothing added.
+pub async fn exchange_from(
+    source: Option<IpAddr>,
+    addr: SocketAddr,
+    request: &[u8],
+    wait: Duration,
+) -> Result<Response, String> {
     let mut bytes = Vec::new();
     let attempt = tokio::time::timeout(wait, async {
-        let mut stream = TcpStream::connect(addr).await?;
+        let mut stream = match source {
+            None => TcpStream::connect(addr).await?,
+            Some(ip) => connect_from(ip, addr).await?,
+        };
         // Read whatever arrives even when the write failed.
         let written = stream.write_all(request).await;
         stream.read_to_end(&mut bytes).await?;
@@ -128,6 +168,29 @@ pub async fn exchange(
             String::from_utf8_lossy(&bytes)
         )
     })
+}
+
+/// A connection to `addr` from `source` (any port).
+pub async fn connect_from(source: IpAddr, addr: SocketAddr) -> std::io::Result<TcpStream> {
+    let socket = match source {
+        IpAddr::V4(_) => TcpSocket::new_v4()?,
+        IpAddr::V6(_) => TcpSocket::new_v6()?,
+    };
+    socket.bind(SocketAddr::new(source, 0))?;
+    socket.connect(addr).await
+}
+
+/// `GET target` with `Host: localhost` from `source`, as [`exchange_from`]
+/// sends it (a refused client may see a reset after its answer).
+pub async fn get_from(source: IpAddr, addr: SocketAddr, target: &str) -> Result<Response, String> {
+    let request = format!("GET {target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    exchange_from(
+        Some(source),
+        addr,
+        request.as_bytes(),
+        Duration::from_secs(10),
+    )
+    .await
 }
 
 pub fn parse_response(bytes: &[u8]) -> Option<Response> {

@@ -97,6 +97,7 @@ getapr_uci2toml() { # SECTION
     config_get_bool _getapr_on "$_s" http 1
     if [ "$_getapr_on" = 1 ]; then
         getapr_list "$_s" http_listen listen || return 1
+        getapr_list "$_s" http_allow allow || return 1
     else
         echo "listen = []"
     fi
