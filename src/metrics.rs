@@ -286,7 +286,8 @@ pub enum Limit {
     /// A TCP connection from outside `dns.allow` was closed before it took
     /// a slot.
     TcpNotAllowed,
-    /// An HTTP request from outside `http.allow` got 403.
+    /// The sidecar answered 403: a client from outside `http.allow`, or a
+    /// request the Host/Origin guard against DNS rebinding turned away.
     HttpForbidden,
     /// An HTTP request got 503: the sidecar's connections or `/pairs`
     /// lookups were at their bound.
