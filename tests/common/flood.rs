@@ -142,10 +142,9 @@ impl Drop for Getapr {
         let _ = self.child.kill();
         let _ = self.child.wait();
         if thread::panicking() {
-            eprintln!("getapr's log ({}):\n{}", self.dir.display(), self.log());
-        } else {
-            let _ = std::fs::remove_dir_all(&self.dir);
+            eprintln!("getapr's log (its last 4 KiB):\n{}", self.log());
         }
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
