@@ -6,6 +6,7 @@
 //! | [`bin`] | the `getapr` binary as a child process, its config and signals |
 //! | [`auth`] | [`AuthUpstream`]: hickory-server with the `example.test.` zone |
 //! | [`fake`] | [`FakeUpstream`]: a scriptable UDP+TCP server (spoofing, silence, delays) |
+//! | [`flood`] | the binary under load: RSS from `/proc`, clients on 127.0.0.x, paced floods, the flood table |
 //! | [`client`] | UDP/TCP exchanges with timeouts, query builders |
 //! | [`compare`] | [`compare()`]: what a client gets via getapr vs directly |
 //! | [`daemon`] | [`start_getapr`] and the config text it runs with |
@@ -40,6 +41,7 @@ pub mod client;
 pub mod compare;
 pub mod daemon;
 pub mod fake;
+pub mod flood;
 pub mod http;
 pub mod lab;
 pub mod labdns;
