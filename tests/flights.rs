@@ -11,19 +11,11 @@ use std::time::Duration;
 
 use common::client::{a_addrs, ip, parse};
 use common::fake::a_reply;
+use common::http::limit_hits;
 use common::{Action, FakeUpstream, config_toml, query, start_getapr};
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
 use tokio::net::UdpSocket;
-
-/// The value of `getapr_limits_hit_total{limit="…"}` in the metrics text.
-fn limit_hits(text: &str, limit: &str) -> u64 {
-    let prefix = format!("getapr_limits_hit_total{{limit=\"{limit}\"}} ");
-    text.lines()
-        .find_map(|l| l.strip_prefix(&prefix))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no {limit} series in:\n{text}"))
-}
 
 /// A UDP socket bound to `source` (any 127/8 address is local on Linux,
 /// so each is a client of its own).
@@ -74,7 +66,7 @@ async fn identical_queries_past_the_cap_are_dropped_and_counted() {
     // The per-lookup cap is 256: the first 256 wait, 44 are dropped.
     assert_eq!(got.len(), 256, "answered");
     assert_eq!(upstream.received().len(), 1, "one upstream query");
-    assert_eq!(limit_hits(&handle.metrics_text(), "dns_joiner_dropped"), 44);
+    assert_eq!(limit_hits(&handle, "dns_joiner_dropped"), 44);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -135,9 +127,8 @@ async fn a_flood_of_unanswered_names_gives_way_to_other_clients() {
     for (_, bytes) in &flood_answers {
         assert_eq!(parse(bytes).metadata.response_code, ResponseCode::ServFail);
     }
-    let text = handle.metrics_text();
-    let evicted = limit_hits(&text, "dns_lookup_evicted");
-    let refused = limit_hits(&text, "dns_lookup_refused");
+    let evicted = limit_hits(&handle, "dns_lookup_evicted");
+    let refused = limit_hits(&handle, "dns_lookup_refused");
     assert!(
         evicted >= 20,
         "at least one flood lookup per legit miss: {evicted}"
@@ -185,7 +176,6 @@ async fn a_lone_client_at_the_cap_jostles_only_its_stuck_lookups() {
         parse(&got[0].1).metadata.response_code,
         ResponseCode::ServFail
     );
-    let text = handle.metrics_text();
-    assert_eq!(limit_hits(&text, "dns_lookup_refused"), 1);
-    assert_eq!(limit_hits(&text, "dns_lookup_evicted"), 1);
+    assert_eq!(limit_hits(&handle, "dns_lookup_refused"), 1);
+    assert_eq!(limit_hits(&handle, "dns_lookup_evicted"), 1);
 }
