@@ -310,7 +310,7 @@ fn status(v: &Verdicts) -> String {
 }
 
 /// The answer to a request that came on a connection as it gave up its
-/// slot (see `slots`): a 503 that closes it.
+/// slot (see the crate's `slots`): a 503 that closes it.
 pub(super) fn gone() -> Answer {
     let mut answer = busy("too many connections to the sidecar");
     answer
