@@ -1017,6 +1017,10 @@ pub async fn serve_tcp(shared: Arc<Shared>, listener: TcpListener, stop: Cancell
         shared.tracker.spawn(async move {
             connection(shared2, rd, wr, peer.ip(), slot, stop).await;
         });
+        // The new connection reads its first message (most clients send it
+        // with the connection) before the next one can take its slot: in a
+        // burst of connections at the cap, it is busy, not evicted.
+        tokio::task::yield_now().await;
     }
 }
 
