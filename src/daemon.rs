@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::{TcpListener, UdpSocket};
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -588,7 +588,7 @@ fn settings(config: &Config) -> Result<Settings, Error> {
             config.dns.timeout,
             config.dns.max_inflight,
         )),
-        tcp_slots: Arc::new(Semaphore::new(config.dns.tcp_max_connections)),
+        tcp_max_connections: config.dns.tcp_max_connections,
         policy: config.policy.clone(),
         serve_stale: config.dns.serve_stale,
         failure_cache: config.dns.failure_cache,

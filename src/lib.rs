@@ -18,7 +18,8 @@
 //! | [`probe`] | the probe engine (pure), verdicts, STUN, NAT64, the driver that sends probes | engine no, driver yes |
 //! | [`metrics`] | the Prometheus families of `/metrics` | no |
 //! | [`policy`] | RFC 6724 source and destination selection + verdicts, family interleave | no |
-//! | [`api`] | the HTTP sidecar: routes, Host/Origin guard, JSON, connection slots | yes |
+//! | [`api`] | the HTTP sidecar: routes, Host/Origin guard, JSON | yes |
+//! | `slots` | connection caps of DNS over TCP and the sidecar: who gives way at the cap (stalled, then idle; never busy) | no |
 //! | [`daemon`] | wiring, signals, reload | yes |
 #![forbid(unsafe_code)]
 
@@ -32,3 +33,4 @@ pub mod metrics;
 pub mod notify;
 pub mod policy;
 pub mod probe;
+mod slots;

@@ -6,7 +6,6 @@
 //! | [`guard`] | the `Host`/`Origin` check against DNS rebinding (pure) |
 //! | [`query`] | the query string of `/pairs` (pure) |
 //! | `routes` | the four routes: resolution, pairs, status, metrics |
-//! | `slots` | the connection cap and who gives way at it |
 //! | [`json`] | the JSON writer |
 //!
 //! # Why hyper, and no router
@@ -61,10 +60,12 @@
 //!   its request head has not all come (from the accept, and again after
 //!   each answer on a keep-alive connection), and is *busy* while its
 //!   request is answered. When a connection arrives at the cap, the one
-//!   that has waited longest for its head gives its slot up (`slots`): a
-//!   slowloris client, however slowly it trickles, or an idle keep-alive
-//!   one cannot keep a client whose request comes at once from being
-//!   answered. nginx does the same when `worker_connections` run out (it
+//!   that has waited longest for its head gives its slot up (the crate's
+//!   `slots`, shared with DNS over TCP; for HTTP a slowloris head counts
+//!   as waiting like an idle keep-alive connection, since hyper does not
+//!   tell how much of a head came): a slowloris client, however slowly it
+//!   trickles, or an idle keep-alive one cannot keep a client whose
+//!   request comes at once from being answered. nginx does the same when `worker_connections` run out (it
 //!   closes its oldest idle keep-alive connections). The connection that
 //!   gives way gets the busy answer below if it sent no complete head yet,
 //!   and is closed without a word if it was answered and idles (HTTP/1.1
@@ -100,7 +101,6 @@ pub mod guard;
 pub mod json;
 pub mod query;
 mod routes;
-mod slots;
 
 use std::convert::Infallible;
 use std::net::IpAddr;
@@ -116,10 +116,10 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use self::slots::Slots;
 use crate::dns::server::Shared;
 use crate::inventory::Snapshot;
 use crate::metrics::Limit;
+use crate::slots::Slots;
 
 /// The largest request head (request line and headers) read.
 pub const MAX_HEAD: usize = 8 * 1024;
@@ -182,7 +182,7 @@ impl Api {
         Api {
             shared,
             limits,
-            slots: Slots::new(limits.connections),
+            slots: Slots::new(),
             pairs_line: Semaphore::new(limits.pairs + limits.pairs_queue),
             pairs_running: Semaphore::new(limits.pairs),
             hosts: ArcSwap::from_pointee(Vec::new()),
@@ -277,7 +277,13 @@ pub async fn serve(api: Arc<Api>, listener: TcpListener, stop: CancellationToken
             api.refuse(stream, Fixed::Forbidden);
             continue;
         }
-        let Some(slot) = api.slots.admit(Instant::now()) else {
+        let admission = api.slots.admit(api.limits.connections, Instant::now());
+        if admission.evicted.is_some() {
+            tracing::debug!(
+                "http: at the connection cap, the longest waiting connection gives way"
+            );
+        }
+        let Some(slot) = admission.slot else {
             tracing::debug!("http: every connection is busy: 503");
             api.refuse(stream, Fixed::Busy);
             continue;

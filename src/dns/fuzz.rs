@@ -18,7 +18,6 @@ use std::time::{Duration, Instant};
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use super::cache::{self, Cache, Key};
@@ -131,7 +130,7 @@ fn offline(setup: u8, pick: u8) -> Arc<Shared> {
         allow,
         udp_cap: udp_cap(setup),
         pool: Arc::new(Pool::new(Vec::new(), Duration::from_secs(1), 8)),
-        tcp_slots: Arc::new(Semaphore::new(1)),
+        tcp_max_connections: 1,
         policy,
         // The defaults: a miss fails at once (no upstream), which the
         // failure cache then remembers.
@@ -530,7 +529,10 @@ pub async fn tcp_framing(data: &[u8]) {
     let (rd, wr) = tokio::io::split(daemon);
     let (mut from_daemon, mut to_daemon) = tokio::io::split(client);
     let stop = CancellationToken::new();
-    let serve = server::connection(Arc::clone(&shared), rd, wr, peer(setup), stop.clone());
+    let Some(slot) = shared.tcp_slots.admit(1, Instant::now()).slot else {
+        panic!("the one slot of a fresh daemon is free");
+    };
+    let serve = server::connection(Arc::clone(&shared), rd, wr, peer(setup), slot, stop.clone());
     let send = async {
         let mut left = stream;
         let mut turn = sizes.iter().cycle();

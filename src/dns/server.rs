@@ -10,7 +10,7 @@ use arc_swap::{ArcSwap, ArcSwapOption};
 use ipnet::IpNet;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, UdpSocket};
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{AcquireError, OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -23,9 +23,11 @@ use crate::config::Filter;
 use crate::metrics::{Limit, Metrics, Rewrite};
 use crate::probe::driver::Input;
 use crate::probe::verdicts::{State, Verdicts};
+use crate::slots::{Busy, Slot, Slots, Waiting};
 
 /// RFC 7766 §6.2.3 asks servers to keep idle connections open "at least a
-/// few seconds"; 10 s is what Unbound and dnsmasq use by default.
+/// few seconds"; 10 s is what Unbound and dnsmasq use by default. It also
+/// bounds the wait for a client to take each answer written to it.
 const TCP_IDLE: Duration = Duration::from_secs(10);
 /// Queries of one TCP connection being resolved at once; reading pauses
 /// beyond this, so one client cannot pile up unbounded work.
@@ -51,7 +53,8 @@ pub struct Settings {
     /// Cap on the UDP reply size offered to EDNS clients.
     pub udp_cap: u16,
     pub pool: Arc<Pool>,
-    pub tcp_slots: Arc<Semaphore>,
+    /// `dns.tcp_max_connections`, read as each connection is accepted.
+    pub tcp_max_connections: usize,
     /// `[policy]`: how answers are rewritten and `/pairs` sorted.
     pub policy: crate::config::Policy,
     /// `dns.serve_stale_s`; zero = off.
@@ -77,6 +80,9 @@ pub struct Shared {
     pub tracker: TaskTracker,
     /// Counters of `/metrics`.
     pub metrics: Metrics,
+    /// The TCP connections' slots, kept across reloads (the cap is in the
+    /// settings).
+    pub(crate) tcp_slots: Arc<Slots>,
 }
 
 /// A cache entry: the upstream's reply, and what the verdicts made of it
@@ -143,6 +149,7 @@ impl Shared {
             verdicts,
             probe_inputs: ArcSwapOption::empty(),
             tracker: TaskTracker::new(),
+            tcp_slots: Slots::new(),
         }
     }
 
@@ -980,8 +987,11 @@ pub async fn serve_udp(shared: Arc<Shared>, socket: Arc<UdpSocket>, stop: Cancel
     }
 }
 
-/// Accepts TCP connections on `listener` until `stop`, up to the
-/// configured number at once (further ones are closed at once).
+/// Accepts TCP connections on `listener` until `stop`. A client outside
+/// `dns.allow` is closed at once, before it takes a slot or a task. At
+/// `dns.tcp_max_connections` a new connection takes the slot of one that
+/// stalled in the middle of a message, else of the one idle longest; it is
+/// closed only when every connection is busy (see the crate's `slots`).
 pub async fn serve_tcp(shared: Arc<Shared>, listener: TcpListener, stop: CancellationToken) {
     loop {
         let (stream, peer) = tokio::select! {
@@ -997,9 +1007,7 @@ pub async fn serve_tcp(shared: Arc<Shared>, listener: TcpListener, stop: Cancell
                 }
             },
         };
-        let slots = Arc::clone(&shared.settings.load().tcp_slots);
-        let Ok(slot) = slots.try_acquire_owned() else {
-            tracing::debug!(%peer, "tcp connection cap reached; closing");
+        let Some(slot) = admit(&shared, peer.ip()) else {
             continue;
         };
         let shared2 = Arc::clone(&shared);
@@ -1007,15 +1015,49 @@ pub async fn serve_tcp(shared: Arc<Shared>, listener: TcpListener, stop: Cancell
         let _ = stream.set_nodelay(true);
         let (rd, wr) = stream.into_split();
         shared.tracker.spawn(async move {
-            connection(shared2, rd, wr, peer.ip(), stop).await;
-            drop(slot);
+            connection(shared2, rd, wr, peer.ip(), slot, stop).await;
         });
+        // The new connection reads its first message (most clients send it
+        // with the connection) before the next one can take its slot: in a
+        // burst of connections at the cap, it is busy, not evicted.
+        tokio::task::yield_now().await;
     }
+}
+
+/// The ACL, then a slot for a TCP connection from `peer`, each limit that
+/// bites counted; `None` closes the connection.
+fn admit(shared: &Shared, peer: IpAddr) -> Option<Slot> {
+    let cap = {
+        let settings = shared.settings.load();
+        let peer = canonical(peer);
+        if !settings.allow.iter().any(|net| net.contains(&peer)) {
+            shared.metrics.limit_hit(Limit::TcpNotAllowed);
+            return None;
+        }
+        settings.tcp_max_connections
+    };
+    let admission = shared.tcp_slots.admit(cap, Instant::now());
+    match admission.evicted {
+        Some(Waiting::Stalled) => shared.metrics.limit_hit(Limit::TcpSlowEvicted),
+        Some(Waiting::Idle) => shared.metrics.limit_hit(Limit::TcpIdleEvicted),
+        None => {}
+    }
+    if admission.slot.is_none() {
+        tracing::debug!(%peer, "tcp connections at their cap and all busy; closing");
+        shared.metrics.limit_hit(Limit::TcpRefused);
+    }
+    admission.slot
 }
 
 /// One TCP connection (RFC 7766): length-prefixed messages, several queries
 /// in flight, each answered as soon as it is ready. It ends when the client
-/// closes, `stop` fires, or nothing arrives for [`TCP_IDLE`].
+/// closes, `stop` fires, nothing arrives for [`TCP_IDLE`], an answer is not
+/// taken within [`TCP_IDLE`], or a new connection takes its `slot`.
+///
+/// The slot is told what the connection does: part of a message in
+/// ([`Slot::partial`], once per message, not per read), a whole message
+/// (busy until it is dealt with), each query resolved or answer queued
+/// (busy until written), so that it is evicted only while waiting.
 ///
 /// Generic over the two halves of the stream so the fuzz target
 /// `tcp_framing` ([`super::fuzz`]) can drive it through an in-memory pipe
@@ -1025,43 +1067,67 @@ pub(super) async fn connection<R, W>(
     mut rd: R,
     mut wr: W,
     peer: IpAddr,
+    slot: Slot,
     stop: CancellationToken,
 ) where
     R: AsyncRead + Unpin + Send,
     W: AsyncWrite + Unpin + Send + 'static,
 {
-    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(TCP_PIPELINE);
+    let slot = Arc::new(slot);
+    let (answers, mut rx) = mpsc::channel::<Answer>(TCP_PIPELINE);
+    let tx = Answers {
+        tx: answers,
+        slot: Arc::clone(&slot),
+    };
     let writer = shared.tracker.spawn(async move {
         let mut framed = Vec::new();
-        while let Some(msg) = rx.recv().await {
-            let Ok(len) = u16::try_from(msg.len()) else {
-                continue;
-            };
-            framed.clear();
-            framed.extend_from_slice(&len.to_be_bytes());
-            framed.extend_from_slice(&msg);
-            if wr.write_all(&framed).await.is_err() {
-                return;
+        while let Some(answer) = rx.recv().await {
+            frame(&answer.msg, &mut framed);
+            // A client that does not read its answers keeps its slot busy:
+            // it gets as long for each answer as for a query.
+            match tokio::time::timeout(TCP_IDLE, wr.write_all(&framed)).await {
+                Ok(Ok(())) => drop(answer),
+                _ => return,
             }
         }
         let _ = wr.shutdown().await;
     });
-    let pipeline = Arc::new(Semaphore::new(TCP_PIPELINE));
+    let pipeline = Arc::new(Pipeline {
+        permits: Arc::new(Semaphore::new(TCP_PIPELINE)),
+        slot: Arc::clone(&slot),
+    });
     let mut out = Vec::new();
     loop {
         let read = async {
-            let len = usize::from(rd.read_u16().await?);
-            let mut msg = vec![0u8; len];
+            // The first byte of a message starts its clock, whatever
+            // trickles after it.
+            let mut len = [0u8; 2];
+            let n = rd.read(&mut len).await?;
+            if n == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            slot.partial(Instant::now());
+            if n == 1 {
+                rd.read_exact(&mut len[1..]).await?;
+            }
+            let mut msg = vec![0u8; usize::from(u16::from_be_bytes(len))];
             rd.read_exact(&mut msg).await?;
             Ok::<_, std::io::Error>(msg)
         };
         let msg = tokio::select! {
             biased;
             () = stop.cancelled() => break,
+            () = slot.evicted() => break,
+            // The writer gave up on the client.
+            () = tx.tx.closed() => break,
             r = tokio::time::timeout(TCP_IDLE, read) => match r {
                 Ok(Ok(m)) => m,
                 _ => break,
             },
+        };
+        // Evicted as the message came in: the connection is closing.
+        let Some(busy) = slot.whole() else {
+            break;
         };
         match shared.triage(&msg, peer, false, &mut out) {
             Step::Drop => {
@@ -1092,11 +1158,84 @@ pub(super) async fn connection<R, W>(
                 });
             }
         }
+        drop(busy);
     }
     drop(tx);
     let _ = writer.await;
 }
 
+/// Where a TCP connection's answers go to be written: each keeps the
+/// connection busy until it is written (or dropped).
+#[derive(Debug, Clone)]
+struct Answers {
+    tx: mpsc::Sender<Answer>,
+    slot: Arc<Slot>,
+}
+
+#[derive(Debug)]
+struct Answer {
+    msg: Vec<u8>,
+    _busy: Option<Busy>,
+}
+
+impl Answers {
+    /// Queues `msg`; the error when the writer is gone.
+    async fn send(&self, msg: Vec<u8>) -> Result<(), mpsc::error::SendError<Answer>> {
+        let answer = Answer {
+            msg,
+            _busy: self.slot.busy(),
+        };
+        self.tx.send(answer).await
+    }
+}
+
+/// The [`TCP_PIPELINE`] queries of a connection being resolved at once;
+/// each permit keeps the connection busy.
+#[derive(Debug)]
+struct Pipeline {
+    permits: Arc<Semaphore>,
+    slot: Arc<Slot>,
+}
+
+#[derive(Debug)]
+struct Permit {
+    _permit: OwnedSemaphorePermit,
+    _busy: Option<Busy>,
+}
+
+impl Pipeline {
+    async fn acquire_owned(self: Arc<Self>) -> Result<Permit, AcquireError> {
+        let permit = Arc::clone(&self.permits).acquire_owned().await?;
+        Ok(Permit {
+            _permit: permit,
+            _busy: self.slot.busy(),
+        })
+    }
+}
+
+/// `msg` with its length prefix (RFC 1035 §4.2.2) into `framed`. A message
+/// over 65,535 bytes has no prefix: rendering never makes one (see
+/// [`Reply::render`]), but should one come, the client gets SERVFAIL for
+/// its query rather than no answer at all.
+fn frame(msg: &[u8], framed: &mut Vec<u8>) {
+    framed.clear();
+    let servfail;
+    let msg = if msg.len() > usize::from(u16::MAX) {
+        tracing::warn!(
+            len = msg.len(),
+            "an answer too large for TCP; SERVFAIL instead"
+        );
+        let mut out = Vec::new();
+        wire::servfail_for(msg, &mut out);
+        servfail = out;
+        &servfail[..]
+    } else {
+        msg
+    };
+    let len = u16::try_from(msg.len()).unwrap_or(u16::MAX);
+    framed.extend_from_slice(&len.to_be_bytes());
+    framed.extend_from_slice(msg);
+}
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1105,6 +1244,106 @@ mod tests {
         let mut out = Vec::new();
         wire::write_name(dotted, &mut out).unwrap();
         out
+    }
+
+    /// A daemon's state with no upstream, open to every client, one TCP
+    /// slot.
+    fn offline() -> Arc<Shared> {
+        let settings = Settings {
+            allow: vec!["0.0.0.0/0".parse().unwrap(), "::/0".parse().unwrap()],
+            udp_cap: 1232,
+            pool: Arc::new(Pool::new(Vec::new(), Duration::from_secs(1), 8)),
+            tcp_max_connections: 1,
+            policy: crate::config::Config::default().policy,
+            serve_stale: Duration::ZERO,
+            failure_cache: Duration::ZERO,
+        };
+        Arc::new(Shared::new(settings, 16))
+    }
+
+    /// `connection()` over an in-memory pipe of `buffer` bytes each way;
+    /// the client's end, and the connection's task.
+    fn connected(
+        shared: &Arc<Shared>,
+        buffer: usize,
+    ) -> (tokio::io::DuplexStream, tokio::task::JoinHandle<()>) {
+        let (client, daemon) = tokio::io::duplex(buffer);
+        let (rd, wr) = tokio::io::split(daemon);
+        let slot = shared.tcp_slots.admit(1, Instant::now()).slot.unwrap();
+        let peer = IpAddr::from([127, 0, 0, 1]);
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(connection(Arc::clone(shared), rd, wr, peer, slot, stop));
+        (client, task)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_client_that_does_not_read_its_answers_is_closed() {
+        let shared = offline();
+        let (mut client, task) = connected(&shared, 64);
+        // STATUS queries, answered NOTIMP at once: 14 bytes framed each,
+        // more than the pipe holds, and the client reads none.
+        let mut status = Vec::new();
+        for id in 0..32u16 {
+            status.extend_from_slice(&[0, 12]);
+            status.extend_from_slice(&id.to_be_bytes());
+            status.extend_from_slice(&[0x10, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+        }
+        let (mut rd, mut wr) = tokio::io::split(&mut client);
+        let _ = tokio::time::timeout(Duration::from_secs(1), wr.write_all(&status)).await;
+        // The writer waits TCP_IDLE for the client, then gives up: the
+        // connection ends and its slot is free, not held for ever.
+        let ended = tokio::time::timeout(TCP_IDLE * 3, task).await;
+        assert!(ended.is_ok(), "the connection still holds its slot");
+        assert!(shared.tcp_slots.admit(1, Instant::now()).evicted.is_none());
+        let mut got = Vec::new();
+        let _ = rd.read_to_end(&mut got).await;
+        // What the pipe had room for, and no more.
+        assert!((1..=64).contains(&got.len()), "{} bytes", got.len());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_evicted_connection_ends_at_once() {
+        let shared = offline();
+        let (mut client, task) = connected(&shared, 512);
+        tokio::task::yield_now().await;
+        let newer = shared.tcp_slots.admit(1, Instant::now());
+        assert!(newer.slot.is_some());
+        assert_eq!(newer.evicted, Some(Waiting::Idle));
+        // Well before the idle timeout.
+        let ended = tokio::time::timeout(TCP_IDLE / 10, task).await;
+        assert!(ended.is_ok(), "the evicted connection goes on");
+        let mut got = Vec::new();
+        client.read_to_end(&mut got).await.unwrap();
+        assert!(got.is_empty(), "closed without a word");
+    }
+
+    #[test]
+    fn a_message_too_large_to_frame_becomes_servfail() {
+        let mut msg = Vec::new();
+        Header {
+            id: 0x1234,
+            flags: wire::flag::QR | wire::flag::RD,
+            qdcount: 1,
+            ancount: 1,
+            nscount: 0,
+            arcount: 0,
+        }
+        .write(&mut msg);
+        msg.extend_from_slice(&wire_name("big.example.test"));
+        msg.extend_from_slice(&[0, 10, 0, 1]);
+        let question = msg[wire::HEADER_LEN..].to_vec();
+        msg.resize(70_000, 0);
+        let mut framed = Vec::new();
+        frame(&msg, &mut framed);
+        let len = usize::from(u16::from_be_bytes([framed[0], framed[1]]));
+        assert_eq!(len, framed.len() - 2, "one whole frame");
+        let m = wire::Message::parse(&framed[2..]).unwrap();
+        assert_eq!((m.header.id, m.header.rcode()), (0x1234, rcode::SERVFAIL));
+        assert_eq!(m.question(), &question[..]);
+        // What fits goes as it is.
+        frame(&msg[..wire::MAX_MESSAGE], &mut framed);
+        assert_eq!(&framed[..2], &[0xff, 0xff]);
+        assert_eq!(&framed[2..], &msg[..wire::MAX_MESSAGE]);
     }
 
     #[test]

@@ -64,6 +64,10 @@ const KEEP_BUFFERS: usize = 8;
 /// to 4096 bytes, or none, fits.
 const SMALL_REPLY: usize = 4096;
 
+/// The largest UDP payload over IPv4 (65,535 − 20 − 8); over IPv6 it is
+/// 65,527.
+const MAX_UDP_PAYLOAD: usize = 65_507;
+
 /// A receive buffer that goes back to its pool when dropped.
 struct Buffer<'a> {
     pool: &'a Mutex<Vec<Box<[u8]>>>,
@@ -361,6 +365,11 @@ impl Pool {
                     return Ok(Udp::Reply(r));
                 }
                 Err(_) if is_bare_formerr(got) => return Ok(Udp::Reply(bare_formerr(got))),
+                // As large as a datagram over IPv4 can be, and broken: its
+                // sender cut a larger answer to fit (a buffer sized to a
+                // large offer took it whole). No later datagram will be
+                // whole either, so ask over TCP rather than wait.
+                Err(_) if n >= MAX_UDP_PAYLOAD => return Ok(Udp::Oversize),
                 Err(_) => continue,
             }
         }
@@ -405,7 +414,8 @@ impl Pool {
 /// What a UDP try got.
 enum Udp {
     Reply(Reply),
-    /// A reply too large for the receive buffer, so not read whole.
+    /// A reply too large for the receive buffer, so not read whole, or
+    /// cut by its sender.
     Oversize,
 }
 

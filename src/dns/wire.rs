@@ -620,7 +620,8 @@ impl Reply {
     /// Writes this reply fitted to `shape` into `out`: the client's ID, RD
     /// bit and question bytes (its case), RA set, every TTL lowered by `age`
     /// seconds, no OPT for a client that sent none, and TC with an empty
-    /// body when it exceeds the client's UDP limit.
+    /// body when it exceeds the client's UDP limit. Never more than 65,535
+    /// bytes, the most a TCP length prefix can say.
     pub fn render(&self, shape: &Shape<'_>, age: u32, out: &mut Vec<u8>) {
         out.clear();
         let h = self.header();
@@ -637,8 +638,13 @@ impl Reply {
             arcount = before;
         }
         // RFC 6891 §7: an EDNS query gets an OPT back, even when the cached
-        // reply came from a query without one.
-        let add_opt = shape.edns.filter(|_| self.opt.is_none());
+        // reply came from a query without one; unless the OPT would take
+        // the message past 65,535 bytes: then the answer goes without it
+        // (the client learns only that this answer carries no EDNS), as
+        // an answer with no OPT is one every client reads.
+        let add_opt = shape
+            .edns
+            .filter(|_| self.opt.is_none() && len + OPT_LEN <= MAX_MESSAGE);
         let mut size = len;
         if add_opt.is_some() {
             arcount = arcount.saturating_add(1);
@@ -674,6 +680,7 @@ impl Reply {
                 }
             }
         }
+        debug_assert!(out.len() <= MAX_MESSAGE, "rendered {} bytes", out.len());
     }
 
     /// Stable-sorts the A and AAAA records of each answer RRset in place by
@@ -832,6 +839,10 @@ fn write_bare(shape: &Shape<'_>, flags: u16, ext_rcode: u8, out: &mut Vec<u8>) {
 /// Size of an OPT record with no options.
 const OPT_LEN: usize = 11;
 
+/// The largest DNS message: what a TCP length prefix can say (RFC 1035
+/// §4.2.2), and what [`Reply`] keeps.
+pub const MAX_MESSAGE: usize = u16::MAX as usize;
+
 /// An OPT record with no options (RFC 6891 §6.1.2).
 fn write_opt(out: &mut Vec<u8>, udp_size: u16, ext_rcode: u8, do_bit: bool) {
     out.push(0);
@@ -848,6 +859,30 @@ fn write_opt(out: &mut Vec<u8>, udp_size: u16, ext_rcode: u8, do_bit: bool) {
 pub fn error_reply(shape: &Shape<'_>, opcode: u8, rcode: u16, out: &mut Vec<u8>) {
     let flags = (u16::from(opcode) << 11 & flag::OPCODE) | (rcode & flag::RCODE);
     write_bare(shape, flags, (rcode >> 4) as u8, out);
+}
+
+/// SERVFAIL with the ID, RD bit and question of `msg`, one of our own
+/// answers that cannot be sent as it is; no OPT, which every client reads.
+pub fn servfail_for(msg: &[u8], out: &mut Vec<u8>) {
+    let header = Header::parse(msg).unwrap_or(Header {
+        id: 0,
+        flags: 0,
+        qdcount: 0,
+        ancount: 0,
+        nscount: 0,
+        arcount: 0,
+    });
+    let question = (header.qdcount == 1)
+        .then(|| name_end(msg, HEADER_LEN).ok())
+        .flatten()
+        .and_then(|end| msg.get(HEADER_LEN..end + 4))
+        .unwrap_or(&[]);
+    let shape = Shape {
+        question,
+        limit: None,
+        ..header_shape(&header)
+    };
+    error_reply(&shape, 0, rcode::SERVFAIL, out);
 }
 
 /// Appends `name` (dotted text, trailing dot optional) in wire format;
@@ -1602,6 +1637,64 @@ mod tests {
         no_rd[2] = 0;
         r.render(&Query::parse(&no_rd).unwrap().shape(None), 0, &mut out);
         assert!(!Header::parse(&out).unwrap().rd());
+    }
+
+    /// RFC 1035 §3.3.10: any RDATA up to 65,535 bytes.
+    const NULL: u16 = 10;
+
+    /// A reply for `www.example.test` NULL of exactly `size` bytes, no OPT:
+    /// one record whose RDATA fills the rest.
+    fn reply_of_size(size: usize) -> Vec<u8> {
+        let mut m = header(0x1111, flag::QR | flag::RD | flag::RA, [1, 1, 0, 0]);
+        m.extend(question("www.example.test", NULL));
+        let rdata = vec![0x5a; size - m.len() - 12];
+        m.extend(rr(&[0xc0, 12], NULL, 300, &rdata));
+        assert_eq!(m.len(), size);
+        m
+    }
+
+    #[test]
+    fn over_tcp_an_added_opt_never_takes_a_reply_past_65535_bytes() {
+        let client = query("www.example.test", NULL, Some(opt(1232, true, &[])));
+        let client = Query::parse(&client).unwrap();
+        let plain = query("www.example.test", NULL, None);
+        let plain = Query::parse(&plain).unwrap();
+        let mut out = Vec::new();
+        for size in 65_520..=MAX_MESSAGE {
+            let r = Reply::parse(&reply_of_size(size)).unwrap();
+            r.render(&client.shape(None), 5, &mut out);
+            let m = Message::parse(&out).unwrap_or_else(|e| panic!("{size}: {e}"));
+            assert!(out.len() <= MAX_MESSAGE, "{size}: rendered {}", out.len());
+            assert_eq!((m.header.id, m.header.ancount), (0xabcd, 1), "{size}");
+            assert!(!m.header.tc(), "{size}: nothing is truncated over TCP");
+            // The OPT comes while it fits: up to 65,524 bytes.
+            let fits = size + OPT_LEN <= MAX_MESSAGE;
+            assert_eq!(m.edns.is_some(), fits, "{size}");
+            assert_eq!(out.len(), if fits { size + OPT_LEN } else { size });
+            r.render(&plain.shape(None), 0, &mut out);
+            assert_eq!(out.len(), size, "a client without EDNS gets it as it is");
+        }
+    }
+
+    #[test]
+    fn servfail_for_keeps_the_id_rd_and_question() {
+        let client = query("WWW.Example.test", NULL, Some(opt(1232, false, &[])));
+        let client = Query::parse(&client).unwrap();
+        let r = Reply::parse(&reply_of_size(1_000)).unwrap();
+        let mut answer = Vec::new();
+        r.render(&client.shape(None), 0, &mut answer);
+        let mut out = Vec::new();
+        servfail_for(&answer, &mut out);
+        let m = Message::parse(&out).unwrap();
+        assert_eq!(m.header.id, 0xabcd);
+        assert_eq!(m.header.rcode(), rcode::SERVFAIL);
+        assert!(m.header.qr() && m.header.rd());
+        assert_eq!(m.question(), client.question(), "case kept");
+        assert_eq!((m.header.ancount, m.header.arcount), (0, 0));
+        // Without a readable question: still an answer with the ID.
+        servfail_for(&answer[..12], &mut out);
+        let m = Message::parse(&out).unwrap();
+        assert_eq!((m.header.id, m.header.qdcount), (0xabcd, 0));
     }
 
     #[test]

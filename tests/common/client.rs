@@ -1,14 +1,14 @@
 //! The client side of a test: UDP and TCP exchanges that never hang (every
 //! wait has a deadline) and a builder for the queries a stub resolver sees.
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use hickory_proto::op::{Edns, Message, MessageType, OpCode};
 use hickory_proto::rr::rdata::opt::EdnsOption;
 use hickory_proto::rr::{DNSClass, Name, RData, RecordType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpStream, UdpSocket};
+use tokio::net::{TcpSocket, TcpStream, UdpSocket};
 use tokio::time::timeout;
 
 /// How long a client waits for an answer that must come.
@@ -80,6 +80,24 @@ impl TcpClient {
             .await
             .unwrap_or_else(|_| panic!("TCP connect to {server} timed out"))
             .unwrap_or_else(|error| panic!("TCP connect to {server}: {error}"));
+        Self { server, stream }
+    }
+
+    /// Like [`TcpClient::connect`], from `source`: any address of
+    /// 127.0.0.0/8 is local on Linux, so a test can be two clients.
+    pub async fn connect_from(source: IpAddr, server: SocketAddr) -> Self {
+        let connect = async {
+            let socket = match source {
+                IpAddr::V4(_) => TcpSocket::new_v4()?,
+                IpAddr::V6(_) => TcpSocket::new_v6()?,
+            };
+            socket.bind(SocketAddr::new(source, 0))?;
+            socket.connect(server).await
+        };
+        let stream = timeout(TIMEOUT, connect)
+            .await
+            .unwrap_or_else(|_| panic!("TCP connect to {server} timed out"))
+            .unwrap_or_else(|error| panic!("TCP connect from {source} to {server}: {error}"));
         Self { server, stream }
     }
 
