@@ -173,8 +173,7 @@ impl Shared {
             Err(_) => wire::header_shape(&header),
         };
         let qtype = query.as_ref().map_or(0, |q| q.parts().1);
-        let peer = canonical(peer);
-        if !settings.allow.iter().any(|net| net.contains(&peer)) {
+        if !crate::config::allows(&settings.allow, peer) {
             self.error_answer(&shape, header.opcode(), rcode::REFUSED, qtype, out);
             return Step::Reply;
         }
@@ -270,7 +269,8 @@ impl Shared {
         packet: &[u8],
         to: Sink,
     ) {
-        let client = canonical(client);
+        // An IPv4 client reaching an IPv6 socket shows up as ::ffff:a.b.c.d.
+        let client = client.to_canonical();
         let now = Instant::now();
         let waiter = Waiter {
             packet: packet.into(),
@@ -942,15 +942,6 @@ fn age_secs(age: Duration) -> u32 {
     u32::try_from(age.as_secs()).unwrap_or(u32::MAX)
 }
 
-/// An IPv4 client reaching an IPv6 socket shows up as ::ffff:a.b.c.d; the
-/// ACL is written in plain IPv4.
-fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        v4 => v4,
-    }
-}
-
 /// Answers UDP queries on `socket` until `stop`.
 pub async fn serve_udp(shared: Arc<Shared>, socket: Arc<UdpSocket>, stop: CancellationToken) {
     let mut buf = vec![0u8; 65535];
@@ -1029,8 +1020,7 @@ pub async fn serve_tcp(shared: Arc<Shared>, listener: TcpListener, stop: Cancell
 fn admit(shared: &Shared, peer: IpAddr) -> Option<Slot> {
     let cap = {
         let settings = shared.settings.load();
-        let peer = canonical(peer);
-        if !settings.allow.iter().any(|net| net.contains(&peer)) {
+        if !crate::config::allows(&settings.allow, peer) {
             shared.metrics.limit_hit(Limit::TcpNotAllowed);
             return None;
         }
