@@ -458,7 +458,7 @@ fn http_hosts(http: &[HttpListener]) -> Vec<IpAddr> {
 }
 
 /// Starts the inventory watch and the probe engine, unless the
-/// configuration asks for no probe traffic at all (interface.md).
+/// configuration asks for no probe traffic at all (docs/interface.md).
 fn start_probes(shared: &Arc<Shared>, probe: &config::Probe, stop: &CancellationToken) {
     if probe.targets.is_empty() && probe.stun.is_empty() && !probe.destinations {
         return;

@@ -21,7 +21,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the daemon: DNS stub (and, later, probe engine and HTTP sidecar).
+    /// Run the daemon: DNS stub, probe engine and HTTP sidecar.
     Serve {
         /// Configuration file [default: /etc/getapr/getapr.toml if it exists,
         /// else the embedded default]

@@ -466,7 +466,7 @@ async fn status_has_every_contract_key_with_its_type() {
     s.handle.shutdown();
 }
 
-/// Every key of interface.md's `/status`, with its JSON type.
+/// Every key of docs/interface.md's `/status`, with its JSON type.
 fn check_status(v: &Value) {
     for flag in common::CONTRACT_FLAGS {
         assert!(v[flag].is_boolean(), "{flag}: {v}");

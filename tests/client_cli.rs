@@ -12,10 +12,10 @@ use std::time::Duration;
 
 const BIN: &str = env!("CARGO_BIN_EXE_getapr");
 
-/// The `/pairs` example of `interface.md`.
+/// The `/pairs` example of `docs/interface.md`.
 const PAIRS: &str = include_str!("contract/pairs.json");
 
-/// The `/status` example of `interface.md`.
+/// The `/status` example of `docs/interface.md`.
 const STATUS: &str = include_str!("contract/status.json");
 
 /// A fake sidecar. Every connection gets `response`; `requests` yields the

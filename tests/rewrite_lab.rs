@@ -491,7 +491,7 @@ fn dead_destination_is_no_longer_first() {
     let mut last = first;
     // (a) Issue 4: it is no longer first (working addresses come first)...
     let mut not_first = None;
-    // (b) interface.md: once probes found it dead from every source, it is
+    // (b) docs/interface.md: once probes found it dead from every source, it is
     // removed, since two working addresses remain.
     let mut removed = None;
     while removed.is_none() && asked.elapsed() <= within {

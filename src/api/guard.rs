@@ -1,5 +1,5 @@
 //! Which requests the sidecar answers at all: the `Host` and `Origin`
-//! check that stops DNS rebinding (interface.md, "HTTP sidecar").
+//! check that stops DNS rebinding (docs/interface.md, "HTTP sidecar").
 //!
 //! A web page can make a browser send requests to `127.0.0.1:80` by
 //! pointing a name it owns at that address; the browser then sends that

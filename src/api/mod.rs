@@ -1,5 +1,5 @@
 //! The HTTP sidecar: `GET /pairs`, `/status`, `/metrics` and `/healthz` on
-//! every `http.listen` address (interface.md, "HTTP sidecar").
+//! every `http.listen` address (docs/interface.md, "HTTP sidecar").
 //!
 //! | file | what |
 //! |---|---|

@@ -218,10 +218,10 @@ fn table(header: &[&str], rows: impl IntoIterator<Item = Vec<String>>) -> String
 mod tests {
     use super::*;
 
-    /// The `/pairs` example of `interface.md`.
+    /// The `/pairs` example of `docs/interface.md`.
     const PAIRS: &str = include_str!("../../tests/contract/pairs.json");
 
-    /// The `/status` example of `interface.md`.
+    /// The `/status` example of `docs/interface.md`.
     const STATUS: &str = include_str!("../../tests/contract/status.json");
 
     #[test]

@@ -110,14 +110,14 @@ impl Config {
         }
     }
 
-    /// interface.md: no targets, no STUN servers and destinations off
+    /// docs/interface.md: no targets, no STUN servers and destinations off
     /// means no probe traffic at all (benchmarks and tests rely on it).
     fn silent(&self) -> bool {
         self.targets.is_empty() && self.stun.is_empty() && !self.destinations
     }
 }
 
-/// The interface.md defaults, except that nothing is probed.
+/// The docs/interface.md defaults, except that nothing is probed.
 impl Default for Config {
     fn default() -> Config {
         Config {

@@ -20,7 +20,7 @@
 // harness; without this, each would warn about the parts it does not use.
 #![allow(dead_code, unused_imports)]
 
-/// The getapr flags as interface.md spells them: the tests' own copy, so a
+/// The getapr flags as docs/interface.md spells them: the tests' own copy, so a
 /// rename in the code is caught rather than followed.
 pub const CONTRACT_FLAGS: [&str; 10] = [
     "GUA_ok",

@@ -112,7 +112,7 @@ getapr_uci2toml() { # SECTION
         getapr_list "$_s" probe_interface interfaces || return 1
         getapr_list "$_s" exclude_interface exclude_interfaces || return 1
     else
-        # interface.md: this is "no probe traffic at all".
+        # docs/interface.md: this is "no probe traffic at all".
         printf 'targets = []\nstun = []\ndestinations = false\n'
     fi
     echo "[policy]"
