@@ -90,8 +90,8 @@ pub enum Error {
     TooLong,
 }
 
-/// The fixed 12-byte header.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The fixed 12-byte header (all zeros by default).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Header {
     pub id: u16,
     pub flags: u16,
@@ -563,14 +563,7 @@ impl Reply {
 
     pub fn header(&self) -> Header {
         // parse() checked the header is there.
-        Header::parse(self.bytes()).unwrap_or(Header {
-            id: 0,
-            flags: 0,
-            qdcount: 0,
-            ancount: 0,
-            nscount: 0,
-            arcount: 0,
-        })
+        Header::parse(self.bytes()).unwrap_or_default()
     }
 
     /// The 12-bit rcode.
@@ -864,14 +857,7 @@ pub fn error_reply(shape: &Shape<'_>, opcode: u8, rcode: u16, out: &mut Vec<u8>)
 /// SERVFAIL with the ID, RD bit and question of `msg`, one of our own
 /// answers that cannot be sent as it is; no OPT, which every client reads.
 pub fn servfail_for(msg: &[u8], out: &mut Vec<u8>) {
-    let header = Header::parse(msg).unwrap_or(Header {
-        id: 0,
-        flags: 0,
-        qdcount: 0,
-        ancount: 0,
-        nscount: 0,
-        arcount: 0,
-    });
+    let header = Header::parse(msg).unwrap_or_default();
     let question = (header.qdcount == 1)
         .then(|| name_end(msg, HEADER_LEN).ok())
         .flatten()
