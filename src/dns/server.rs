@@ -683,7 +683,8 @@ impl Flight {
         if clients.is_empty() {
             return;
         }
-        let policy = &shared.settings.load().policy;
+        let settings = shared.settings.load_full();
+        let policy = &settings.policy;
         let (view, age) = match (&ending, stale) {
             (Ok((reply, age)), _) => (shared.view(&self.key, reply, policy, beside).await, *age),
             (Err(_), Some(stale)) => {
@@ -707,7 +708,7 @@ impl Flight {
                 return;
             }
         };
-        let udp_cap = shared.settings.load().udp_cap;
+        let udp_cap = settings.udp_cap;
         for w in clients {
             let Ok(query) = Query::parse(&w.packet) else {
                 continue;
