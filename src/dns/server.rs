@@ -608,7 +608,13 @@ impl Flight {
         let ending = match cached {
             Some(hit) => Ok(hit),
             None => {
-                beside = shared.other_family_beside(&self.key, &settings.policy);
+                // A client's lookup only: the daemon's own lookups are
+                // never rewritten, and one of them asking for the other
+                // family would start a lookup that asks for this one,
+                // without end when both fail at once.
+                if self.client != DAEMON {
+                    beside = shared.other_family_beside(&self.key, &settings.policy);
+                }
                 let resolution = shared.resolve(&self.pool, &self.key, &self.packet);
                 tokio::pin!(resolution);
                 loop {
