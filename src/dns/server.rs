@@ -17,7 +17,7 @@ use tokio_util::task::TaskTracker;
 use super::cache::{self, Cache, Key};
 use super::flight::{self, Admission, Limits};
 use super::rewrite::{self, Context, Other};
-use super::upstream::{Failure, Outcome, Pool};
+use super::upstream::{Failure, Pool};
 use super::wire::{self, Header, Query, Reply, Shape, rcode};
 use crate::config::Filter;
 use crate::metrics::{Limit, Metrics, Rewrite};
@@ -561,6 +561,9 @@ pub enum Sink {
     /// The daemon's own lookup: the upstream's reply as it came.
     Lookup(oneshot::Sender<Outcome>),
 }
+
+/// A lookup's end, shared by every waiter of its flight.
+pub type Outcome = Result<Arc<Reply>, Arc<Failure>>;
 
 /// The flight table of [`Shared`]; a flight's task is stopped by sending
 /// it the waiters it is to answer.

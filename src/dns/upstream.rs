@@ -13,8 +13,8 @@
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::Path;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -150,9 +150,6 @@ impl Rtt {
         });
     }
 }
-
-/// A lookup's end: shared by every client that waited on it.
-pub type Outcome = Result<Arc<Reply>, Arc<Failure>>;
 
 /// Turns the configured upstream list into addresses: `system` expands to
 /// the nameservers of the resolv.conf, minus our own listen addresses (a
