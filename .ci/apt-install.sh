@@ -6,7 +6,7 @@
 # Internet's root servers. A policy-rc.d that exits 101 (invoke-rc.d and
 # deb-systemd-invoke honour it) keeps every one down during the install,
 # and systemctl disables them for the next boot. Needs root; used by
-# .ci/run, bench/run.sh and deploy/*.sh.
+# .ci/run, scripts/bench/run.sh and deploy/*.sh.
 set -euo pipefail
 opts=()
 if [ "${1:-}" = --no-recommends ]; then

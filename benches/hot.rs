@@ -1,9 +1,9 @@
-//! Criterion benches of the hot pieces (issue 6): the wire work of a cache
+//! Criterion benches of the hot pieces: the wire work of a cache
 //! hit, cache lookup and insert (with eviction), and the policy ordering of
 //! a typical answer (2 A + 2 AAAA, 3 sources). `cargo bench --bench hot`.
 //!
 //! The peer comparison (getapr against dnsmasq, Unbound, SmartDNS) is
-//! `bench/peers.py`; these numbers are for watching our own regressions.
+//! `scripts/bench/peers.py`; these numbers are for watching our own regressions.
 
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# The soak run of issue 8 on a fresh Debian machine, as root:
-#   sudo bash bench/soak.sh [--minutes 10] [--qps 10000] [--unique 0.5]
+# The soak run on a fresh Debian machine, as root:
+#   sudo bash scripts/bench/soak.sh [--minutes 10] [--qps 10000] [--unique 0.5]
 # Installs dnsperf, Knot and kdig (their services kept down), builds getapr
-# in release mode and runs bench/soak.py: dnsperf for N minutes against
+# in release mode and runs scripts/bench/soak.py: dnsperf for N minutes against
 # getapr in a throwaway two-namespace lab, one table row per minute with
 # the share answered, p99 latency and getapr's RSS.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 export PATH="$PATH:/usr/sbin:/sbin"
 need=()
 for pair in dnsperf:dnsperf knotd:knot kdig:knot-dnsutils curl:curl ip:iproute2 pgrep:procps; do
@@ -16,4 +16,4 @@ if [ ${#need[@]} -gt 0 ]; then
     bash .ci/apt-install.sh "${need[@]}"
 fi
 cargo build --release --quiet
-exec python3 bench/soak.py "$@"
+exec python3 scripts/bench/soak.py "$@"

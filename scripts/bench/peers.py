@@ -21,7 +21,7 @@ time from process start to the first answer.
 
 Only loopback is used: no server here is given any address outside 127/8.
 
-Usage: bench/peers.py [--reps N] [--seconds S] [--servers getapr,dnsmasq,...]
+Usage: scripts/bench/peers.py [--reps N] [--seconds S] [--servers getapr,dnsmasq,...]
        [--getapr PATH] [--json FILE]
 """
 
@@ -39,7 +39,7 @@ import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
+ROOT = os.path.dirname(os.path.dirname(HERE))
 ZONE = "bench.example"
 AUTH_PORT = 5300
 PORTS = {"getapr": 5301, "dnsmasq": 5302, "unbound": 5303, "smartdns": 5304, "getapr-static": 5305,
@@ -58,7 +58,7 @@ def log(*args):
 def which(name):
     path = shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin")
     if path is None:
-        sys.exit(f"bench: {name} is not installed (bench/run.sh installs it)")
+        sys.exit(f"bench: {name} is not installed (scripts/bench/run.sh installs it)")
     return path
 
 

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # One command for the peer benchmark on a fresh Debian machine:
-#   bash bench/run.sh [peers.py options, e.g. --reps 5 --seconds 10]
+#   bash scripts/bench/run.sh [peers.py options, e.g. --reps 5 --seconds 10]
 # Installs dnsperf, Knot, dnsmasq, Unbound and SmartDNS (their services kept
 # down: every server here is started by peers.py on loopback ports), builds
 # getapr (and its static musl build when the target can be had), and prints
-# the Markdown table of bench/peers.py.
+# the Markdown table of scripts/bench/peers.py.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 export PATH="$PATH:/usr/sbin:/sbin"
 
 need=()
@@ -24,4 +24,4 @@ if rustup target add x86_64-unknown-linux-musl >/dev/null 2>&1 \
     && cargo build --release --quiet --target x86_64-unknown-linux-musl; then
     args+=(--getapr-static target/x86_64-unknown-linux-musl/release/getapr)
 fi
-exec python3 bench/peers.py "${args[@]}" "$@"
+exec python3 scripts/bench/peers.py "${args[@]}" "$@"

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Soak run of getapr (issue 8): dnsperf at a fixed rate for a chosen number
+"""Soak run of getapr: dnsperf at a fixed rate for a chosen number
 of minutes over a mix of cached and unique names, with the probe engine
 running, all inside a throwaway network lab; every minute it prints the
 share answered, the p99 latency and getapr's resident memory.
@@ -23,7 +23,7 @@ names fill it within seconds; from then on every miss overwrites the least
 recently used entry, so resident memory must level off: the last column
 shows its growth over the previous minute.
 
-    sudo bash bench/soak.sh --minutes 10 [--qps 10000] [--unique 0.5]
+    sudo bash scripts/bench/soak.sh --minutes 10 [--qps 10000] [--unique 0.5]
 """
 
 import argparse
@@ -45,7 +45,7 @@ def sh(*cmd, check=True, **kw):
 def which(name):
     path = shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin")
     if path is None:
-        sys.exit(f"soak: {name} is not installed (bench/soak.sh installs it)")
+        sys.exit(f"soak: {name} is not installed (scripts/bench/soak.sh installs it)")
     return path
 
 
