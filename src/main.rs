@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use getapr::client::{self, Api, Format};
+use getapr::client::{self, ApiUrl, Format};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -60,15 +60,15 @@ struct ApiArgs {
     /// the first http.listen address of the default config, e.g.
     /// http://127.0.0.1:80]
     #[arg(long, value_name = "URL")]
-    api: Option<Api>,
+    api: Option<ApiUrl>,
     /// Print the daemon's JSON as received.
     #[arg(long)]
     json: bool,
 }
 
 impl ApiArgs {
-    fn resolve(self) -> (Api, Format) {
-        let api = self.api.unwrap_or_else(Api::from_default_config);
+    fn resolve(self) -> (ApiUrl, Format) {
+        let api = self.api.unwrap_or_else(ApiUrl::from_default_config);
         let format = if self.json {
             Format::Json
         } else {

@@ -3,7 +3,7 @@
 //!
 //! | part | what | I/O |
 //! |---|---|---|
-//! | [`Api`] | where the sidecar is (`--api`, else the default config) | reads the config file |
+//! | [`ApiUrl`] | where the sidecar is (`--api`, else the default config) | reads the config file |
 //! | [`pairs`], [`status`] | one GET each, the body checked and rendered | yes |
 //! | `http` | a blocking HTTP/1.1 GET over `std::net`; a pure, total response parser | yes |
 //! | `render` | the aligned tables and the flag summary | no |
@@ -24,7 +24,7 @@ use crate::config::Config;
 
 /// The sidecar's address, as given with `--api`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Api {
+pub struct ApiUrl {
     /// A name or an IP literal (IPv6 without brackets).
     host: String,
     port: u16,
@@ -47,14 +47,14 @@ pub enum Error {
         "cannot reach the getapr daemon at {api} ({reason}); is it running? \
          Start it with `getapr serve` (or `systemctl start getapr`)"
     )]
-    Unreachable { api: Api, reason: String },
+    Unreachable { api: ApiUrl, reason: String },
     #[error(
         "the getapr daemon at {api} accepted the connection but did not answer within {} s",
         http::READ_TIMEOUT.as_secs()
     )]
-    Silent { api: Api },
+    Silent { api: ApiUrl },
     #[error("{api}: {reason}")]
-    BadAnswer { api: Api, reason: String },
+    BadAnswer { api: ApiUrl, reason: String },
     /// The daemon answered with an HTTP error; `message` is its `error` text.
     #[error("{message} (HTTP {status})")]
     Refused { status: u16, message: String },
@@ -69,7 +69,7 @@ pub struct ApiUrlError {
 
 /// `GET /pairs?host=HOST[&port=PORT]`: the working (source, destination)
 /// pairs for `host`, best first.
-pub fn pairs(api: &Api, host: &str, port: Option<u16>, format: Format) -> Result<String, Error> {
+pub fn pairs(api: &ApiUrl, host: &str, port: Option<u16>, format: Format) -> Result<String, Error> {
     let mut target = format!("/pairs?host={}", percent_encode(host));
     if let Some(port) = port {
         target.push_str(&format!("&port={port}"));
@@ -85,7 +85,7 @@ pub fn pairs(api: &Api, host: &str, port: Option<u16>, format: Format) -> Result
 }
 
 /// `GET /status`: the getapr flags, gateways, NAT64 prefixes and sources.
-pub fn status(api: &Api, format: Format) -> Result<String, Error> {
+pub fn status(api: &ApiUrl, format: Format) -> Result<String, Error> {
     let body = api.get_json("/status")?;
     match format {
         Format::Json => as_received(api, &body),
@@ -98,7 +98,7 @@ pub fn status(api: &Api, format: Format) -> Result<String, Error> {
 
 /// The body as the daemon sent it, ending in a newline for the terminal;
 /// checked to be JSON, so a script never parses some other server's page.
-fn as_received(api: &Api, body: &[u8]) -> Result<String, Error> {
+fn as_received(api: &ApiUrl, body: &[u8]) -> Result<String, Error> {
     serde_json::from_slice::<serde::de::IgnoredAny>(body).map_err(|e| api.bad_answer(e))?;
     let mut text = String::from_utf8_lossy(body).into_owned();
     if !text.ends_with('\n') {
@@ -107,16 +107,16 @@ fn as_received(api: &Api, body: &[u8]) -> Result<String, Error> {
     Ok(text)
 }
 
-impl Api {
+impl ApiUrl {
     /// The first `http.listen` address of the default config: the one
     /// `getapr serve` runs with when given no `--config`
     /// (`/etc/getapr/getapr.toml`, else the embedded default). A file that
     /// does not parse, or turns the sidecar off, falls back to the embedded
     /// default's address: the daemon may still be running with it.
-    pub fn from_default_config() -> Api {
+    pub fn from_default_config() -> ApiUrl {
         let config = Config::discover(None).map_or_else(|_| Config::embedded(), |(c, _)| c);
-        Api::first_listen(&config).unwrap_or_else(|| {
-            Api::first_listen(&Config::embedded()).unwrap_or(Api {
+        ApiUrl::first_listen(&config).unwrap_or_else(|| {
+            ApiUrl::first_listen(&Config::embedded()).unwrap_or(ApiUrl {
                 host: Ipv4Addr::LOCALHOST.to_string(),
                 port: 80,
             })
@@ -125,14 +125,14 @@ impl Api {
 
     /// Where to reach the first `http.listen` address of `config`; a
     /// wildcard address is reached over loopback of its family.
-    pub fn first_listen(config: &Config) -> Option<Api> {
+    pub fn first_listen(config: &Config) -> Option<ApiUrl> {
         let addr = config.http.listen.first()?;
         let ip = match addr.ip() {
             IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
             IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
             ip => ip,
         };
-        Some(Api {
+        Some(ApiUrl {
             host: ip.to_string(),
             port: addr.port(),
         })
@@ -244,19 +244,19 @@ fn percent_encode(value: &str) -> String {
     out
 }
 
-impl fmt::Display for Api {
+impl fmt::Display for ApiUrl {
     /// `http://HOST:PORT`, the port always shown, so the user sees which.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "http://{}:{}", self.bracketed_host(), self.port)
     }
 }
 
-impl FromStr for Api {
+impl FromStr for ApiUrl {
     type Err = ApiUrlError;
 
     /// `http://HOST[:PORT][/]` (port 80 by default) or `HOST:PORT`; HOST is
     /// a name, an IPv4 literal or an IPv6 literal in brackets.
-    fn from_str(input: &str) -> Result<Api, ApiUrlError> {
+    fn from_str(input: &str) -> Result<ApiUrl, ApiUrlError> {
         // clap's message already names the option and the value.
         let fail = |why: &str| ApiUrlError {
             why: why.to_owned(),
@@ -311,7 +311,7 @@ impl FromStr for Api {
             Some(_) => return Err(fail("the port is not a number from 1 to 65535")),
             None => default_port.ok_or_else(|| fail("HOST:PORT needs the port"))?,
         };
-        Ok(Api {
+        Ok(ApiUrl {
             host: host.to_owned(),
             port,
         })
@@ -340,8 +340,8 @@ fn is_name(host: &str) -> bool {
 mod tests {
     use super::*;
 
-    fn api(host: &str, port: u16) -> Api {
-        Api {
+    fn api(host: &str, port: u16) -> ApiUrl {
+        ApiUrl {
             host: host.to_owned(),
             port,
         }
@@ -361,7 +361,7 @@ mod tests {
             ("[::1]:8080", api("::1", 8080)),
             ("getapr.internal.:80", api("getapr.internal.", 80)),
         ] {
-            assert_eq!(input.parse::<Api>(), Ok(want), "{input}");
+            assert_eq!(input.parse::<ApiUrl>(), Ok(want), "{input}");
         }
     }
 
@@ -387,7 +387,7 @@ mod tests {
             ("http://300.1.1.1:80", "not a name or an address"),
             ("", "host is missing"),
         ] {
-            let error = input.parse::<Api>().expect_err(input).to_string();
+            let error = input.parse::<ApiUrl>().expect_err(input).to_string();
             assert!(error.contains(why), "{input}: {error}");
             assert!(error.contains("expected http://HOST[:PORT] or HOST:PORT"));
         }
@@ -395,7 +395,7 @@ mod tests {
 
     #[test]
     fn the_default_is_the_first_listen_address_of_the_embedded_config() {
-        let default = Api::first_listen(&Config::embedded()).unwrap();
+        let default = ApiUrl::first_listen(&Config::embedded()).unwrap();
         assert_eq!(default.to_string(), "http://127.0.0.1:80");
         assert_eq!(default.host_header(), "127.0.0.1");
     }
@@ -403,9 +403,9 @@ mod tests {
     #[test]
     fn a_wildcard_listen_address_is_reached_over_loopback() {
         let config = Config::parse("[http]\nlisten = [\"[::]:8080\", \"0.0.0.0:80\"]\n").unwrap();
-        assert_eq!(Api::first_listen(&config), Some(api("::1", 8080)));
+        assert_eq!(ApiUrl::first_listen(&config), Some(api("::1", 8080)));
         let config = Config::parse("[http]\nlisten = []\n").unwrap();
-        assert_eq!(Api::first_listen(&config), None);
+        assert_eq!(ApiUrl::first_listen(&config), None);
     }
 
     #[test]
