@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Static release builds of getapr for home routers (issue 6, item 4).
+# Static release builds of getapr for home routers.
 #
 #   deploy/build-router.sh [TARGET...]
 #

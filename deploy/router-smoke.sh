@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the router builds of getapr under qemu user emulation and gets a DNS
-# answer through them (issue 6: "the aarch64 qemu smoke test passes in CI").
+# answer through them; CI runs it for aarch64.
 #
 #   deploy/router-smoke.sh [TARGET...]
 #

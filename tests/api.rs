@@ -1,4 +1,4 @@
-//! Acceptance tests of issue 5's sidecar (items 1 and 2): the real daemon
+//! The sidecar's `/pairs` and `/status` end to end: the real daemon
 //! in process, DNS and HTTP on `127.0.0.1:0`, a scripted upstream on
 //! loopback, probing off (no traffic leaves the host).
 

@@ -1,4 +1,4 @@
-//! What `deploy/` ships, checked here (issue 7): the systemd units verify,
+//! What `deploy/` ships, checked here: the systemd units verify,
 //! every shell script parses, `deploy/install.sh` installs into a temporary
 //! root and its uninstall restores resolv.conf byte for byte, the OpenWrt
 //! UCI → TOML translation and init script (procd stubbed) produce configs
@@ -839,7 +839,7 @@ fn readme_quotes_the_missing_capability_error() {
     );
 }
 
-// ------------------------------- issue 7 acceptance: install, run, uninstall
+// ------------------------------------------- install, run, uninstall
 
 /// In a network namespace with its own mount namespace: install.sh into a
 /// root directory (stub set-up, resolv.conf switched), then the daemon

@@ -1,4 +1,4 @@
-//! Issue 8's fault-injection suite: getapr in front of upstreams that
+//! The fault-injection suite: getapr in front of upstreams that
 //! misbehave on purpose (the scriptable `FakeUpstream`, or the tiny
 //! responders of `common::bin` for the tests of the binary under signals).
 //!

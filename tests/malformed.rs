@@ -1,4 +1,4 @@
-//! Issue 8, deliverable 2: malformed input from clients and from upstreams.
+//! Malformed input from clients and from upstreams.
 //!
 //! **Client side.** A table of cases (name, bytes, expected outcome) sent
 //! over UDP and over TCP, then TCP framing abuse and seeded random packets.

@@ -1,4 +1,4 @@
-//! Issue 5's acceptance in the network lab (root): `GET /pairs` of the
+//! The sidecar's pairs in the network lab (root): `GET /pairs` of the
 //! sidecar, asked with curl inside the lab's host namespace, while the
 //! routers break IPv6 under the daemon. See `tests/common/lab.rs` for the
 //! namespaces and `tests/common/labdns.rs` for the zones (`dual.lab.example`

@@ -1,4 +1,4 @@
-//! Issue 4 through the real stub, in process: verdicts published by the
+//! Answers rewritten by the verdicts, through the real stub in process: verdicts published by the
 //! test (the probe engine needs a network lab; `tests/rewrite_lab.rs` runs
 //! the whole thing there) reach the answers, without waiting for TTLs, and
 //! with nothing known the answers are the upstream's.

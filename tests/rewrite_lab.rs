@@ -1,4 +1,4 @@
-//! Issue 4's acceptance in the network lab (root): the real daemon serves
+//! Answers rewritten by real verdicts in the network lab (root): the real daemon serves
 //! glibc, `kdig` and raw queries in the lab's host namespace, with Knot
 //! (and Unbound doing DNS64) in inet as its upstream, while the router
 //! breaks IPv6 or translates it (NAT64). See `tests/common/labdns.rs` for
@@ -489,7 +489,7 @@ fn dead_destination_is_no_longer_first() {
         (now.0 - before.0, now.1 - before.1)
     };
     let mut last = first;
-    // (a) Issue 4: it is no longer first (working addresses come first)...
+    // (a) It is no longer first (working addresses come first)...
     let mut not_first = None;
     // (b) docs/interface.md: once probes found it dead from every source, it is
     // removed, since two working addresses remain.

@@ -1,4 +1,4 @@
-//! Issue 8, deliverable 6: the HTTP sidecar under abuse. Slowloris
+//! The HTTP sidecar under abuse. Slowloris
 //! clients, oversize heads and a flood of `/pairs` must not take the
 //! sidecar from anyone else: `/healthz` keeps answering 200 at once and
 //! the DNS path keeps answering, while the abusers get 431 or the

@@ -1,4 +1,4 @@
-//! Acceptance tests of issue 2: getapr as a faithful forwarding stub.
+//! getapr as a faithful forwarding stub.
 //!
 //! Each test starts an in-process upstream and getapr on `127.0.0.1:0` and
 //! compares what a client gets through getapr with what it gets from the
@@ -45,7 +45,7 @@ async fn setup(dns_extra: &str) -> Setup {
 
 /// The same query (same ID) to the upstream and through getapr, over UDP.
 /// Checks what compare() leaves out: the ID and question bytes come back
-/// as the client sent them, and RA=1 (issue 2, dns::server).
+/// as the client sent them, and RA=1 (dns::server).
 async fn direct_and_via(
     upstream: SocketAddr,
     getapr: SocketAddr,
@@ -281,7 +281,7 @@ async fn truncated_without_opt(getapr: SocketAddr, q: &QueryBuilder) {
     );
 }
 
-/// Issue 2, dns::wire: the UDP limit is the client's advertised size,
+/// dns::wire: the UDP limit is the client's advertised size,
 /// capped by `udp_max_size` (default 1232).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn udp_limit_is_the_clients_size_capped_by_udp_max_size() {
@@ -549,7 +549,7 @@ async fn failover_when_the_first_upstream_never_answers() {
     );
 }
 
-/// Issue 2: "remember which upstream is healthy and try it first".
+/// The upstream that answered last is tried first.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn healthy_upstream_tried_first_after_a_failover() {
     let silent = FakeUpstream::silent().await;
@@ -655,7 +655,7 @@ async fn tcp_pipelining_answers_as_they_complete() {
 
 // --- what is sent upstream -------------------------------------------------
 
-/// Issue 2, dns::upstream and dns::wire: a fresh ID per upstream query,
+/// dns::upstream and dns::wire: a fresh ID per upstream query,
 /// the question bytes as the client sent them, and no COOKIE or ECS.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forwarded_query_has_a_fresh_id_and_no_cookie_or_ecs() {
@@ -710,7 +710,7 @@ async fn forwarded_query_has_a_fresh_id_and_no_cookie_or_ecs() {
 
 // --- limits, reload, shutdown ------------------------------------------------
 
-/// Issue 2, dns::server: a cap on TCP connections. At the cap a new
+/// dns::server: a cap on TCP connections. At the cap a new
 /// connection takes the slot of the one idle longest, which is closed;
 /// tests/tcp_limits.rs has the rest (stalled and busy connections, the
 /// ACL, reload).
@@ -735,7 +735,7 @@ async fn tcp_connection_cap() {
     check_echo(&q, &second.recv().await);
 }
 
-/// Issue 2: SIGHUP reloads; the daemon side of it is `Handle::reload`,
+/// SIGHUP reloads; the daemon side of it is `Handle::reload`,
 /// which applies a new config to the running listeners.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reload_applies_a_new_config() {
@@ -771,7 +771,7 @@ async fn reload_applies_a_new_config() {
     assert_eq!(other.total_queries(), 1);
 }
 
-/// Issue 2: shutdown drains the queries in flight, then `run()` returns Ok
+/// Shutdown drains the queries in flight, then `run()` returns Ok
 /// and nothing answers any more.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_drains_queries_in_flight() {
@@ -828,7 +828,7 @@ async fn shutdown_drains_queries_in_flight() {
     udp_silence(addr, &query(DUAL, RecordType::A).bytes(), SILENCE).await;
 }
 
-/// Issue 2: the drain is bounded: a query whose upstream never answers
+/// The drain is bounded: a query whose upstream never answers
 /// does not hold shutdown beyond 2 s.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_gives_up_on_a_hung_query_after_2_s() {

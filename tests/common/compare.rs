@@ -1,5 +1,5 @@
 //! Field-by-field comparison of the reply a client gets through getapr with
-//! the reply it gets from the upstream directly (issue 2, Acceptance).
+//! the reply it gets from the upstream directly.
 //!
 //! Equal: QR, opcode, AA, TC, RD, AD, CD, the full rcode (header + EDNS
 //! high bits), the question (name compared byte for byte, so case counts),
