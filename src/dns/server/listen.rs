@@ -132,7 +132,7 @@ fn admit(shared: &Shared, peer: IpAddr) -> Option<Slot> {
 /// (busy until written), so that it is evicted only while waiting.
 ///
 /// Generic over the two halves of the stream so the fuzz target
-/// `tcp_framing` ([`crate::dns::fuzz::tcp_framing`]) can drive it through an
+/// `tcp_framing` ([`crate::fuzzing::tcp_framing`]) can drive it through an
 /// in-memory pipe on a paused clock; the listener hands it a `TcpStream`'s
 /// owned halves.
 pub(crate) async fn connection<R, W>(
