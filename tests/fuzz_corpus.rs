@@ -34,27 +34,27 @@ fn replay(target: &str, exercise: impl Fn(&[u8])) {
 
 #[test]
 fn wire_corpus_replays_without_panic() {
-    replay("wire", getapr::dns::wire::exercise);
+    replay("wire", getapr::fuzzing::wire);
 }
 
 #[test]
 fn rewrite_corpus_replays_without_panic() {
-    replay("rewrite", getapr::dns::rewrite::exercise);
+    replay("rewrite", getapr::fuzzing::rewrite);
 }
 
 #[test]
 fn api_corpus_replays_without_panic() {
-    replay("api", getapr::api::exercise);
+    replay("api", getapr::fuzzing::api);
 }
 
 #[test]
 fn stun_corpus_replays_without_panic() {
-    replay("stun", getapr::probe::stun::exercise);
+    replay("stun", getapr::fuzzing::stun);
 }
 
 #[test]
 fn config_corpus_replays_without_panic() {
-    replay("config", getapr::config::Config::exercise);
+    replay("config", getapr::fuzzing::config);
 }
 
 #[test]

@@ -24,3 +24,16 @@ pub use query::query;
 pub use reply_cache::reply_cache;
 pub use tcp_framing::tcp_framing;
 pub use verdicts::verdicts;
+
+// The entry points that live beside the code they drive, under the names
+// of their targets, so that every target calls `fuzzing::NAME`.
+pub use crate::api::exercise as api;
+pub use crate::dns::rewrite::exercise as rewrite;
+pub use crate::dns::wire::exercise as wire;
+pub use crate::probe::stun::exercise as stun;
+
+/// The `config` target: the config parser over arbitrary bytes (see
+/// [`Config::exercise`](crate::config::Config::exercise)).
+pub fn config(data: &[u8]) {
+    crate::config::Config::exercise(data);
+}
