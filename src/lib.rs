@@ -12,13 +12,13 @@
 //! | [`dns::rewrite`] | A/AAAA/SVCB answers ordered and filtered by the verdicts | no |
 //! | [`dns::upstream`] | forwarding to upstream resolvers, retransmission, TCP fallback | yes |
 //! | [`dns::server`] | UDP/TCP listeners, ACL, limits, serve-stale, failure cache | yes |
-//! | `dns::fuzz` | the fuzz targets' entry points over the server's own paths (hidden) | no (in-memory pipes) |
 //! | [`notify`] | systemd readiness and watchdog (`sd_notify`) | yes |
 //! | [`inventory`] | interfaces, addresses and classes, default gateways | yes, behind a trait |
 //! | [`probe`] | the probe engine (pure), verdicts, STUN, NAT64, the driver that sends probes | engine no, driver yes |
 //! | [`metrics`] | the Prometheus families of `/metrics` | no |
 //! | [`policy`] | RFC 6724 source and destination selection + verdicts, family interleave | no |
 //! | [`api`] | the HTTP sidecar: routes, Host/Origin guard, JSON | yes |
+//! | `fuzzing` | the fuzz targets' entry points, one per target (hidden; no production module uses it) | no (in-memory pipes) |
 //! | `slots` | connection caps of DNS over TCP and the sidecar: who gives way at the cap (stalled, then idle; never busy) | no |
 //! | [`daemon`] | wiring, signals, reload | yes |
 #![forbid(unsafe_code)]
@@ -28,6 +28,8 @@ pub mod client;
 pub mod config;
 pub mod daemon;
 pub mod dns;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod inventory;
 pub mod metrics;
 pub mod notify;

@@ -1,6 +1,7 @@
-//! Runs the fuzz targets' entry points over the checked-in corpora, so the
-//! seeds (and every crash ever found, once added) are replayed by
-//! `cargo test` even where cargo-fuzz and a nightly toolchain are missing.
+//! Runs the fuzz targets' entry points (`getapr::fuzzing`) over the
+//! checked-in corpora, so the seeds (and every crash ever found, once
+//! added) are replayed by `cargo test` even where cargo-fuzz and a nightly
+//! toolchain are missing.
 
 use std::fs;
 use std::path::Path;
@@ -33,37 +34,37 @@ fn replay(target: &str, exercise: impl Fn(&[u8])) {
 
 #[test]
 fn wire_corpus_replays_without_panic() {
-    replay("wire", getapr::dns::wire::exercise);
+    replay("wire", getapr::fuzzing::wire);
 }
 
 #[test]
 fn rewrite_corpus_replays_without_panic() {
-    replay("rewrite", getapr::dns::rewrite::exercise);
+    replay("rewrite", getapr::fuzzing::rewrite);
 }
 
 #[test]
 fn api_corpus_replays_without_panic() {
-    replay("api", getapr::api::exercise);
+    replay("api", getapr::fuzzing::api);
 }
 
 #[test]
 fn stun_corpus_replays_without_panic() {
-    replay("stun", getapr::probe::stun::exercise);
+    replay("stun", getapr::fuzzing::stun);
 }
 
 #[test]
 fn config_corpus_replays_without_panic() {
-    replay("config", getapr::config::Config::exercise);
+    replay("config", getapr::fuzzing::config);
 }
 
 #[test]
 fn query_corpus_replays_without_panic() {
-    replay("query", getapr::dns::fuzz::query);
+    replay("query", getapr::fuzzing::query);
 }
 
 #[test]
 fn reply_cache_corpus_replays_without_panic() {
-    replay("reply_cache", getapr::dns::fuzz::reply_cache);
+    replay("reply_cache", getapr::fuzzing::reply_cache);
 }
 
 /// On a paused clock, as the fuzz target runs it: the idle timeout passes
@@ -74,6 +75,6 @@ async fn tcp_framing_corpus_replays_without_panic() {
     assert!(seeds.len() >= 5, "the tcp_framing corpus lost its seeds");
     for (name, data) in seeds {
         eprintln!("replaying {name}");
-        getapr::dns::fuzz::tcp_framing(&data).await;
+        getapr::fuzzing::tcp_framing(&data).await;
     }
 }

@@ -1,7 +1,7 @@
 //! The config parser (TOML, then validation) over arbitrary bytes (see
-//! `getapr::config::Config::exercise`).
+//! `getapr::fuzzing::config`).
 #![no_main]
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    getapr::config::Config::exercise(data);
+    getapr::fuzzing::config(data);
 });

@@ -1,8 +1,8 @@
 //! A client's query through the server's triage and forwarding, with a
-//! prefilled cache and no upstream (see `getapr::dns::fuzz::query`): every
+//! prefilled cache and no upstream (see `getapr::fuzzing::query`): every
 //! answer parses, has the query's ID and question, and fits the client.
 #![no_main]
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    getapr::dns::fuzz::query(data);
+    getapr::fuzzing::query(data);
 });

@@ -3,5 +3,5 @@
 #![no_main]
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    getapr::dns::rewrite::exercise(data);
+    getapr::fuzzing::rewrite(data);
 });

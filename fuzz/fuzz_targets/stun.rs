@@ -1,7 +1,7 @@
 //! The STUN Binding response parser over arbitrary bytes (see
-//! `getapr::probe::stun::exercise`).
+//! `getapr::fuzzing::stun`).
 #![no_main]
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    getapr::probe::stun::exercise(data);
+    getapr::fuzzing::stun(data);
 });

@@ -1,5 +1,5 @@
 //! A TCP connection fed a byte stream cut at chunk boundaries taken from
-//! the input (see `getapr::dns::fuzz::tcp_framing`), on a paused clock so
+//! the input (see `getapr::fuzzing::tcp_framing`), on a paused clock so
 //! the idle timeout passes at once and a stuck connection fails the run.
 #![no_main]
 
@@ -9,5 +9,5 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
         .start_paused(true)
         .build()
         .expect("a current-thread runtime");
-    rt.block_on(getapr::dns::fuzz::tcp_framing(data));
+    rt.block_on(getapr::fuzzing::tcp_framing(data));
 });

@@ -3,5 +3,5 @@
 #![no_main]
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    getapr::dns::wire::exercise(data);
+    getapr::fuzzing::wire(data);
 });

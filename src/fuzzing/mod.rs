@@ -1,0 +1,39 @@
+//! The fuzz targets' entry points, one per target in `fuzz/fuzz_targets/`
+//! (`fuzz/fuzz_targets/NAME.rs` calls `getapr::fuzzing::NAME`), and what
+//! they share. `tests/fuzz_corpus.rs` replays every corpus through them, so
+//! `cargo test` runs the seeds without cargo-fuzz or a nightly toolchain.
+//! Only the targets and tests use this module; no production code does.
+//!
+//! The targets that run the server's own paths over arbitrary bytes
+//! (`query`, `reply_cache`, `tcp_framing`) check what a client relies
+//! on, not only that nothing panics: every answer parses, is a reply with
+//! the query's ID, fits the size the client can take, and carries no TTL
+//! above the upstream's. Nothing here reaches the network: the daemon's
+//! state has an upstream pool of no servers, so a cache miss fails at once
+//! with SERVFAIL, and a TCP connection runs over an in-memory pipe. The
+//! first bytes of each input set the scene (documented per function); the
+//! rest is what the outside sends.
+
+mod query;
+mod reply_cache;
+mod scene;
+mod tcp_framing;
+mod verdicts;
+
+pub use query::query;
+pub use reply_cache::reply_cache;
+pub use tcp_framing::tcp_framing;
+pub use verdicts::verdicts;
+
+// The entry points that live beside the code they drive, under the names
+// of their targets, so that every target calls `fuzzing::NAME`.
+pub use crate::api::exercise as api;
+pub use crate::dns::rewrite::exercise as rewrite;
+pub use crate::dns::wire::exercise as wire;
+pub use crate::probe::stun::exercise as stun;
+
+/// The `config` target: the config parser over arbitrary bytes (see
+/// [`Config::exercise`](crate::config::Config::exercise)).
+pub fn config(data: &[u8]) {
+    crate::config::Config::exercise(data);
+}
