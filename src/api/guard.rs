@@ -11,7 +11,7 @@
 //! which must name such a host too.
 //!
 //! Pure and total: every function here takes header bytes as they came and
-//! never panics (fuzzed through [`super::exercise`]).
+//! never panics (fuzzed through `fuzzing::api`).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 

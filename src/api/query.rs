@@ -1,6 +1,6 @@
 //! The query string of `GET /pairs?host=NAME_OR_IP[&port=N]`.
 //!
-//! Pure and total (fuzzed through [`super::exercise`]); every error is a
+//! Pure and total (fuzzed through `fuzzing::api`); every error is a
 //! message for the client's 400.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};

@@ -14,23 +14,25 @@
 //! first bytes of each input set the scene (documented per function); the
 //! rest is what the outside sends.
 
+mod api;
 mod query;
 mod reply_cache;
 mod scene;
+mod stun;
 mod tcp_framing;
 mod verdicts;
 
+pub use api::api;
 pub use query::query;
 pub use reply_cache::reply_cache;
+pub use stun::stun;
 pub use tcp_framing::tcp_framing;
 pub use verdicts::verdicts;
 
 // The entry points that live beside the code they drive, under the names
 // of their targets, so that every target calls `fuzzing::NAME`.
-pub use crate::api::exercise as api;
 pub use crate::dns::rewrite::exercise as rewrite;
 pub use crate::dns::wire::exercise as wire;
-pub use crate::probe::stun::exercise as stun;
 
 /// The `config` target: the config parser over arbitrary bytes (see
 /// [`Config::exercise`](crate::config::Config::exercise)).

@@ -60,25 +60,6 @@ pub fn binding_request(id: &TransactionId) -> [u8; 28] {
     m
 }
 
-/// The fuzz target's entry point (`fuzz/fuzz_targets/stun.rs`, replayed by
-/// `tests/fuzz_corpus.rs`): parses any bytes as a reply, both to the
-/// transaction id they carry (so valid headers reach the attributes) and to
-/// another one (which must be refused).
-#[doc(hidden)]
-pub fn exercise(data: &[u8]) {
-    let mut id: TransactionId = [0; 12];
-    if let Some(carried) = data.get(8..20) {
-        id.copy_from_slice(carried);
-    }
-    let _ = parse_response(data, &id);
-    let mut other = id;
-    other[0] ^= 0xff;
-    assert!(
-        parse_response(data, &other).is_err(),
-        "a reply to another transaction was accepted"
-    );
-}
-
 /// Reads a Binding success response to the request `id` and returns the
 /// mapped address: XOR-MAPPED-ADDRESS (§14.2) when present, else the
 /// RFC 3489-era MAPPED-ADDRESS (§14.1). Never panics.
