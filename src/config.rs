@@ -600,18 +600,50 @@ where
     }
 }
 
-/// Would forwarding to `up` reach ourselves? An unspecified listen address
-/// receives on loopback too; `[::]` also covers IPv4 because Linux binds it
-/// dual-stack by default (`net.ipv6.bindv6only = 0`). Our other interface
-/// addresses are not checked: knowing them is I/O.
-fn is_own(up: SocketAddr, listen: &[SocketAddr]) -> bool {
+/// Would forwarding to `upstream` reach this daemon's own listeners?
+///
+/// A listener receives what is sent to its port at its address, or, when
+/// that address is unspecified, at any local address of its family. IPv6
+/// listeners are bound `IPV6_V6ONLY` (so that `[::]:53` and `0.0.0.0:53`
+/// can both be listed), so `[::]` receives no IPv4. Of the local addresses
+/// only loopback is known without I/O (127.0.0.0/8, `::1`); this host's
+/// other interface addresses are not checked.
+///
+/// On the sending side, an IPv4-mapped upstream (`::ffff:127.0.0.1`) is
+/// sent over IPv4, and an unspecified one means loopback: Linux connects
+/// `0.0.0.0` to 127.0.0.1 and `::` to `::1`. A link-local address is ours
+/// only on the same link (scope id).
+pub(crate) fn is_own(upstream: SocketAddr, listen: &[SocketAddr]) -> bool {
+    let to = destination(upstream);
     listen.iter().any(|l| {
-        l.port() == up.port()
-            && (l.ip() == up.ip()
-                || l.ip().is_unspecified()
-                    && up.ip().is_loopback()
-                    && (l.is_ipv6() || up.is_ipv4()))
+        l.port() == to.port()
+            && match (l, to) {
+                (SocketAddr::V4(l), SocketAddr::V4(to)) => {
+                    l.ip() == to.ip() || l.ip().is_unspecified() && to.ip().is_loopback()
+                }
+                (SocketAddr::V6(l), SocketAddr::V6(to)) => {
+                    let same_link =
+                        l.scope_id() == 0 || to.scope_id() == 0 || l.scope_id() == to.scope_id();
+                    l.ip() == to.ip() && same_link
+                        || l.ip().is_unspecified() && to.ip().is_loopback()
+                }
+                _ => false,
+            }
     })
+}
+
+/// Where datagrams sent to `upstream` go: IPv4-mapped addresses over IPv4,
+/// the unspecified address to loopback.
+fn destination(upstream: SocketAddr) -> SocketAddr {
+    let port = upstream.port();
+    match (upstream.ip().to_canonical(), upstream) {
+        (IpAddr::V4(ip), _) if ip.is_unspecified() => (Ipv4Addr::LOCALHOST, port).into(),
+        (IpAddr::V6(ip), _) if ip.is_unspecified() => (Ipv6Addr::LOCALHOST, port).into(),
+        (IpAddr::V6(ip), SocketAddr::V6(v6)) => {
+            SocketAddrV6::new(ip, port, 0, v6.scope_id()).into()
+        }
+        (ip, _) => SocketAddr::new(ip, port),
+    }
 }
 
 fn socket_addr(s: &str) -> Result<SocketAddr, String> {
@@ -994,6 +1026,18 @@ first_family_count = 2
         // `0.0.0.0` does not receive on `::1`, so this is another resolver.
         let text = "[dns]\nlisten = [\"0.0.0.0:53\"]\nupstreams = [\"[::1]:53\"]\n";
         assert!(Config::parse(text).is_ok());
+        // IPv6 listeners are bound IPV6_V6ONLY: `[::]` does not receive on
+        // 127.0.0.1 either.
+        let text = "[dns]\nlisten = [\"[::]:53\"]\nupstreams = [\"127.0.0.1:53\"]\n";
+        assert!(Config::parse(text).is_ok());
+    }
+
+    #[test]
+    fn link_local_loops_need_the_same_link() {
+        let listen = "[dns]\nlisten = [\"[fe80::1%2]:53\"]\n";
+        assert!(Config::parse(&format!("{listen}upstreams = [\"fe80::1%2\"]\n")).is_err());
+        // The same address on another link is another host.
+        assert!(Config::parse(&format!("{listen}upstreams = [\"fe80::1%3\"]\n")).is_ok());
     }
 
     /// Each case: the text and the whole `LINE:COL: message` it must give.
@@ -1047,7 +1091,7 @@ first_family_count = 2
             // Against the default listen address 127.0.0.53:53.
             ("[dns]\nupstreams = [\"127.0.0.53\"]\n", &format!("2:14: dns.upstreams: upstream 127.0.0.53:53 {LOOP}")),
             ("[dns]\nlisten = [\"0.0.0.0:5353\"]\nupstreams = [\"system\",\n  \"127.0.0.1:5353\"]\n", &format!("4:3: dns.upstreams: upstream 127.0.0.1:5353 {LOOP}")),
-            ("[dns]\nlisten = [\"[::]:53\"]\nupstreams = [\"127.0.0.1\"]\n", &format!("3:14: dns.upstreams: upstream 127.0.0.1:53 {LOOP}")),
+            ("[dns]\nlisten = [\"[::]:53\"]\nupstreams = [\"::1\"]\n", &format!("3:14: dns.upstreams: upstream [::1]:53 {LOOP}")),
             ("[dns]\nresolv_conf = \"\"\n", "2:15: dns.resolv_conf: must not be empty"),
             ("[dns]\ntimeout_ms = 49\n", "2:14: dns.timeout_ms: 49 is outside 50..=30000"),
             ("[dns]\ntimeout_ms = 30001\n", "2:14: dns.timeout_ms: 30001 is outside 50..=30000"),
