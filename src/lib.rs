@@ -20,6 +20,7 @@
 //! | [`policy`] | RFC 6724 source and destination selection + verdicts, family interleave | no |
 //! | [`api`] | the HTTP sidecar: routes, Host/Origin guard, JSON | yes |
 //! | `slots` | connection caps of DNS over TCP and the sidecar: who gives way at the cap (stalled, then idle; never busy) | no |
+//! | `sync` | `lock`: the crate's one way to lock a mutex (a poisoned lock is still taken) | no |
 //! | [`daemon`] | wiring, signals, reload | yes |
 #![forbid(unsafe_code)]
 
@@ -34,3 +35,4 @@ pub mod notify;
 pub mod policy;
 pub mod probe;
 mod slots;
+mod sync;

@@ -604,12 +604,6 @@ pub fn lifetime(reply: &super::wire::Reply) -> Option<std::time::Duration> {
     (ttl > 0).then(|| std::time::Duration::from_secs(u64::from(ttl)))
 }
 
-/// Locks the cache; a panic elsewhere while it was held leaves at worst a
-/// stale entry, so poisoning is not fatal.
-pub fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -32,6 +32,7 @@ use crate::config::{Config, Filter};
 use crate::probe::verdicts::{
     DestinationVerdict, Families, PathVerdict, PrefixVerdict, State, Verdicts, prefix_of,
 };
+use crate::sync::lock;
 
 /// The addresses of the answers the cache is filled with: Internet ones,
 /// which the family verdicts judge, and one behind the well-known NAT64
@@ -189,7 +190,7 @@ fn prefill(shared: &Shared, query: &Query<'_>, fill: u8) {
         };
         let key = Key::new(name, t, qclass, do_bit, cd);
         let entry = Cached::new(Arc::new(reply));
-        cache::lock(&shared.cache).insert(key, entry, inserted, ttl);
+        lock(&shared.cache).insert(key, entry, inserted, ttl);
     }
 }
 

@@ -24,6 +24,7 @@ use crate::metrics::{Limit, Metrics, Rewrite};
 use crate::probe::driver::Input;
 use crate::probe::verdicts::{State, Verdicts};
 use crate::slots::{Busy, Slot, Slots, Waiting};
+use crate::sync::lock;
 
 /// RFC 7766 §6.2.3 asks servers to keep idle connections open "at least a
 /// few seconds"; 10 s is what Unbound and dnsmasq use by default. It also
@@ -195,7 +196,7 @@ impl Shared {
         let now = Instant::now();
         let verdicts = self.verdicts.load();
         let stamp = Stamp::new(&verdicts, &settings.policy);
-        let mut cache = cache::lock(&self.cache);
+        let mut cache = lock(&self.cache);
         let Some((entry, age)) = cache.get(&key, now) else {
             self.metrics.cache_misses.inc();
             // A name that failed lately, with no stale answer to give, gets
@@ -279,7 +280,7 @@ impl Shared {
         };
         let limits = Limits::for_slots(pool.max_inflight());
         let mut stop = None;
-        let admission = cache::lock(&self.flights).admit(
+        let admission = lock(&self.flights).admit(
             &key,
             client,
             waiter,
@@ -362,7 +363,7 @@ impl Shared {
     /// Whether `key`'s resolution failed less than `dns.failure_cache_s`
     /// ago.
     fn failed_recently(&self, key: &Key, now: Instant, settings: &Settings) -> bool {
-        !settings.failure_cache.is_zero() && cache::lock(&self.failures).recent(key, now)
+        !settings.failure_cache.is_zero() && lock(&self.failures).recent(key, now)
     }
 
     /// Writes `view` fitted to the client into `out`, and counts it.
@@ -422,7 +423,7 @@ impl Shared {
         let stamp = Stamp::new(&verdicts, policy);
         let ctx = context(&verdicts, policy);
         if let Some(view) = view_from_cache(
-            &mut cache::lock(&self.cache),
+            &mut lock(&self.cache),
             key,
             upstream,
             &ctx,
@@ -458,7 +459,7 @@ impl Shared {
         // A view made without the other answer is not kept: the next
         // answer may have it.
         if other.is_some()
-            && let Some(entry) = cache::lock(&self.cache).peek_mut(key, Instant::now())
+            && let Some(entry) = lock(&self.cache).peek_mut(key, Instant::now())
             && Arc::ptr_eq(&entry.reply, upstream)
         {
             entry.view = Some((stamp, view.clone()));
@@ -483,14 +484,14 @@ impl Shared {
             Err(e) => {
                 if !hold.is_zero() {
                     let now = Instant::now();
-                    cache::lock(&self.failures).insert(key.clone(), now + hold, now);
+                    lock(&self.failures).insert(key.clone(), now + hold, now);
                 }
                 return Err(Arc::new(e));
             }
         };
         if let Some(ttl) = cache::lifetime(&reply) {
             let entry = Cached::new(Arc::clone(&reply));
-            if cache::lock(&self.cache).insert(key.clone(), entry, Instant::now(), ttl) {
+            if lock(&self.cache).insert(key.clone(), entry, Instant::now(), ttl) {
                 self.metrics.cache_evictions.inc();
             }
         }
@@ -597,7 +598,7 @@ impl Flight {
         let settings = shared.settings.load_full();
         let (cached, stale) = {
             let now = Instant::now();
-            let mut cache = cache::lock(&shared.cache);
+            let mut cache = lock(&shared.cache);
             let fresh =
                 (cache.get(&self.key, now)).map(|(e, age)| (Arc::clone(&e.reply), age_secs(age)));
             let stale = (fresh.is_none() && !settings.serve_stale.is_zero())
@@ -632,7 +633,7 @@ impl Flight {
                         }
                         () = tokio::time::sleep_until(wake(due)), if due.is_some() => {
                             let cutoff = Instant::now().checked_sub(CLIENT_RESPONSE_TIMER);
-                            let waiters = cache::lock(&shared.flights).take(&self.key, self.id, |w| {
+                            let waiters = lock(&shared.flights).take(&self.key, self.id, |w| {
                                 w.is_client() && cutoff.is_some_and(|c| w.since <= c)
                             });
                             self.answer(waiters, Err(Arc::new(Failure::AllFailed)), &mut stale, None).await;
@@ -642,7 +643,7 @@ impl Flight {
             }
         };
         let waiters = {
-            let mut flights = cache::lock(&shared.flights);
+            let mut flights = lock(&shared.flights);
             let waiters = flights.finish(&self.key, self.id);
             if waiters.is_empty() {
                 // Evicted as it finished: its waiters were sent here.
@@ -664,7 +665,7 @@ impl Flight {
     /// When the first client waiting on this flight has waited
     /// [`CLIENT_RESPONSE_TIMER`].
     fn first_due(&self) -> Option<Instant> {
-        cache::lock(&self.shared.flights).first_waiter(&self.key, self.id, |w| {
+        lock(&self.shared.flights).first_waiter(&self.key, self.id, |w| {
             w.is_client().then_some(w.since + CLIENT_RESPONSE_TIMER)
         })
     }
@@ -875,7 +876,7 @@ impl Shared {
         let query = Query::parse(&packet).map_err(|_| LookupError::BadName)?;
         let (qname, _, qclass) = query.parts();
         let key = Key::new(qname, qtype, qclass, false, false);
-        if let Some((entry, _)) = cache::lock(&self.cache).get(&key, Instant::now()) {
+        if let Some((entry, _)) = lock(&self.cache).get(&key, Instant::now()) {
             return Ok(Arc::clone(&entry.reply));
         }
         let pool = Arc::clone(&self.settings.load().pool);

@@ -23,6 +23,7 @@ use tokio::net::{TcpStream, UdpSocket};
 use super::wire::{self, Query, Reply, flag, rcode};
 use crate::config;
 use crate::metrics::{UpstreamFailure, Upstreams};
+use crate::sync::lock;
 
 /// How often a failing upstream is worth a log line.
 const WARN_EVERY: Duration = Duration::from_secs(30);
@@ -480,13 +481,6 @@ fn unreachable_reply() -> Reply {
     #[allow(clippy::expect_used)]
     Reply::parse(&[0, 0, 0x81, 0x82, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 1])
         .expect("a fixed valid reply parses")
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // A panic while holding these locks cannot leave the maps inconsistent
-    // (each critical section is a single insert or remove), so a poisoned
-    // lock is still usable.
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 #[cfg(test)]
