@@ -23,7 +23,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 /// The embedded default configuration (annotated), used when no file exists.
-pub const DEFAULT_TEXT: &str = include_str!("../config/getapr.toml");
+pub const DEFAULT_TEXT: &str = include_str!("../../config/getapr.toml");
 
 /// Where [`Config::discover`] looks when no file is named.
 pub const DEFAULT_PATH: &str = "/etc/getapr/getapr.toml";
