@@ -523,19 +523,6 @@ mod tests {
         );
     }
 
-    #[test]
-    fn own_addresses_are_not_upstreams() {
-        let listen: Vec<SocketAddr> = vec![
-            "127.0.0.53:53".parse().unwrap(),
-            "[::]:5353".parse().unwrap(),
-        ];
-        let is_own = |up: &str| config::is_own(up.parse().unwrap(), &listen);
-        assert!(is_own("127.0.0.53:53"));
-        assert!(is_own("[::1]:5353"));
-        assert!(!is_own("127.0.0.1:53"));
-        assert!(!is_own("[2001:db8::1]:5353"));
-    }
-
     fn dns_with_resolv_conf(text: &str, tag: &str) -> config::Dns {
         let path = std::env::temp_dir().join(format!("getapr-resolv-{tag}-{}", std::process::id()));
         std::fs::write(&path, text).unwrap();
