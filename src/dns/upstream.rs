@@ -55,9 +55,9 @@ pub struct Pool {
 /// A UDP reply may be as large as the EDNS size the query offered, so the
 /// buffer is sized to that, but never under [`SMALL_REPLY`]: nearly every
 /// query offers 1232 bytes or less (or has no EDNS: 512), and those
-/// buffers are the ones kept. Allocating one per cache miss, freed between
-/// the small allocations of the cache entries it produced, fragmented the
-/// heap; and 64 KiB buffers for every exchange (as here before) let a burst
+/// buffers are the ones kept. A buffer allocated per cache miss and freed
+/// between the small allocations of the cache entries it produced would
+/// fragment the heap, and a 64 KiB buffer per exchange would let a burst
 /// of 1,000 misses in flight take 64 MiB. Eight kept buffers are 32 KiB.
 const KEEP_BUFFERS: usize = 8;
 
