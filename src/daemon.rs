@@ -16,12 +16,12 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api::{self, Api};
 use crate::config::{self, Config, Source};
-use crate::dns::cache;
 use crate::dns::server::{self, Settings, Shared};
 use crate::dns::upstream::{self, Pool};
 use crate::dns::wire::rtype;
 use crate::inventory::{self, Snapshot};
 use crate::probe::{driver, engine};
+use crate::sync::lock;
 
 /// How long shutdown waits for queries in flight.
 const DRAIN: Duration = Duration::from_secs(2);
@@ -362,7 +362,7 @@ impl Daemon {
         let same_upstreams = old.pool.addrs().eq(settings.pool.addrs());
         self.shared.settings.store(Arc::new(settings));
         {
-            let mut cache = cache::lock(&self.shared.cache);
+            let mut cache = lock(&self.shared.cache);
             if !same_upstreams {
                 // Answers from resolvers the user just replaced are not kept.
                 cache.clear();

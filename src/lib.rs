@@ -20,6 +20,7 @@
 //! | [`api`] | the HTTP sidecar: routes, Host/Origin guard, JSON | yes |
 //! | `fuzzing` | the fuzz targets' entry points, one per target (hidden; no production module uses it) | no (in-memory pipes) |
 //! | `slots` | connection caps of DNS over TCP and the sidecar: who gives way at the cap (stalled, then idle; never busy) | no |
+//! | `sync` | `lock`: the crate's one way to lock a mutex (a poisoned lock is still taken) | no |
 //! | [`daemon`] | wiring, signals, reload | yes |
 #![forbid(unsafe_code)]
 
@@ -36,3 +37,4 @@ pub mod notify;
 pub mod policy;
 pub mod probe;
 mod slots;
+mod sync;

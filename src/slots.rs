@@ -38,7 +38,7 @@
 //! `eviction_at_the_default_and_the_largest_cap` prints what it takes).
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
@@ -103,7 +103,7 @@ impl Slots {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Table> {
         // Nothing panics while holding it; a poisoned table is still whole.
-        self.table.lock().unwrap_or_else(PoisonError::into_inner)
+        crate::sync::lock(&self.table)
     }
 }
 

@@ -23,6 +23,7 @@ use tokio::net::{TcpStream, UdpSocket};
 use super::wire::{self, Query, Reply, flag, rcode};
 use crate::config;
 use crate::metrics::{UpstreamFailure, Upstreams};
+use crate::sync::lock;
 
 /// How often a failing upstream is worth a log line.
 const WARN_EVERY: Duration = Duration::from_secs(30);
@@ -54,9 +55,9 @@ pub struct Pool {
 /// A UDP reply may be as large as the EDNS size the query offered, so the
 /// buffer is sized to that, but never under [`SMALL_REPLY`]: nearly every
 /// query offers 1232 bytes or less (or has no EDNS: 512), and those
-/// buffers are the ones kept. Allocating one per cache miss, freed between
-/// the small allocations of the cache entries it produced, fragmented the
-/// heap; and 64 KiB buffers for every exchange (as here before) let a burst
+/// buffers are the ones kept. A buffer allocated per cache miss and freed
+/// between the small allocations of the cache entries it produced would
+/// fragment the heap, and a 64 KiB buffer per exchange would let a burst
 /// of 1,000 misses in flight take 64 MiB. Eight kept buffers are 32 KiB.
 const KEEP_BUFFERS: usize = 8;
 
@@ -164,7 +165,11 @@ pub fn addresses(dns: &config::Dns) -> Result<Vec<SocketAddr>, String> {
                     .map_err(|e| format!("{}: {e}", dns.resolv_conf.display()))?;
                 let found = resolv_conf_nameservers(&text);
                 let before = found.len();
-                out.extend(found.into_iter().filter(|a| !is_own(a, &dns.listen)));
+                out.extend(
+                    found
+                        .into_iter()
+                        .filter(|&a| !config::is_own(a, &dns.listen)),
+                );
                 if before == 0 {
                     return Err(format!(
                         "{}: no nameserver lines for upstreams = [\"system\"]",
@@ -204,16 +209,6 @@ pub fn resolv_conf_nameservers(text: &str) -> Vec<SocketAddr> {
             Some(SocketAddr::new(ip, 53))
         })
         .collect()
-}
-
-fn is_own(upstream: &SocketAddr, listen: &[SocketAddr]) -> bool {
-    listen.iter().any(|l| {
-        l == upstream
-            || (l.ip().is_unspecified()
-                && l.port() == upstream.port()
-                && l.is_ipv4() == upstream.is_ipv4()
-                && upstream.ip().is_loopback())
-    })
 }
 
 impl Pool {
@@ -488,13 +483,6 @@ fn unreachable_reply() -> Reply {
         .expect("a fixed valid reply parses")
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // A panic while holding these locks cannot leave the maps inconsistent
-    // (each critical section is a single insert or remove), so a poisoned
-    // lock is still usable.
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -535,18 +523,6 @@ mod tests {
         );
     }
 
-    #[test]
-    fn own_addresses_are_not_upstreams() {
-        let listen: Vec<SocketAddr> = vec![
-            "127.0.0.53:53".parse().unwrap(),
-            "[::]:5353".parse().unwrap(),
-        ];
-        assert!(is_own(&"127.0.0.53:53".parse().unwrap(), &listen));
-        assert!(is_own(&"[::1]:5353".parse().unwrap(), &listen));
-        assert!(!is_own(&"127.0.0.1:53".parse().unwrap(), &listen));
-        assert!(!is_own(&"[2001:db8::1]:5353".parse().unwrap(), &listen));
-    }
-
     fn dns_with_resolv_conf(text: &str, tag: &str) -> config::Dns {
         let path = std::env::temp_dir().join(format!("getapr-resolv-{tag}-{}", std::process::id()));
         std::fs::write(&path, text).unwrap();
@@ -578,6 +554,55 @@ mod tests {
                 .unwrap_err()
                 .starts_with("/nonexistent/resolv.conf: ")
         );
+    }
+
+    /// Whether an upstream reaches one of our listeners, asked both ways
+    /// the daemon asks it: an explicit `dns.upstreams` entry (refused by
+    /// the config as a loop) and a `nameserver` line behind `"system"`
+    /// (left out of the upstreams). Both must give the same answer.
+    #[test]
+    fn config_and_resolv_conf_agree_on_own_addresses() {
+        // (listen, upstream on port 53, reaches ourselves)
+        let cases = [
+            // Listeners are bound IPV6_V6ONLY: `[::]` receives no IPv4.
+            ("[::]:53", "127.0.0.1", false),
+            ("[::]:53", "::1", true),
+            ("0.0.0.0:53", "127.0.0.1", true),
+            ("0.0.0.0:53", "127.8.9.10", true),
+            ("0.0.0.0:53", "::1", false),
+            // An IPv4-mapped address is sent over IPv4.
+            ("0.0.0.0:53", "::ffff:127.0.0.1", true),
+            ("[::]:53", "::ffff:127.0.0.1", false),
+            // Sending to the unspecified address reaches loopback.
+            ("127.0.0.1:53", "0.0.0.0", true),
+            ("[::1]:53", "::", true),
+            ("[::]:53", "0.0.0.0", false),
+            ("127.0.0.53:53", "127.0.0.53", true),
+            ("127.0.0.53:53", "127.0.0.1", false),
+            ("0.0.0.0:5353", "127.0.0.1", false),
+        ];
+        for (i, (listen, upstream, own)) in cases.into_iter().enumerate() {
+            let case = format!("listen {listen}, upstream {upstream}");
+            let toml = format!("[dns]\nlisten = [{listen:?}]\nupstreams = [{upstream:?}]\n");
+            let refused = config::Config::parse(&toml).is_err_and(|e| e.message.contains("loop"));
+            assert_eq!(refused, own, "config: {case}");
+
+            let path = std::env::temp_dir().join(format!("getapr-own-{i}-{}", std::process::id()));
+            std::fs::write(&path, format!("nameserver {upstream}\n")).unwrap();
+            let toml = format!(
+                "[dns]\nlisten = [{listen:?}]\nupstreams = [\"system\", \"192.0.2.9\"]\nresolv_conf = {:?}\n",
+                path.display().to_string()
+            );
+            let dns = config::Config::parse(&toml).unwrap().dns;
+            let kept = addresses(&dns).unwrap();
+            std::fs::remove_file(&path).unwrap();
+            let ip: std::net::IpAddr = upstream.parse().unwrap();
+            assert_eq!(
+                !kept.contains(&SocketAddr::new(ip, 53)),
+                own,
+                "resolv.conf: {case}"
+            );
+        }
     }
 
     #[test]

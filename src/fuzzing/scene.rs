@@ -3,6 +3,7 @@
 //! servers), its ACL, UDP cap, policy and verdicts, the client's address,
 //! and a cache prefilled with answers for the name a query asks.
 
+use crate::sync::lock;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -115,7 +116,7 @@ pub(super) fn prefill(shared: &Shared, query: &Query<'_>, fill: u8) {
         };
         let key = Key::new(name, t, qclass, do_bit, cd);
         let entry = Cached::new(Arc::new(reply));
-        cache::lock(&shared.cache).insert(key, entry, inserted, ttl);
+        lock(&shared.cache).insert(key, entry, inserted, ttl);
     }
 }
 

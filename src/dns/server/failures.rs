@@ -1,11 +1,12 @@
 //! The failure cache (RFC 9520): names whose resolution failed lately
 //! fail again at once, without a query to the upstreams.
 
+use crate::sync::lock;
 use std::collections::HashMap;
 use std::time::Instant;
 
 use super::{Settings, Shared};
-use crate::dns::cache::{self, Key};
+use crate::dns::cache::Key;
 
 /// Names remembered as failed (RFC 9520 §3.2 wants the cache bounded).
 const MAX_FAILURES: usize = 4096;
@@ -38,6 +39,6 @@ impl Shared {
     /// Whether `key`'s resolution failed less than `dns.failure_cache_s`
     /// ago.
     pub(super) fn failed_recently(&self, key: &Key, now: Instant, settings: &Settings) -> bool {
-        !settings.failure_cache.is_zero() && cache::lock(&self.failures).recent(key, now)
+        !settings.failure_cache.is_zero() && lock(&self.failures).recent(key, now)
     }
 }

@@ -2,6 +2,7 @@
 //! sidecar's `/pairs`): through the same cache, flights and upstreams as a
 //! client's query, never rewritten.
 
+use crate::sync::lock;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::Instant;
@@ -9,7 +10,7 @@ use std::time::Instant;
 use tokio::sync::oneshot;
 
 use super::{Shared, Sink};
-use crate::dns::cache::{self, Key};
+use crate::dns::cache::Key;
 use crate::dns::wire::{self, Header, Query, Reply};
 
 /// Whom the daemon's own lookups (the sidecar, STUN server names, NAT64
@@ -54,7 +55,7 @@ impl Shared {
         let query = Query::parse(&packet).map_err(|_| LookupError::BadName)?;
         let (qname, _, qclass) = query.parts();
         let key = Key::new(qname, qtype, qclass, false, false);
-        if let Some((entry, _)) = cache::lock(&self.cache).get(&key, Instant::now()) {
+        if let Some((entry, _)) = lock(&self.cache).get(&key, Instant::now()) {
             return Ok(Arc::clone(&entry.reply));
         }
         let pool = Arc::clone(&self.settings.load().pool);

@@ -5,6 +5,7 @@
 //! upstreams (serving a stale answer to clients that waited too long),
 //! rewrites the reply under the verdicts and renders it for every waiter.
 
+use crate::sync::lock;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -82,7 +83,7 @@ impl Shared {
         let now = Instant::now();
         let verdicts = self.verdicts.load();
         let stamp = Stamp::new(&verdicts, &settings.policy);
-        let mut cache = cache::lock(&self.cache);
+        let mut cache = lock(&self.cache);
         let Some((entry, age)) = cache.get(&key, now) else {
             self.metrics.cache_misses.inc();
             // A name that failed lately, with no stale answer to give, gets
@@ -166,7 +167,7 @@ impl Shared {
         };
         let limits = Limits::for_slots(pool.max_inflight());
         let mut stop = None;
-        let admission = cache::lock(&self.flights).admit(
+        let admission = lock(&self.flights).admit(
             &key,
             client,
             waiter,
@@ -262,7 +263,7 @@ impl Flight {
         let settings = shared.settings.load_full();
         let (cached, stale) = {
             let now = Instant::now();
-            let mut cache = cache::lock(&shared.cache);
+            let mut cache = lock(&shared.cache);
             let fresh =
                 (cache.get(&self.key, now)).map(|(e, age)| (Arc::clone(&e.reply), age_secs(age)));
             let stale = (fresh.is_none() && !settings.serve_stale.is_zero())
@@ -297,7 +298,7 @@ impl Flight {
                         }
                         () = tokio::time::sleep_until(wake(due)), if due.is_some() => {
                             let cutoff = Instant::now().checked_sub(CLIENT_RESPONSE_TIMER);
-                            let waiters = cache::lock(&shared.flights).take(&self.key, self.id, |w| {
+                            let waiters = lock(&shared.flights).take(&self.key, self.id, |w| {
                                 w.is_client() && cutoff.is_some_and(|c| w.since <= c)
                             });
                             self.answer(waiters, Err(Arc::new(Failure::AllFailed)), &mut stale, None).await;
@@ -307,7 +308,7 @@ impl Flight {
             }
         };
         let waiters = {
-            let mut flights = cache::lock(&shared.flights);
+            let mut flights = lock(&shared.flights);
             let waiters = flights.finish(&self.key, self.id);
             if waiters.is_empty() {
                 // Evicted as it finished: its waiters were sent here.
@@ -329,7 +330,7 @@ impl Flight {
     /// When the first client waiting on this flight has waited
     /// [`CLIENT_RESPONSE_TIMER`].
     fn first_due(&self) -> Option<Instant> {
-        cache::lock(&self.shared.flights).first_waiter(&self.key, self.id, |w| {
+        lock(&self.shared.flights).first_waiter(&self.key, self.id, |w| {
             w.is_client().then_some(w.since + CLIENT_RESPONSE_TIMER)
         })
     }
@@ -353,14 +354,14 @@ impl Shared {
             Err(e) => {
                 if !hold.is_zero() {
                     let now = Instant::now();
-                    cache::lock(&self.failures).insert(key.clone(), now + hold, now);
+                    lock(&self.failures).insert(key.clone(), now + hold, now);
                 }
                 return Err(Arc::new(e));
             }
         };
         if let Some(ttl) = cache::lifetime(&reply) {
             let entry = Cached::new(Arc::clone(&reply));
-            if cache::lock(&self.cache).insert(key.clone(), entry, Instant::now(), ttl) {
+            if lock(&self.cache).insert(key.clone(), entry, Instant::now(), ttl) {
                 self.metrics.cache_evictions.inc();
             }
         }

@@ -2,12 +2,13 @@
 //! in the cache entry per verdict generation and `[policy]`, and the lookup
 //! of the name's other family when the rewrite needs its answer.
 
+use crate::sync::lock;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::Shared;
 use crate::config::Filter;
-use crate::dns::cache::{self, Cache, Key};
+use crate::dns::cache::{Cache, Key};
 use crate::dns::rewrite::{self, Context, Other};
 use crate::dns::wire::{self, Reply};
 use crate::metrics::Rewrite;
@@ -179,7 +180,7 @@ impl Shared {
         let stamp = Stamp::new(&verdicts, policy);
         let ctx = context(&verdicts, policy);
         if let Some(view) = view_from_cache(
-            &mut cache::lock(&self.cache),
+            &mut lock(&self.cache),
             key,
             upstream,
             &ctx,
@@ -215,7 +216,7 @@ impl Shared {
         // A view made without the other answer is not kept: the next
         // answer may have it.
         if other.is_some()
-            && let Some(entry) = cache::lock(&self.cache).peek_mut(key, Instant::now())
+            && let Some(entry) = lock(&self.cache).peek_mut(key, Instant::now())
             && Arc::ptr_eq(&entry.reply, upstream)
         {
             entry.view = Some((stamp, view.clone()));

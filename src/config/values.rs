@@ -1,0 +1,150 @@
+//! Parsers of single values (addresses, upstreams, networks, interface
+//! names, STUN servers): each gives the value or says what is wrong with it.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6};
+
+use ipnet::IpNet;
+
+use super::types::{HostPort, Upstream};
+
+const DNS_PORT: u16 = 53;
+
+pub(super) fn socket_addr(s: &str) -> Result<SocketAddr, String> {
+    s.parse().map_err(|_| {
+        if let Some(reason) = named_zone(s) {
+            reason
+        } else if !s.starts_with('[') && s.matches(':').count() > 1 {
+            "is not IP:PORT (write IPv6 as [IPv6]:PORT)".to_owned()
+        } else {
+            "is not IP:PORT".to_owned()
+        }
+    })
+}
+
+/// A socket address we send to: port 0 cannot be reached, and a link-local
+/// IPv6 address is ambiguous without the interface it is on.
+pub(super) fn remote_addr(s: &str) -> Result<SocketAddr, String> {
+    let addr = socket_addr(s)?;
+    check_remote(addr)
+}
+
+fn check_remote(addr: SocketAddr) -> Result<SocketAddr, String> {
+    match addr {
+        _ if addr.port() == 0 => Err("has port 0".to_owned()),
+        SocketAddr::V6(v6) if v6.ip().is_unicast_link_local() && v6.scope_id() == 0 => {
+            Err("is link-local and needs a zone (interface index), e.g. fe80::1%2".to_owned())
+        }
+        _ => Ok(addr),
+    }
+}
+
+/// `system`, `IP` (port 53), `IP:PORT` or `[IPv6]:PORT`. An unbracketed IPv6
+/// literal is always all address: `2001:db8::53` is that host on port 53.
+pub(super) fn upstream(s: &str) -> Result<Upstream, String> {
+    if s == "system" {
+        return Ok(Upstream::System);
+    }
+    let addr = if let Ok(addr) = s.parse::<SocketAddr>() {
+        addr
+    } else if let Ok(ip) = s.parse::<IpAddr>() {
+        SocketAddr::new(ip, DNS_PORT)
+    } else if let Some(reason) = named_zone(s) {
+        return Err(reason);
+    } else if let Some(v6) = zoned_ipv6(s, DNS_PORT) {
+        SocketAddr::V6(v6)
+    } else {
+        return Err("is not \"system\", IP, IP:PORT or [IPv6]:PORT".to_owned());
+    };
+    check_remote(addr).map(Upstream::Addr)
+}
+
+/// `fe80::1%2`: std parses zones only inside brackets with a port.
+fn zoned_ipv6(s: &str, port: u16) -> Option<SocketAddrV6> {
+    let (ip, zone) = s.split_once('%')?;
+    Some(SocketAddrV6::new(
+        ip.parse().ok()?,
+        port,
+        0,
+        zone.parse().ok()?,
+    ))
+}
+
+/// Explains a zone that names an interface instead of numbering it.
+fn named_zone(s: &str) -> Option<String> {
+    let (_, zone) = s.split_once('%')?;
+    let zone = zone.split(']').next().unwrap_or(zone);
+    (!zone.is_empty() && zone.parse::<u32>().is_err()).then(|| {
+        format!(
+            "has zone {zone:?}: only a numeric zone (interface index, e.g. %2) is accepted; \
+             see `ip link` for the index"
+        )
+    })
+}
+
+/// A CIDR, or a bare IP meaning that one host.
+pub(super) fn network(s: &str) -> Result<IpNet, String> {
+    match (s.parse::<IpNet>(), s.parse::<IpAddr>()) {
+        (Ok(net), _) => Ok(net.trunc()),
+        (_, Ok(ip)) => Ok(IpNet::from(ip)),
+        _ => Err("is not a CIDR (e.g. 192.0.2.0/24) or an IP".to_owned()),
+    }
+}
+
+/// An interface name (Linux: at most 15 bytes, no `/`, `:` or blanks) or a
+/// prefix of one ending in `*`.
+pub(super) fn interface(s: &str) -> Result<String, String> {
+    let name = s.strip_suffix('*').unwrap_or(s);
+    let bad = |c: char| c == '/' || c == ':' || c == '*' || c.is_whitespace();
+    if (name.is_empty() && !s.ends_with('*')) || name.len() > 15 || name.contains(bad) {
+        return Err(
+            "is not an interface name (at most 15 characters, `*` only at the end)".to_owned(),
+        );
+    }
+    Ok(s.to_owned())
+}
+
+pub(super) fn host_port(s: &str) -> Result<HostPort, String> {
+    const SHAPE: &str = "is not HOST:PORT, IP:PORT or [IPv6]:PORT";
+    let (host, port) = if let Some(rest) = s.strip_prefix('[') {
+        let (ip, port) = rest.split_once("]:").ok_or(SHAPE)?;
+        ip.parse::<Ipv6Addr>().map_err(|_| SHAPE)?;
+        (ip, port)
+    } else {
+        let (host, port) = s.rsplit_once(':').ok_or(SHAPE)?;
+        if host.contains(':') {
+            return Err(format!("{SHAPE} (write IPv6 as [IPv6]:PORT)"));
+        }
+        if host.parse::<Ipv4Addr>().is_err() && !is_dns_name(host) {
+            return Err(format!("has an invalid host name {host:?}"));
+        }
+        (host, port)
+    };
+    match port.parse::<u16>() {
+        Ok(0) => Err("has port 0".to_owned()),
+        Ok(port) => Ok(HostPort {
+            host: host.to_owned(),
+            port,
+        }),
+        Err(_) => Err(format!("has an invalid port {port:?}")),
+    }
+}
+
+/// RFC 1123 §2.1 host names: letters, digits and inner hyphens, labels of
+/// 1–63 and names of at most 253 characters. RFC 3696 §2: the top-level
+/// label is not all digits, which also keeps `1.2.3.256` from passing.
+fn is_dns_name(name: &str) -> bool {
+    let name = name.strip_suffix('.').unwrap_or(name);
+    let label_ok = |l: &str| {
+        (1..=63).contains(&l.len())
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(label_ok)
+        && !name
+            .rsplit('.')
+            .next()
+            .is_some_and(|tld| tld.bytes().all(|b| b.is_ascii_digit()))
+}
