@@ -87,9 +87,7 @@ use crate::probe::verdicts::{State, Verdicts, prefix_of};
 /// gets AAAA records again within a minute.
 pub const NODATA_TTL: u32 = 60;
 
-/// The Extended DNS Error INFO-CODE "Filtered" (RFC 8914 §4.18).
-pub const EDE_FILTERED: u16 = 17;
-pub use super::wire::OPTION_EDE;
+pub use super::wire::{EDE_FILTERED, OPTION_EDE, extended_errors};
 
 /// What the rewrite reads.
 #[derive(Debug, Clone, Copy)]
@@ -637,31 +635,6 @@ fn with_ede(mut bytes: Vec<u8>, upstream: &Reply, text: &str) -> Option<Vec<u8>>
     let mut value = EDE_FILTERED.to_be_bytes().to_vec();
     value.extend_from_slice(text.as_bytes());
     wire::with_option(&bytes, opt, OPTION_EDE, &value)
-}
-
-/// The Extended DNS Errors of a message: `(INFO-CODE, EXTRA-TEXT)`.
-pub fn extended_errors(msg: &[u8]) -> Vec<(u16, String)> {
-    let Ok(m) = wire::Message::parse(msg) else {
-        return Vec::new();
-    };
-    let Some(e) = m.edns else {
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    let mut opts = msg.get(e.options).unwrap_or(&[]);
-    while opts.len() >= 4 {
-        let code = u16::from_be_bytes([opts[0], opts[1]]);
-        let len = usize::from(u16::from_be_bytes([opts[2], opts[3]]));
-        let Some(value) = opts.get(4..4 + len) else {
-            break;
-        };
-        if code == OPTION_EDE && value.len() >= 2 {
-            let info = u16::from_be_bytes([value[0], value[1]]);
-            out.push((info, String::from_utf8_lossy(&value[2..]).into_owned()));
-        }
-        opts = &opts[4 + len..];
-    }
-    out
 }
 
 /// Runs [`rewrite`] over arbitrary bytes (a reply, after one byte that
