@@ -132,29 +132,13 @@ pub(super) fn filter_hints(reply: &Reply, v: &Verdicts) -> Option<Cut> {
             .collect();
         let mut drop_keys = Vec::new();
         for (key, value) in &mut svcb.svc_params {
-            let mut cut = |a: IpAddr| match judge(v, a).why {
-                Some(why) => {
-                    removed.push((a, why));
-                    false
-                }
-                None => true,
-            };
+            let keep_whole = mandatory.contains(key);
             let empty = match value {
                 SvcParamValue::Ipv4Hint(h) => {
-                    let before = h.0.clone();
-                    h.0.retain(|a| cut(IpAddr::V4(a.0)));
-                    if h.0.is_empty() && mandatory.contains(key) {
-                        h.0 = before;
-                    }
-                    h.0.is_empty()
+                    cut(&mut h.0, |a| IpAddr::V4(a.0), v, keep_whole, &mut removed)
                 }
                 SvcParamValue::Ipv6Hint(h) => {
-                    let before = h.0.clone();
-                    h.0.retain(|a| cut(IpAddr::V6(a.0)));
-                    if h.0.is_empty() && mandatory.contains(key) {
-                        h.0 = before;
-                    }
-                    h.0.is_empty()
+                    cut(&mut h.0, |a| IpAddr::V6(a.0), v, keep_whole, &mut removed)
                 }
                 _ => false,
             };
@@ -175,6 +159,34 @@ pub(super) fn filter_hints(reply: &Reply, v: &Verdicts) -> Option<Cut> {
         reason: removed.first()?.1,
         why,
     })
+}
+
+/// Removes the addresses of one hint that cannot work, each added to
+/// `removed` with its reason. A mandatory hint that would be left empty is
+/// kept whole instead, and none of its addresses counts as removed: the
+/// EDE text and the counters report only what really went. Says whether
+/// the hint is empty.
+fn cut<T>(
+    hint: &mut Vec<T>,
+    addr: impl Fn(&T) -> IpAddr,
+    v: &Verdicts,
+    mandatory: bool,
+    removed: &mut Vec<(IpAddr, Why)>,
+) -> bool {
+    let whys: Vec<Option<Why>> = hint.iter().map(|a| judge(v, addr(a)).why).collect();
+    if mandatory && whys.iter().all(Option::is_some) {
+        return hint.is_empty();
+    }
+    // `retain` visits every element once, in order, so `whys` lines up.
+    let mut whys = whys.into_iter();
+    hint.retain(|a| match whys.next().flatten() {
+        Some(why) => {
+            removed.push((addr(a), why));
+            false
+        }
+        None => true,
+    });
+    hint.is_empty()
 }
 
 /// A filtered reply: how many records went, the first one's reason and the

@@ -676,6 +676,68 @@ fn https_hints_are_ordered_and_filtered_like_addresses() {
     );
 }
 
+#[test]
+fn a_mandatory_hint_kept_whole_is_not_counted_as_removed() {
+    let v = verdicts(State::Ok, State::Ok);
+    let v = with_destination(v, "203.0.113.3", State::Failed, None);
+    let v = with_destination(v, "2001:db8:ffff::3", State::Failed, None);
+    let owner = "svc.example.com.";
+    let mandatory = || {
+        (
+            SvcParamKey::Mandatory,
+            SvcParamValue::Mandatory(Mandatory(vec![SvcParamKey::Ipv4Hint])),
+        )
+    };
+    // The mandatory ipv4hint keeps its only address, dead as it is:
+    // nothing goes, so nothing is reported.
+    let r = reply(
+        owner,
+        rtype::HTTPS,
+        vec![https(
+            owner,
+            vec![
+                mandatory(),
+                v4hint(&["203.0.113.3"]),
+                v6hint(&["2001:db8:ffff::1"]),
+            ],
+        )],
+    );
+    let o = rewrite(&r, rtype::HTTPS, false, &ctx(&v), Other::Unasked);
+    assert!(
+        !matches!(o, Outcome::Filtered { .. }),
+        "nothing was removed: {o:?}"
+    );
+    // A dead IPv6 hint address beside it does go: the count and the EDE
+    // text name it alone.
+    let r = reply(
+        owner,
+        rtype::HTTPS,
+        vec![https(
+            owner,
+            vec![
+                mandatory(),
+                v4hint(&["203.0.113.3"]),
+                v6hint(&["2001:db8:ffff::1", "2001:db8:ffff::3"]),
+            ],
+        )],
+    );
+    let (out, removed, nodata, why) =
+        filtered(rewrite(&r, rtype::HTTPS, false, &ctx(&v), Other::Unasked));
+    assert_eq!(
+        out.hints(),
+        [
+            (wire::IPV4HINT, ip("203.0.113.3")),
+            (wire::IPV6HINT, ip("2001:db8:ffff::1"))
+        ]
+    );
+    assert_eq!(removed, r.hints().len() - out.hints().len());
+    assert_eq!((removed, nodata), (1, false));
+    assert!(why.starts_with("getapr removed 1 hint: "), "{why}");
+    assert!(why.contains("2001:db8:ffff::3"), "{why}");
+    assert!(!why.contains("203.0.113.3"), "{why}");
+    assert_eq!(extended_errors(out.bytes()), [(EDE_FILTERED, why)]);
+}
+
 // ---- properties ------------------------------------------------------
 
 /// Address pools the generated answers and verdicts draw from.
