@@ -8,6 +8,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 
 use crate::inventory::{Class, classify};
+use crate::metrics::FilterReason;
 use crate::probe::nat64;
 use crate::probe::verdicts::{State, Verdicts, prefix_of};
 
@@ -38,6 +39,17 @@ impl std::fmt::Display for Why {
             Why::NoSource { ipv4: false } => f.write_str("no working IPv6 source"),
             Why::DeadPrefix(p) => write!(f, "nothing in {p} answers"),
             Why::Dead => f.write_str("unreachable from every source"),
+        }
+    }
+}
+
+impl From<Why> for FilterReason {
+    /// The label of `/metrics`: the kind of reason, without the prefix.
+    fn from(why: Why) -> FilterReason {
+        match why {
+            Why::NoSource { .. } => FilterReason::NoSource,
+            Why::DeadPrefix(_) => FilterReason::DeadPrefix,
+            Why::Dead => FilterReason::Dead,
         }
     }
 }

@@ -81,6 +81,7 @@ use std::net::IpAddr;
 
 use super::wire::{self, Reply, Section, rcode, rtype};
 use crate::config::Filter;
+use crate::metrics::FilterReason;
 use crate::probe::verdicts::Verdicts;
 use filter::{Cut, filter_addresses, filter_hints};
 
@@ -115,13 +116,14 @@ pub enum Outcome {
     /// The same records in another order.
     Reordered(Reply),
     /// Records removed (`nodata`: none of the asked type is left).
-    /// `reason` is the first removed address's (the one `why`, the EDE
-    /// text, gives first), for the counters of `/metrics`.
+    /// `reason` is the kind of the first removed address's [`Why`] (the
+    /// one `why`, the EDE text, gives first), for the counters of
+    /// `/metrics`.
     Filtered {
         reply: Reply,
         removed: usize,
         nodata: bool,
-        reason: Why,
+        reason: FilterReason,
         why: String,
     },
     /// Every address would go; the other family's answer decides.
@@ -232,7 +234,7 @@ fn finish(
                 reply,
                 removed,
                 nodata,
-                reason,
+                reason: reason.into(),
                 why,
             }
         }
