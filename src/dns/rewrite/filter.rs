@@ -208,7 +208,8 @@ fn rrsig_covers(r: &HRecord) -> Option<u16> {
     }
 }
 
-/// The SOA of a fully filtered answer (module doc).
+/// The SOA of a fully filtered answer (see "Filtering" in [the module
+/// doc](super)).
 fn synthesized_soa(owner: Name, ttl: u32) -> Option<HRecord> {
     let mname = Name::from_ascii("getapr.invalid.").ok()?;
     let rname = Name::from_ascii("filtered.getapr.invalid.").ok()?;

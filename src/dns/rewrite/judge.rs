@@ -89,7 +89,8 @@ impl Judgement {
     }
 }
 
-/// What the verdicts say of `addr` as a destination (module doc).
+/// What the verdicts say of `addr` as a destination (the table in [the
+/// module doc](super)).
 pub fn judge(v: &Verdicts, addr: IpAddr) -> Judgement {
     let via_nat64 = nat64::behind(&v.nat64_prefixes, addr).is_some();
     if let Some(d) = v.destination(addr) {

@@ -6,7 +6,7 @@
 //! Pure: no I/O, no clock. The caller ([`crate::dns::server`]) keeps the
 //! result with the verdict generation it was computed for.
 //!
-//! # Judging an address ([`judge`])
+//! # Judging an address ([`judge()`])
 //!
 //! | verdict | standing |
 //! |---|---|

@@ -20,8 +20,8 @@ use super::{
 /// allocation holds the message and, after it, the offset of every TTL
 /// field but OPT's (`u16` big-endian each: a DNS message is at most 65535
 /// bytes), and the offsets beside it are `u16` too. That is 32 bytes here
-/// plus the message and 2 bytes a record, where separate `usize` fields and
-/// a `Vec` of offsets took 80 and a second allocation.
+/// plus the message and 2 bytes a record, against 80 and a second
+/// allocation for `usize` fields and a `Vec` of offsets.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reply {
     data: Box<[u8]>,
@@ -342,7 +342,7 @@ fn names_avoid_edited_bytes(msg: &Message<'_>) -> bool {
     };
     // A name in RDATA must also end inside the RDATA: one that runs past
     // it reads other records' bytes (or bytes past the message, which a
-    // stored reply no longer has).
+    // stored reply does not keep).
     let within = |at: usize, r: &Record| {
         at < r.rdata.end && name_end(msg.bytes, at).is_ok_and(|end| end <= r.rdata.end)
     };

@@ -164,9 +164,9 @@ fn bad_names_are_rejected() {
 
 #[test]
 fn names_may_not_run_through_edited_bytes() {
-    // Regression (found by the fuzzer): an owner name reached by a
-    // pointer into a TTL field changed when the cache lowered the TTL,
-    // so the rendered reply no longer parsed.
+    // A case the fuzzer found: an owner name reached by a pointer into a
+    // TTL field changes when the cache lowers the TTL, and the rendered
+    // reply would not parse.
     let mut m = header(1, flag::QR, [1, 2, 0, 0]);
     m.extend(question("a.test", rtype::A));
     let first = m.len();
@@ -241,8 +241,8 @@ fn opt_rules() {
     in_answer.extend(question("a.test", rtype::A));
     in_answer.extend(opt(1232, false, &[]));
     assert_eq!(Query::parse(&in_answer).unwrap_err(), Error::MisplacedOpt);
-    // Regression: an option running past the OPT record was accepted,
-    // and forward() passed the broken option on to the upstream.
+    // An option running past the OPT record makes the query malformed:
+    // forward() would pass the broken option on to the upstream.
     let mut overrun = query("a.test", rtype::A, Some(opt(1232, false, &[(12, &[0; 4])])));
     let n = overrun.len();
     overrun[n - 5] = 5; // the option claims 5 bytes, 4 follow
@@ -442,8 +442,8 @@ fn truncation_leaves_header_question_and_opt() {
         (1, 0, 0, 0)
     );
     assert!(out.len() <= 512);
-    // An EDNS client advertising 4096 gets the full answer under a 1232 cap? No:
-    // 40 A records fit in 1232, so it gets them all.
+    // An EDNS client advertising 4096 under a 1232 cap gets all 40 A
+    // records: they fit in 1232 bytes.
     let big = query("www.example.test", rtype::A, Some(opt(4096, true, &[])));
     let big = Query::parse(&big).unwrap();
     r.render(&big.shape(Some(1232)), 0, &mut out);
@@ -576,8 +576,8 @@ proptest! {
 #[test]
 fn a_name_in_rdata_must_end_inside_it() {
     // An NS record with empty RDATA and, after the message, bytes that
-    // read as a name: found by the rewrite fuzz target (a reply kept
-    // without its trailing bytes no longer parsed).
+    // read as a name (a case the rewrite fuzz target found): a reply kept
+    // without its trailing bytes would not parse.
     let mut m = header(1, flag::QR, [1, 1, 0, 0]);
     m.extend(question("a.example", rtype::A));
     m.extend(rr(&name("a.example"), rtype::NS, 60, &[]));
