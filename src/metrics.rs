@@ -26,7 +26,6 @@ use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
 
-use crate::dns::rewrite::Why;
 use crate::probe::verdicts::{State, Verdicts};
 
 /// Answers sent to clients, by rcode and question type.
@@ -331,7 +330,19 @@ pub enum Rewrite {
     Reordered,
     /// Addresses removed; the reason of the first one removed (the one the
     /// Extended DNS Error text gives first).
-    Filtered(Why),
+    Filtered(FilterReason),
+}
+
+/// Why an address was removed from an answer, as far as the `reason` label
+/// tells it: the kind of reason, never the prefix or address itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FilterReason {
+    /// Its family has no working source.
+    NoSource,
+    /// Every probed destination of its prefix failed.
+    DeadPrefix,
+    /// Probed from every source, reached from none.
+    Dead,
 }
 
 impl Rewrite {
@@ -347,9 +358,9 @@ impl Rewrite {
     fn index(self) -> usize {
         match self {
             Rewrite::Reordered => 0,
-            Rewrite::Filtered(Why::NoSource { .. }) => 1,
-            Rewrite::Filtered(Why::DeadPrefix(_)) => 2,
-            Rewrite::Filtered(Why::Dead) => 3,
+            Rewrite::Filtered(FilterReason::NoSource) => 1,
+            Rewrite::Filtered(FilterReason::DeadPrefix) => 2,
+            Rewrite::Filtered(FilterReason::Dead) => 3,
         }
     }
 }
@@ -672,10 +683,8 @@ mod tests {
                 ),
             );
         }
-        m.rewritten(Rewrite::Filtered(Why::NoSource { ipv4: true }));
-        m.rewritten(Rewrite::Filtered(Why::DeadPrefix(
-            "2001:db8::/64".parse().unwrap(),
-        )));
+        m.rewritten(Rewrite::Filtered(FilterReason::NoSource));
+        m.rewritten(Rewrite::Filtered(FilterReason::DeadPrefix));
         m.rewritten(Rewrite::Reordered);
         m.rewritten(Rewrite::Reordered);
         let text = m.encode();
