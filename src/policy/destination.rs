@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::prefer;
 use super::source::{Route, select_source};
-use super::table::{Policy, common_prefix_len, is_encapsulated, scope};
+use super::table::{PolicyTable, common_prefix_len, is_encapsulated, scope};
 use crate::inventory::{Address, Snapshot};
 
 /// RFC 6724 §6: `destinations` in the order to try them, each with the
@@ -16,7 +16,7 @@ use crate::inventory::{Address, Snapshot};
 pub fn sort_destinations<'a>(
     destinations: &[IpAddr],
     host: &'a Snapshot,
-    policy: &Policy,
+    policy: &PolicyTable,
 ) -> Vec<(IpAddr, Option<&'a Address>)> {
     let ranked = destinations
         .iter()
@@ -56,7 +56,7 @@ impl<'a> Ranked<'a> {
         destination: IpAddr,
         source: Option<&'a Address>,
         rtt: Option<Duration>,
-        policy: &Policy,
+        policy: &PolicyTable,
     ) -> Self {
         let d = destination.to_canonical();
         let (precedence, label) = policy.classify(d);

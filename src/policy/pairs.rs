@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::destination::{Ranked, sort_ranked};
 use super::source::{Route, select_source};
-use super::table::{Policy, Table};
+use super::table::{PolicyTable, Table};
 use crate::inventory::{Address, Snapshot};
 use crate::probe::verdicts::{State, Verdicts};
 
@@ -46,7 +46,7 @@ pub fn pairs(
     verdicts: &Verdicts,
     options: &Options,
 ) -> Vec<Pair> {
-    let policy = Policy::new(options.table, host);
+    let policy = PolicyTable::new(options.table, host);
     // getapr: a failed source is never part of a pair.
     let usable: Vec<Address> = host
         .addresses

@@ -5,7 +5,7 @@ use std::cmp::Ordering;
 use std::net::IpAddr;
 
 use super::prefer;
-use super::table::{Policy, SCOPE_LINK, common_prefix_len, in_subnet, scope};
+use super::table::{PolicyTable, SCOPE_LINK, common_prefix_len, in_subnet, scope};
 use crate::inventory::{Address, Gateway, Snapshot};
 
 /// What is known about how a packet to the destination would leave the
@@ -59,7 +59,7 @@ pub fn select_source<'a>(
     dst: IpAddr,
     route: &Route,
     candidates: &'a [Address],
-    policy: &Policy,
+    policy: &PolicyTable,
 ) -> Option<&'a Address> {
     let dst = dst.to_canonical();
     let mut best: Option<&'a Address> = None;
@@ -96,7 +96,7 @@ fn compare_sources(
     sb: &Address,
     dst: IpAddr,
     route: &Route,
-    policy: &Policy,
+    policy: &PolicyTable,
 ) -> Ordering {
     same_address(sa, sb, dst)
         .then_with(|| appropriate_scope(sa, sb, dst))
@@ -153,7 +153,12 @@ fn next_hop(sa: &Address, sb: &Address, route: &Route) -> Ordering {
 }
 
 // RFC 6724 §5 rule 6: prefer matching label.
-fn matching_label_source(sa: &Address, sb: &Address, dst: IpAddr, policy: &Policy) -> Ordering {
+fn matching_label_source(
+    sa: &Address,
+    sb: &Address,
+    dst: IpAddr,
+    policy: &PolicyTable,
+) -> Ordering {
     let d = policy.label(dst);
     prefer(policy.label(sa.addr) == d, policy.label(sb.addr) == d)
 }

@@ -22,7 +22,7 @@ pub enum Table {
 /// The policy table in use (RFC 6724 §2.1), with the host's known-local ULA
 /// /48s for [`Table::Update`].
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Policy {
+pub struct PolicyTable {
     table: Table,
     local_ulas: Vec<Ipv6Net>,
 }
@@ -44,7 +44,7 @@ const RFC6724: [Row; 9] = [
 ];
 
 /// draft-ietf-6man-rfc6724-update: the same rows, IPv4 at 20, 6to4 at 5,
-/// ULA at 30 (known-local ULA /48s are added by [`Policy`]).
+/// ULA at 30 (known-local ULA /48s are added by [`PolicyTable`]).
 const UPDATE: [Row; 9] = [
     (0x0000_0000_0000_0000_0000_0000_0000_0001, 128, 50, 0),
     (0, 0, 40, 1),
@@ -60,9 +60,9 @@ const UPDATE: [Row; 9] = [
 /// draft-ietf-6man-rfc6724-update: precedence and label of known-local ULAs.
 const KNOWN_LOCAL_ULA: (u8, u8) = (45, 14);
 
-impl Policy {
+impl PolicyTable {
     /// The table, plus (for [`Table::Update`]) the /48s of the host's ULAs.
-    pub fn new(table: Table, host: &Snapshot) -> Policy {
+    pub fn new(table: Table, host: &Snapshot) -> PolicyTable {
         let mut local_ulas: Vec<Ipv6Net> = match table {
             Table::Rfc6724 => Vec::new(),
             Table::Update => host
@@ -77,7 +77,7 @@ impl Policy {
         };
         local_ulas.sort();
         local_ulas.dedup();
-        Policy { table, local_ulas }
+        PolicyTable { table, local_ulas }
     }
 
     /// (precedence, label) of `addr`; IPv4 as IPv4-mapped (§3.1).

@@ -66,8 +66,8 @@ pub(super) fn host(addresses: Vec<Address>) -> Snapshot {
     }
 }
 
-pub(super) fn rfc6724() -> Policy {
-    Policy::new(Table::Rfc6724, &Snapshot::default())
+pub(super) fn rfc6724() -> PolicyTable {
+    PolicyTable::new(Table::Rfc6724, &Snapshot::default())
 }
 
 /// `select_source` with no route knowledge, candidates in both orders.
@@ -138,7 +138,7 @@ fn rfc6724_policy_table() {
 #[test]
 fn update_policy_table_and_known_local_ulas() {
     let h = host(vec![src("fd12:3456:789a:1::2"), src("2001:db8:1::2")]);
-    let p = Policy::new(Table::Update, &h);
+    let p = PolicyTable::new(Table::Update, &h);
     let cases = [
         ("::1", (50, 0)),
         ("2001:db8::1", (40, 1)),
@@ -155,7 +155,7 @@ fn update_policy_table_and_known_local_ulas() {
         assert_eq!(p.classify(ip(a)), want, "{a}");
     }
     // The RFC 6724 table knows nothing of local ULAs.
-    let old = Policy::new(Table::Rfc6724, &h);
+    let old = PolicyTable::new(Table::Rfc6724, &h);
     assert_eq!(old.classify(ip("fd12:3456:789a:ffff::1")), (3, 13));
 }
 
@@ -165,7 +165,7 @@ fn update_table_puts_ula_before_ipv4() {
     let h = host(sources);
     let dsts = [ip("192.0.2.1"), ip("fd00:9::1"), ip("fd12:3456:789a:2::1")];
     let got = |table| -> Vec<IpAddr> {
-        sort_destinations(&dsts, &h, &Policy::new(table, &h))
+        sort_destinations(&dsts, &h, &PolicyTable::new(table, &h))
             .into_iter()
             .map(|(d, _)| d)
             .collect()

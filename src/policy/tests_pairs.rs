@@ -332,7 +332,7 @@ proptest! {
             prop_assert!(h.addresses.contains(&p.source));
         }
         // Keeps every destination that has a usable source.
-        let policy = Policy::new(options.table, &h);
+        let policy = PolicyTable::new(options.table, &h);
         for d in left {
             let route = Route::to(d, &h);
             prop_assert!(select_source(d, &route, &h.addresses, &policy).is_none(), "{d} was dropped");

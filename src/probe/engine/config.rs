@@ -4,9 +4,9 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-/// What the engine is told to do. Built from `config::Probe` by [`Config::new`].
+/// What the engine is told to do. Built from `config::Probe` by [`EngineConfig::new`].
 #[derive(Debug, Clone, PartialEq)]
-pub struct Config {
+pub struct EngineConfig {
     pub interval: Duration,
     /// Per probe; the probe's deadline is `now + timeout`.
     pub timeout: Duration,
@@ -26,19 +26,19 @@ pub struct Config {
     pub seed: u64,
 }
 
-impl Config {
+impl EngineConfig {
     /// The engine's view of `[probe]`, with the STUN names already resolved
     /// and the defaults for what the file does not set: 20 probes/s, burst
     /// 20, 256 destinations.
-    pub fn new(probe: &crate::config::Probe, stun: Vec<SocketAddr>, seed: u64) -> Config {
-        Config {
+    pub fn new(probe: &crate::config::Probe, stun: Vec<SocketAddr>, seed: u64) -> EngineConfig {
+        EngineConfig {
             interval: probe.interval,
             timeout: probe.timeout,
             targets: probe.targets.clone(),
             stun,
             destinations: probe.destinations,
             seed,
-            ..Config::default()
+            ..EngineConfig::default()
         }
     }
 
@@ -50,9 +50,9 @@ impl Config {
 }
 
 /// The docs/interface.md defaults, except that nothing is probed.
-impl Default for Config {
-    fn default() -> Config {
-        Config {
+impl Default for EngineConfig {
+    fn default() -> EngineConfig {
+        EngineConfig {
             interval: Duration::from_secs(15),
             timeout: Duration::from_secs(1),
             targets: Vec::new(),

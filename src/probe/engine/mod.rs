@@ -81,8 +81,8 @@ mod state;
 #[cfg(test)]
 mod tests;
 
-pub use config::Config;
-pub use probe::{Kind, Outcome, Probe};
+pub use config::EngineConfig;
+pub use probe::{Kind, Probe, ProbeResult};
 
 use addresses::{forbidden, local_scope};
 use state::{InFlight, Path, Role, Source, SourceKey};
@@ -90,7 +90,7 @@ use state::{InFlight, Path, Role, Source, SourceKey};
 /// The engine. See the module doc for the rules.
 #[derive(Debug, Default)]
 pub struct Engine {
-    config: Config,
+    config: EngineConfig,
     inventory_known: bool,
     sources: BTreeMap<SourceKey, Source>,
     gateways4: Vec<Gateway>,
@@ -108,7 +108,7 @@ pub struct Engine {
 impl Engine {
     /// A fresh engine: no sources until [`Engine::set_inventory`]; its
     /// snapshot (generation 0) says unknown everywhere and no flag set.
-    pub fn new(config: Config) -> Engine {
+    pub fn new(config: EngineConfig) -> Engine {
         let c = &config;
         let learned = Table::new(c.rate, c.burst, c.max_destinations, c.interval);
         Engine {

@@ -28,7 +28,7 @@ pub enum Kind {
 
 /// How a probe ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
+pub enum ProbeResult {
     /// Connected, or refused: a RST proves the path as well as a SYN-ACK.
     Reachable { rtt: Duration },
     /// Timeout, ICMP unreachable, no route.

@@ -6,21 +6,21 @@ use std::time::{Duration, Instant};
 
 use super::addresses::{global, routable};
 use super::state::{InFlight, Role, smooth, tally};
-use super::{Engine, Outcome};
+use super::{Engine, ProbeResult};
 
 impl Engine {
     /// Takes the outcome of probe `id`. Unknown ids (expired, or their
     /// source is gone) are ignored; an answer after the deadline counts as
     /// `Unreachable`, as if `poll` had expired it first.
-    pub fn handle(&mut self, now: Instant, id: u64, outcome: Outcome) {
+    pub fn handle(&mut self, now: Instant, id: u64, outcome: ProbeResult) {
         let Some(f) = self.in_flight.remove(&id) else {
             return;
         };
         let answer = match outcome {
             _ if now > f.deadline => None,
-            Outcome::Reachable { rtt } => Some((rtt, None)),
-            Outcome::StunMapped { rtt, mapped } => Some((rtt, Some(mapped))),
-            Outcome::Unreachable => None,
+            ProbeResult::Reachable { rtt } => Some((rtt, None)),
+            ProbeResult::StunMapped { rtt, mapped } => Some((rtt, Some(mapped))),
+            ProbeResult::Unreachable => None,
         };
         self.resolve(f, answer);
     }

@@ -32,8 +32,8 @@ fn ms(n: u64) -> Duration {
 }
 
 /// 10 s rounds, 1 s timeout, one TCP target per family, no STUN.
-fn config() -> Config {
-    Config {
+fn config() -> EngineConfig {
+    EngineConfig {
         interval: Duration::from_secs(10),
         timeout: Duration::from_secs(1),
         targets: vec![sa(V4_TARGET), sa(V6_TARGET)],
@@ -87,8 +87,8 @@ fn dest(p: &Probe) -> SocketAddr {
     }
 }
 
-fn up(rtt: u64) -> Option<Outcome> {
-    Some(Outcome::Reachable { rtt: ms(rtt) })
+fn up(rtt: u64) -> Option<ProbeResult> {
+    Some(ProbeResult::Reachable { rtt: ms(rtt) })
 }
 
 /// An engine in virtual time: `t0` plus offsets in seconds.
@@ -100,7 +100,7 @@ struct Lab {
 }
 
 impl Lab {
-    fn new(config: Config, snapshot: &Snapshot) -> Lab {
+    fn new(config: EngineConfig, snapshot: &Snapshot) -> Lab {
         let t0 = Instant::now();
         let mut e = Engine::new(config);
         e.set_inventory(t0, snapshot);
@@ -123,7 +123,7 @@ impl Lab {
     /// The event loop up to `until`: wake when the engine asks, poll,
     /// and let `net` answer each probe at once (`None`: no answer, so
     /// it expires at its deadline).
-    fn run(&mut self, until: f64, mut net: impl FnMut(f64, &Probe) -> Option<Outcome>) {
+    fn run(&mut self, until: f64, mut net: impl FnMut(f64, &Probe) -> Option<ProbeResult>) {
         let end = self.at(until);
         for _ in 0..1_000_000 {
             match self.e.next_wakeup() {
@@ -240,8 +240,9 @@ fn one_answered_target_is_enough_and_resets_the_count() {
     c.targets.push(sa("[2001:db8:eeee::1]:443"));
     let snap = snapshot(&[("2001:db8:1::2", Class::Gua)], &[], &[]);
     let mut lab = Lab::new(c, &snap);
-    let first_only =
-        |_: f64, p: &Probe| (dest(p) == sa(V6_TARGET)).then(|| Outcome::Reachable { rtt: ms(5) });
+    let first_only = |_: f64, p: &Probe| {
+        (dest(p) == sa(V6_TARGET)).then(|| ProbeResult::Reachable { rtt: ms(5) })
+    };
     lab.run(5.0, |_, _| None);
     lab.run(15.0, first_only);
     lab.run(25.0, |_, _| None);
@@ -339,7 +340,7 @@ fn generation_moves_on_state_and_big_rtt_changes_only() {
 
 /// Dual stack behind NAT44: GUA, RFC 1918 and link-local sources,
 /// a v4 gateway and a link-local v6 gateway, STUN over IPv4.
-fn home() -> (Config, Snapshot) {
+fn home() -> (EngineConfig, Snapshot) {
     let mut c = config();
     c.stun = vec![sa(STUN4)];
     let snap = snapshot(
@@ -354,10 +355,10 @@ fn home() -> (Config, Snapshot) {
     (c, snap)
 }
 
-fn stun_maps_to(to: &str) -> impl FnMut(f64, &Probe) -> Option<Outcome> {
+fn stun_maps_to(to: &str) -> impl FnMut(f64, &Probe) -> Option<ProbeResult> {
     let to = sa(to);
     move |_, p| match p.kind {
-        Kind::Stun(_) => Some(Outcome::StunMapped {
+        Kind::Stun(_) => Some(ProbeResult::StunMapped {
             rtt: ms(20),
             mapped: to,
         }),
@@ -495,7 +496,7 @@ fn gateways_are_link_evidence_not_internet() {
     c.stun.clear();
     let mut lab = Lab::new(c, &snap);
     let gateways_only = |_: f64, p: &Probe| {
-        (dest(p).port() == GATEWAY_PORT).then(|| Outcome::Reachable { rtt: ms(1) })
+        (dest(p).port() == GATEWAY_PORT).then(|| ProbeResult::Reachable { rtt: ms(1) })
     };
     lab.run(25.0, gateways_only);
     let gua = lab.source("2001:db8:1::2");
@@ -574,7 +575,7 @@ fn learned_destination_dies_after_two_tries_and_revives() {
     // After it: a try, answered from one source only: alive again.
     lab.e.learn(lab.now, d, true);
     lab.run(12.0, |_, p| {
-        (p.source == ip("203.0.113.2")).then(|| Outcome::Reachable { rtt: ms(30) })
+        (p.source == ip("203.0.113.2")).then(|| ProbeResult::Reachable { rtt: ms(30) })
     });
     assert_eq!(lab.sent.len(), 6);
     assert_eq!(
@@ -725,7 +726,8 @@ fn vanished_sources_are_dropped_and_new_ones_probed_at_once() {
     let b = snapshot(&[("2001:db8:2::2", Class::Gua)], &[], &[]);
     lab.e.set_inventory(lab.now, &b);
     for id in late {
-        lab.e.handle(lab.now, id, Outcome::Reachable { rtt: ms(1) });
+        lab.e
+            .handle(lab.now, id, ProbeResult::Reachable { rtt: ms(1) });
     }
     let v = lab.verdicts();
     assert_eq!(v.sources.len(), 1);
@@ -793,13 +795,13 @@ fn late_answers_count_as_unreachable() {
     lab.e.handle(
         p.deadline + ms(1),
         p.id,
-        Outcome::Reachable { rtt: ms(1001) },
+        ProbeResult::Reachable { rtt: ms(1001) },
     );
     assert_eq!(lab.source("203.0.113.2").state, State::Unknown);
     assert_eq!(lab.e.paths.values().next().unwrap().health.misses, 1);
     // And an id it does not know is ignored.
     lab.e
-        .handle(lab.now, 9999, Outcome::Reachable { rtt: ms(1) });
+        .handle(lab.now, 9999, ProbeResult::Reachable { rtt: ms(1) });
 }
 
 #[derive(Debug, Clone)]
@@ -844,9 +846,9 @@ proptest! {
                 Op::Answer(i, kind, rtt) if !out.is_empty() => {
                     let p = out.swap_remove(i % out.len());
                     let outcome = match kind {
-                        0 => Outcome::Unreachable,
-                        1 => Outcome::Reachable { rtt: ms(u64::from(rtt)) },
-                        _ => Outcome::StunMapped { rtt: ms(u64::from(rtt)), mapped: sa("198.51.100.1:1") },
+                        0 => ProbeResult::Unreachable,
+                        1 => ProbeResult::Reachable { rtt: ms(u64::from(rtt)) },
+                        _ => ProbeResult::StunMapped { rtt: ms(u64::from(rtt)), mapped: sa("198.51.100.1:1") },
                     };
                     if kind != 0 && lab.now <= p.deadline {
                         succeeded.insert((p.source, p.scope_id));
