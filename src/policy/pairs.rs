@@ -56,7 +56,7 @@ pub fn pairs(
         .collect();
     let ranked: Vec<Ranked<'_>> = destinations
         .iter()
-        .filter(|d| !is_dead(verdicts, **d))
+        .filter(|d| !verdicts.is_dead(**d))
         .filter_map(|&d| {
             let route = Route::to(d, host);
             let source = select_source(d, &route, &usable, &policy)?;
@@ -110,35 +110,20 @@ pub fn interleave<T>(items: Vec<T>, first_count: usize, is_ipv4: impl Fn(&T) -> 
 
 /// The verdict on a source; unknown if it has none.
 fn source_state(verdicts: &Verdicts, source: &Address) -> State {
-    source_verdict(verdicts, source).map_or(State::Unknown, |v| v.state)
-}
-
-fn source_verdict<'v>(
-    verdicts: &'v Verdicts,
-    source: &Address,
-) -> Option<&'v crate::probe::verdicts::SourceVerdict> {
-    let key = (source.addr, source.scope_id);
     verdicts
-        .sources
-        .binary_search_by(|v| (v.address, v.scope_id).cmp(&key))
-        .ok()
-        .and_then(|i| verdicts.sources.get(i))
-}
-
-/// getapr: a dead destination is a learned one whose verdict is `Failed`.
-fn is_dead(verdicts: &Verdicts, dst: IpAddr) -> bool {
-    verdicts
-        .destination(dst)
-        .is_some_and(|d| d.learned && d.state == State::Failed)
+        .source(source.addr, source.scope_id)
+        .map_or(State::Unknown, |v| v.state)
 }
 
 /// The RTT of the path from `source` to `dst`, else of `source`.
 fn rtt(verdicts: &Verdicts, source: &Address, dst: IpAddr) -> Option<Duration> {
-    let path = verdicts.destination(dst).and_then(|d| {
-        d.paths
-            .iter()
-            .find(|p| p.source == source.addr && p.scope_id == source.scope_id)
-            .and_then(|p| p.rtt)
-    });
-    path.or_else(|| source_verdict(verdicts, source).and_then(|v| v.rtt))
+    let path = verdicts
+        .destination(dst)
+        .and_then(|d| d.path(source.addr, source.scope_id))
+        .and_then(|p| p.rtt);
+    path.or_else(|| {
+        verdicts
+            .source(source.addr, source.scope_id)
+            .and_then(|v| v.rtt)
+    })
 }
