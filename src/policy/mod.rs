@@ -6,7 +6,7 @@
 //! the inventory [`Snapshot`](crate::inventory::Snapshot) and the published
 //! [`Verdicts`](crate::probe::verdicts::Verdicts).
 //!
-//! # What [`pairs`] does
+//! # What [`pairs()`] does
 //!
 //! 1. Drops every destination whose verdict is dead (a learned destination
 //!    whose state is `Failed`), and leaves every `failed` source out of the

@@ -33,11 +33,13 @@
 //! # Verdict rule (hysteresis)
 //!
 //! Sources, links and (source, destination) paths all follow one rule
-//! ([`State`]): **ok at the first success; failed after two consecutive
+//! ([`State`](super::verdicts::State)): **ok at the first success; failed after two consecutive
 //! misses; unknown until one or the other.** For a source a miss is a
 //! completed round in which every Internet probe failed (a round with none
 //! is no evidence); a success is any Internet probe answered, or a learned
-//! global destination reached. For a path a miss is one failed probe, so a
+//! global destination reached (global as the inventory's
+//! [`is_global`](crate::inventory::class::is_global) says: not, for
+//! example, the benchmarking range 198.18.0.0/15). For a path a miss is one failed probe, so a
 //! learned destination is dead (`Failed`) once two tries (443, then 80)
 //! reached it from no source, and revives at the next success. One lost
 //! round therefore never flips an ok source; a dead path shows within two

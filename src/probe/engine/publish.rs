@@ -8,7 +8,8 @@ use std::sync::Arc;
 use ipnet::IpNet;
 
 use super::Engine;
-use super::addresses::{global, routable};
+use super::addresses::routable;
+use crate::inventory::class::is_global;
 use crate::inventory::{Class, Gateway};
 use crate::probe::verdicts::{
     DestinationVerdict, Families, Flags, PathVerdict, PrefixVerdict, SourceVerdict, State,
@@ -143,7 +144,7 @@ impl Engine {
         let reaches_global = |pick: &dyn Fn(Class) -> bool| {
             (self.paths.iter()).any(|((k, d), p)| {
                 p.health.state == State::Ok
-                    && global(*d)
+                    && is_global(*d)
                     && self.sources.get(k).is_some_and(|s| pick(s.address.class))
             })
         };

@@ -4,9 +4,10 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use super::addresses::{global, routable};
+use super::addresses::routable;
 use super::state::{InFlight, Role, smooth, tally};
 use super::{Engine, ProbeResult};
+use crate::inventory::class::is_global;
 
 impl Engine {
     /// Takes the outcome of probe `id`. Unknown ids (expired, or their
@@ -58,7 +59,7 @@ impl Engine {
                 src.rtt = Some(smooth(src.rtt, rtt));
             } else if f.role == Role::Gateway {
                 src.link.success();
-            } else if f.role == Role::Learned && !link_scoped && global(dest) {
+            } else if f.role == Role::Learned && !link_scoped && is_global(dest) {
                 src.health.success();
             }
             if let (Role::Stun, Some(m)) = (f.role, mapped) {

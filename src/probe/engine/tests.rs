@@ -649,6 +649,40 @@ fn learned_destinations_respect_the_scope_rules() {
 }
 
 #[test]
+fn only_global_destinations_are_internet_evidence() {
+    // Answered from every source, a learned destination in the benchmarking
+    // range 198.18.0.0/15 (RFC 2544; not globally reachable, RFC 6890, and
+    // the range proxies hand out as fake answers) or in 192.0.0.0/24 proves
+    // nothing about the Internet: neither the global source's verdict nor
+    // NAT44 for the private one. A global destination proves both.
+    let mut c = config();
+    c.targets.clear();
+    let snap = snapshot(
+        &[
+            ("203.0.113.2", Class::Global4),
+            ("10.0.0.2", Class::Rfc1918),
+        ],
+        &[],
+        &[],
+    );
+    let mut lab = Lab::new(c, &snap);
+    for a in ["198.18.0.7", "198.19.255.1", "192.0.0.170"] {
+        lab.e.learn(lab.now, ip(a), true);
+    }
+    lab.run(5.0, |_, _| up(10));
+    assert_eq!(lab.sent.len(), 6, "probed from both sources");
+    let v = lab.verdicts();
+    assert_eq!(v.destination(ip("198.18.0.7")).unwrap().state, State::Ok);
+    assert_eq!(lab.source("203.0.113.2").state, State::Unknown);
+    assert!(!lab.flags().nat44 && !lab.flags().ipv4_ok);
+
+    lab.e.learn(lab.now, ip("198.51.100.7"), true);
+    lab.run(6.0, |_, _| up(10));
+    assert_eq!(lab.source("203.0.113.2").state, State::Ok);
+    assert!(lab.flags().nat44 && lab.flags().ipv4_ok);
+}
+
+#[test]
 fn rate_limit_holds_for_learned_destinations() {
     let mut c = config();
     c.targets.clear();
