@@ -159,8 +159,8 @@ pub struct Flags {
     pub def_gateway6: Option<String>,
 }
 
-/// The names of the getapr flags in the contract (docs/interface.md), which are
-/// the Python getapr's, in its order.
+/// The names of the getapr flags in the contract (docs/interface.md), in its
+/// order.
 pub const FLAG_NAMES: [&str; 10] = [
     "GUA_ok",
     "ULA_ok",
