@@ -82,6 +82,8 @@ mod state;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_random;
 
 pub use config::EngineConfig;
 pub use probe::{Kind, Probe, ProbeResult};

@@ -1,15 +1,12 @@
 //! Unit tests of the engine in virtual time: the hysteresis and generation
-//! rules, the flags, learned destinations, the schedule, and random network
-//! behaviour.
+//! rules, the flags, learned destinations and the schedule. The builders and
+//! the `Lab` event loop are shared with `tests_random`.
 
 use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr, SocketAddrV6};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use proptest::prelude::*;
-
-use super::addresses::forbidden;
 use super::schedule::GATEWAY_PORT;
 use super::state::{SourceKey, smooth};
 use super::*;
@@ -19,15 +16,15 @@ use crate::probe::verdicts::{Families, Flags, SourceVerdict, State, Verdicts};
 const V4_TARGET: &str = "192.0.2.1:443";
 const V6_TARGET: &str = "[2001:db8:ffff::1]:443";
 const STUN4: &str = "192.0.2.3:3478";
-const STUN6: &str = "[2001:db8:ffff::3]:3478";
+pub(super) const STUN6: &str = "[2001:db8:ffff::3]:3478";
 
-fn sa(s: &str) -> SocketAddr {
+pub(super) fn sa(s: &str) -> SocketAddr {
     s.parse().unwrap()
 }
-fn ip(s: &str) -> IpAddr {
+pub(super) fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
 }
-fn ms(n: u64) -> Duration {
+pub(super) fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
 }
 
@@ -73,7 +70,7 @@ fn gateway(s: &str) -> Gateway {
     }
 }
 
-fn snapshot(addresses: &[(&str, Class)], gw4: &[&str], gw6: &[&str]) -> Snapshot {
+pub(super) fn snapshot(addresses: &[(&str, Class)], gw4: &[&str], gw6: &[&str]) -> Snapshot {
     Snapshot {
         addresses: addresses.iter().map(|&(a, c)| addr(a, c)).collect(),
         gateways4: gw4.iter().map(|g| gateway(g)).collect(),
@@ -81,7 +78,7 @@ fn snapshot(addresses: &[(&str, Class)], gw4: &[&str], gw6: &[&str]) -> Snapshot
     }
 }
 
-fn dest(p: &Probe) -> SocketAddr {
+pub(super) fn dest(p: &Probe) -> SocketAddr {
     match p.kind {
         Kind::Tcp(d) | Kind::Stun(d) => d,
     }
@@ -92,15 +89,15 @@ fn up(rtt: u64) -> Option<ProbeResult> {
 }
 
 /// An engine in virtual time: `t0` plus offsets in seconds.
-struct Lab {
-    e: Engine,
-    t0: Instant,
-    now: Instant,
+pub(super) struct Lab {
+    pub(super) e: Engine,
+    pub(super) t0: Instant,
+    pub(super) now: Instant,
     sent: Vec<(Instant, Probe)>,
 }
 
 impl Lab {
-    fn new(config: EngineConfig, snapshot: &Snapshot) -> Lab {
+    pub(super) fn new(config: EngineConfig, snapshot: &Snapshot) -> Lab {
         let t0 = Instant::now();
         let mut e = Engine::new(config);
         e.set_inventory(t0, snapshot);
@@ -340,7 +337,7 @@ fn generation_moves_on_state_and_big_rtt_changes_only() {
 
 /// Dual stack behind NAT44: GUA, RFC 1918 and link-local sources,
 /// a v4 gateway and a link-local v6 gateway, STUN over IPv4.
-fn home() -> (EngineConfig, Snapshot) {
+pub(super) fn home() -> (EngineConfig, Snapshot) {
     let mut c = config();
     c.stun = vec![sa(STUN4)];
     let snap = snapshot(
@@ -836,86 +833,4 @@ fn late_answers_count_as_unreachable() {
     // And an id it does not know is ignored.
     lab.e
         .handle(lab.now, 9999, ProbeResult::Reachable { rtt: ms(1) });
-}
-
-#[derive(Debug, Clone)]
-enum Op {
-    Advance(u16),
-    Answer(usize, u8, u16),
-    Learn(u8, bool),
-    Inventory(u8),
-}
-
-fn op() -> impl Strategy<Value = Op> {
-    prop_oneof![
-        (0u16..15_000).prop_map(Op::Advance),
-        (any::<usize>(), 0u8..3, 0u16..2000).prop_map(|(i, k, r)| Op::Answer(i, k, r)),
-        (any::<u8>(), any::<bool>()).prop_map(|(i, p)| Op::Learn(i, p)),
-        (0u8..8).prop_map(Op::Inventory),
-    ]
-}
-
-proptest! {
-    /// Whatever the network does: no panic, no source ok without a
-    /// success from it, no probe from or to a forbidden address, and
-    /// generations that only grow.
-    #[test]
-    fn random_results_never_panic_or_invent_success(ops in proptest::collection::vec(op(), 1..120)) {
-        let (mut c, _) = home();
-        c.stun.push(sa(STUN6));
-        c.max_destinations = 8;
-        let all = [
-            ("2001:db8:1::2", Class::Gua),
-            ("192.168.1.2", Class::Rfc1918),
-            ("fe80::2", Class::Lla),
-        ];
-        let mut lab = Lab::new(c, &snapshot(&all, &["192.168.1.1"], &["fe80::1"]));
-        let mut out: Vec<Probe> = Vec::new();
-        let mut succeeded: HashSet<(IpAddr, u32)> = HashSet::new();
-        let mut generation = 0;
-        let dests = ["198.51.100.7", "10.0.0.9", "2001:db8:77::1", "fd00::9", "127.0.0.1", "203.0.113.50"];
-        for op in ops {
-            match op {
-                Op::Advance(d) => lab.now += ms(u64::from(d)),
-                Op::Answer(i, kind, rtt) if !out.is_empty() => {
-                    let p = out.swap_remove(i % out.len());
-                    let outcome = match kind {
-                        0 => ProbeResult::Unreachable,
-                        1 => ProbeResult::Reachable { rtt: ms(u64::from(rtt)) },
-                        _ => ProbeResult::StunMapped { rtt: ms(u64::from(rtt)), mapped: sa("198.51.100.1:1") },
-                    };
-                    if kind != 0 && lab.now <= p.deadline {
-                        succeeded.insert((p.source, p.scope_id));
-                    }
-                    lab.e.handle(lab.now, p.id, outcome);
-                }
-                Op::Answer(..) => {}
-                Op::Learn(i, public) => lab.e.learn(lab.now, ip(dests[usize::from(i) % dests.len()]), public),
-                Op::Inventory(mask) => {
-                    let some: Vec<_> = all.iter().enumerate().filter(|(i, _)| mask & (1 << i) != 0).map(|(_, a)| *a).collect();
-                    lab.e.set_inventory(lab.now, &snapshot(&some, &["192.168.1.1"], &["fe80::1"]));
-                }
-            }
-            for p in lab.e.poll(lab.now) {
-                prop_assert!(!forbidden(p.source) && !forbidden(dest(&p).ip()), "{p:?}");
-                prop_assert!(p.deadline > lab.now);
-                out.push(p);
-            }
-            if let Some(w) = lab.e.next_wakeup() {
-                prop_assert!(w >= lab.t0);
-            }
-            if let Some(v) = lab.e.publish() {
-                prop_assert!(v.generation > generation);
-                generation = v.generation;
-                for s in &v.sources {
-                    if s.state == State::Ok {
-                        prop_assert!(succeeded.contains(&(s.address, s.scope_id)), "{s:?} ok without a success");
-                    }
-                }
-                for d in &v.destinations {
-                    prop_assert_eq!(d.state == State::Ok, d.paths.iter().any(|p| p.state == State::Ok));
-                }
-            }
-        }
-    }
 }
