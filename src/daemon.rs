@@ -473,7 +473,7 @@ fn start_probes(shared: &Arc<Shared>, probe: &config::Probe, stop: &Cancellation
             () = stop.cancelled() => return,
             s = stun_servers(&shared, &probe.stun) => s,
         };
-        let engine = engine::Engine::new(engine::Config::new(&probe, stun, rand::random()));
+        let engine = engine::Engine::new(engine::EngineConfig::new(&probe, stun, rand::random()));
         let (tx, rx) = tokio::sync::watch::channel(Arc::new(Snapshot::default()));
         let (include, exclude) = (probe.interfaces.clone(), probe.exclude_interfaces.clone());
         let host = move || {

@@ -2,8 +2,12 @@
 //!
 //! Each registry row is a (network, prefix length) pair matched with a bit
 //! mask over the address as an integer; the first matching row of a table
-//! wins, so more specific rows come first. Nothing here looks at strings:
-//! the Python prototype classified `fc::1` as ULA by string prefix.
+//! wins, so more specific rows come first. Nothing here looks at strings: a
+//! string prefix test would take `fc::1` for a ULA.
+//!
+//! [`is_global`] is the crate's one rule for "a global address": what the
+//! probe engine counts as Internet evidence and what DNS rewriting treats as
+//! an Internet destination.
 //!
 //! Sources: the IANA IPv4 and IPv6 Special-Purpose Address Registries
 //! (RFC 6890, RFC 8190), read 2025.
@@ -49,6 +53,17 @@ pub fn classify(ip: IpAddr) -> Class {
         IpAddr::V4(a) => classify_v4(a),
         IpAddr::V6(a) => classify_v6(a),
     }
+}
+
+/// A global address: [`Class::Gua`] or [`Class::Global4`]. That is the
+/// registries' "Globally Reachable" with the departures of the module doc:
+/// documentation and NAT64 prefixes count, while benchmarking space
+/// (198.18.0.0/15, 2001:2::/48), the rest of the IETF protocol assignments
+/// (192.0.0.0/24, 2001::/23), reserved 240.0.0.0/4, site-local, discard-only,
+/// IPv4-compatible and unassigned IPv6 space do not, nor does anything
+/// private, shared, link-local, loopback or multicast.
+pub fn is_global(ip: IpAddr) -> bool {
+    matches!(classify(ip), Class::Gua | Class::Global4)
 }
 
 /// Classifies an IPv4 address: the first row of the `V4` table that contains it,
@@ -317,7 +332,7 @@ mod tests {
             ("febf:ffff:ffff:ffff:ffff:ffff:ffff:ffff", Class::Lla),
             ("fec0::1", Class::Other),
             ("feff::1", Class::Other),
-            // The prototype's bug: `fc::1` is not a ULA.
+            // `fc::1` starts with "fc" but is not a ULA.
             ("fc::1", Class::Other),
             // Other.
             ("::", Class::Other),
@@ -336,6 +351,86 @@ mod tests {
         ];
         for (addr, want) in table {
             assert_eq!(c(addr), want, "{addr}");
+        }
+    }
+
+    #[test]
+    fn global_excludes_every_range_not_globally_reachable() {
+        let global = [
+            "8.8.8.8",
+            "192.0.0.9",
+            "192.0.0.10",
+            "192.0.2.1",
+            "198.17.255.255",
+            "198.20.0.0",
+            "198.51.100.1",
+            "203.0.113.1",
+            "223.255.255.255",
+            "2001:db8::1",
+            "3fff::1",
+            "2606:4700:4700::1111",
+            "64:ff9b::808:808",
+            "64:ff9b:1::1",
+            "2002::1",
+            "2001::1",
+            "2001:1::1",
+            "2001:3::1",
+            "2001:4:112::1",
+            "2001:20::1",
+            "2001:30::1",
+        ];
+        // Not global; each of these is an address a hand-written "neither
+        // private nor special" test would call global.
+        let not_global = [
+            // Benchmarking, RFC 2544: not globally reachable (RFC 6890).
+            "198.18.0.0",
+            "198.18.0.1",
+            "198.19.255.255",
+            // IETF Protocol Assignments other than the two anycast rows.
+            "192.0.0.0",
+            "192.0.0.8",
+            "192.0.0.170",
+            "192.0.0.171",
+            "192.0.0.255",
+            // Reserved 240.0.0.0/4, up to the limited broadcast.
+            "240.0.0.1",
+            "255.255.255.254",
+            // IPv6: outside the NAT64 prefixes, discard-only, the rest of
+            // 2001::/23, site-local, IPv4-compatible, unassigned.
+            "64:ff9b:2::1",
+            "100::1",
+            "2001:1::4",
+            "2001:2::1",
+            "2001:10::1",
+            "2001:40::1",
+            "fec0::1",
+            "::192.0.2.1",
+            "::2",
+            "4000::1",
+            "5f00::1",
+            "1fff::1",
+            // And the ranges both rules always agreed on.
+            "0.0.0.1",
+            "10.0.0.1",
+            "100.64.0.1",
+            "127.0.0.1",
+            "169.254.0.1",
+            "172.16.0.1",
+            "192.168.0.1",
+            "224.0.0.1",
+            "255.255.255.255",
+            "::",
+            "::1",
+            "::ffff:8.8.8.8",
+            "fc00::1",
+            "fe80::1",
+            "ff0e::1",
+        ];
+        for a in global {
+            assert!(is_global(a.parse().unwrap()), "{a}");
+        }
+        for a in not_global {
+            assert!(!is_global(a.parse().unwrap()), "{a}");
         }
     }
 

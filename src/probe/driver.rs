@@ -15,7 +15,7 @@ use tokio::net::{TcpSocket, UdpSocket};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
-use super::engine::{Engine, Kind, Outcome, Probe};
+use super::engine::{Engine, Kind, Probe, ProbeResult};
 use super::stun;
 use super::verdicts::Verdicts;
 use crate::inventory::Snapshot;
@@ -43,7 +43,7 @@ pub async fn run(
     metrics: Probes,
     stop: CancellationToken,
 ) {
-    let (tx, mut rx) = mpsc::channel::<(u64, Outcome)>(256);
+    let (tx, mut rx) = mpsc::channel::<(u64, ProbeResult)>(256);
     engine.set_inventory(Instant::now(), &inventory.borrow_and_update());
     loop {
         for probe in engine.poll(Instant::now()) {
@@ -53,7 +53,7 @@ pub async fn run(
                 let (id, source) = (probe.id, probe.source);
                 metrics.sent(source);
                 let outcome = send(probe).await;
-                if outcome == Outcome::Unreachable {
+                if outcome == ProbeResult::Unreachable {
                     metrics.failed(source);
                 }
                 let _ = tx.send((id, outcome)).await;
@@ -121,13 +121,13 @@ fn log_changes(old: &Verdicts, new: &Verdicts) {
 }
 
 /// Sends one probe and waits for its outcome (bounded by its deadline).
-async fn send(probe: Probe) -> Outcome {
+async fn send(probe: Probe) -> ProbeResult {
     let timeout = probe.deadline.saturating_duration_since(Instant::now());
     let source = scoped(probe.source, 0, probe.scope_id);
     match probe.kind {
         Kind::Tcp(target) => match tcp(source, target, timeout).await {
-            Ok(rtt) => Outcome::Reachable { rtt },
-            Err(_) => Outcome::Unreachable,
+            Ok(rtt) => ProbeResult::Reachable { rtt },
+            Err(_) => ProbeResult::Unreachable,
         },
         Kind::Stun(server) => {
             let id: stun::TransactionId = rand::random();
@@ -137,8 +137,8 @@ async fn send(probe: Probe) -> Outcome {
             })
             .await
             {
-                Ok((mapped, rtt)) => Outcome::StunMapped { rtt, mapped },
-                Err(_) => Outcome::Unreachable,
+                Ok((mapped, rtt)) => ProbeResult::StunMapped { rtt, mapped },
+                Err(_) => ProbeResult::Unreachable,
             }
         }
     }

@@ -110,6 +110,7 @@ pub struct DestinationVerdict {
     /// Seen in an answer (rather than only configured).
     pub learned: bool,
     pub state: State,
+    /// By source and scope id.
     pub paths: Vec<PathVerdict>,
 }
 
@@ -158,8 +159,8 @@ pub struct Flags {
     pub def_gateway6: Option<String>,
 }
 
-/// The names of the getapr flags in the contract (docs/interface.md), which are
-/// the Python getapr's, in its order.
+/// The names of the getapr flags in the contract (docs/interface.md), in its
+/// order.
 pub const FLAG_NAMES: [&str; 10] = [
     "GUA_ok",
     "ULA_ok",
@@ -193,6 +194,18 @@ impl Flags {
 }
 
 impl Verdicts {
+    /// The verdict on the source `addr` with `scope_id` (which tells a
+    /// link-local address on one interface from the same one on another),
+    /// if the engine knows that source.
+    pub fn source(&self, addr: IpAddr, scope_id: u32) -> Option<&SourceVerdict> {
+        let key = (addr, scope_id);
+        let i = self
+            .sources
+            .binary_search_by(|s| (s.address, s.scope_id).cmp(&key))
+            .ok()?;
+        self.sources.get(i)
+    }
+
     /// The verdict on `addr` if it was probed.
     pub fn destination(&self, addr: IpAddr) -> Option<&DestinationVerdict> {
         let i = self
@@ -200,6 +213,15 @@ impl Verdicts {
             .binary_search_by(|d| d.address.cmp(&addr))
             .ok()?;
         self.destinations.get(i)
+    }
+
+    /// A dead destination: a learned one whose verdict is `Failed`, so an
+    /// answer need not offer it. A configured target (or STUN server) that
+    /// fails is not dead in this sense: it was not taken from an answer, and
+    /// its failure speaks for the sources, not for what DNS returns.
+    pub fn is_dead(&self, addr: IpAddr) -> bool {
+        self.destination(addr)
+            .is_some_and(|d| d.learned && d.state == State::Failed)
     }
 
     /// The verdict on the prefix [`prefix_of`] `addr`; unknown if unprobed.
@@ -223,12 +245,8 @@ impl Verdicts {
             }
         }
         for s in &mut self.sources {
-            let key = (s.address, s.scope_id);
-            if let Ok(i) = old
-                .sources
-                .binary_search_by(|o| (o.address, o.scope_id).cmp(&key))
-            {
-                close(&mut s.rtt, old.sources[i].rtt);
+            if let Some(o) = old.source(s.address, s.scope_id) {
+                close(&mut s.rtt, o.rtt);
             }
         }
         for d in &mut self.destinations {
@@ -236,15 +254,23 @@ impl Verdicts {
                 continue;
             };
             for p in &mut d.paths {
-                let key = (p.source, p.scope_id);
-                if let Ok(i) = od
-                    .paths
-                    .binary_search_by(|o| (o.source, o.scope_id).cmp(&key))
-                {
-                    close(&mut p.rtt, od.paths[i].rtt);
+                if let Some(o) = od.path(p.source, p.scope_id) {
+                    close(&mut p.rtt, o.rtt);
                 }
             }
         }
+    }
+}
+
+impl DestinationVerdict {
+    /// The path from the source `source` with `scope_id`, if it was probed.
+    pub fn path(&self, source: IpAddr, scope_id: u32) -> Option<&PathVerdict> {
+        let key = (source, scope_id);
+        let i = self
+            .paths
+            .binary_search_by(|p| (p.source, p.scope_id).cmp(&key))
+            .ok()?;
+        self.paths.get(i)
     }
 }
 
@@ -321,6 +347,87 @@ mod tests {
             }],
             ..Verdicts::default()
         }
+    }
+
+    #[test]
+    fn dead_is_a_learned_destination_that_failed() {
+        let d = |address: &str, learned: bool, state: State| DestinationVerdict {
+            address: address.parse().unwrap(),
+            learned,
+            state,
+            paths: vec![],
+        };
+        let mut destinations = vec![
+            d("192.0.2.1", true, State::Failed),
+            d("192.0.2.2", false, State::Failed),
+            d("192.0.2.3", true, State::Ok),
+            d("192.0.2.4", true, State::Unknown),
+            d("2001:db8::1", true, State::Failed),
+        ];
+        destinations.sort_by_key(|d| d.address);
+        let v = Verdicts {
+            destinations,
+            ..Verdicts::default()
+        };
+        for (addr, dead) in [
+            ("192.0.2.1", true),
+            // A configured target that fails is no reason to drop an answer.
+            ("192.0.2.2", false),
+            ("192.0.2.3", false),
+            ("192.0.2.4", false),
+            ("2001:db8::1", true),
+            // Never probed.
+            ("192.0.2.5", false),
+        ] {
+            assert_eq!(v.is_dead(addr.parse().unwrap()), dead, "{addr}");
+        }
+    }
+
+    #[test]
+    fn sources_and_paths_are_found_by_address_and_scope_id() {
+        let source = |address: &str, scope_id: u32, interface: &str| SourceVerdict {
+            address: address.parse().unwrap(),
+            scope_id,
+            interface: interface.into(),
+            class: Class::Lla,
+            state: State::Ok,
+            link: State::Ok,
+            rtt: None,
+            mapped: None,
+        };
+        let path = |s: &str, scope_id: u32, ms: u64| PathVerdict {
+            source: s.parse().unwrap(),
+            scope_id,
+            state: State::Ok,
+            rtt: Some(Duration::from_millis(ms)),
+        };
+        // The same link-local address on two interfaces, sorted by key.
+        let v = Verdicts {
+            sources: vec![
+                source("192.0.2.2", 0, "eth0"),
+                source("fe80::2", 2, "eth0"),
+                source("fe80::2", 3, "eth1"),
+            ],
+            destinations: vec![DestinationVerdict {
+                address: "fe80::1".parse().unwrap(),
+                learned: false,
+                state: State::Ok,
+                paths: vec![path("fe80::2", 2, 5), path("fe80::2", 3, 7)],
+            }],
+            ..Verdicts::default()
+        };
+        let fe80_2: IpAddr = "fe80::2".parse().unwrap();
+        let interface = |scope_id| v.source(fe80_2, scope_id).map(|s| s.interface.as_str());
+        assert_eq!(interface(2), Some("eth0"));
+        assert_eq!(interface(3), Some("eth1"));
+        assert_eq!(interface(0), None);
+        assert!(v.source("192.0.2.2".parse().unwrap(), 0).is_some());
+        assert!(v.source("192.0.2.9".parse().unwrap(), 0).is_none());
+        let d = v.destination("fe80::1".parse().unwrap()).unwrap();
+        let rtt = |scope_id| d.path(fe80_2, scope_id).and_then(|p| p.rtt);
+        assert_eq!(rtt(2), Some(Duration::from_millis(5)));
+        assert_eq!(rtt(3), Some(Duration::from_millis(7)));
+        assert_eq!(rtt(4), None);
     }
 
     #[test]

@@ -1,0 +1,129 @@
+//! The pairs `/pairs` lists: RFC 6724 selection with getapr's verdicts
+//! applied, then the families interleaved as RFC 8305 §4 asks.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use super::destination::{Ranked, sort_ranked};
+use super::source::{Route, select_source};
+use super::table::{PolicyTable, Table};
+use crate::inventory::{Address, Snapshot};
+use crate::probe::verdicts::{State, Verdicts};
+
+/// What [`pairs`] is asked to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Options {
+    pub table: Table,
+    /// RFC 8305 §4 "First Address Family Count": how many addresses of the
+    /// first family come before the other family gets a turn. 0 counts as 1.
+    pub first_family_count: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            table: Table::Rfc6724,
+            first_family_count: 1,
+        }
+    }
+}
+
+/// One pair to try.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pair {
+    pub source: Address,
+    pub destination: IpAddr,
+    /// The measured RTT of this path, else of the source; `None` if neither
+    /// was measured.
+    pub rtt: Option<Duration>,
+}
+
+/// The pairs to try for `destinations`, best first (see the
+/// `policy` module doc).
+pub fn pairs(
+    destinations: &[IpAddr],
+    host: &Snapshot,
+    verdicts: &Verdicts,
+    options: &Options,
+) -> Vec<Pair> {
+    let policy = PolicyTable::new(options.table, host);
+    // getapr: a failed source is never part of a pair.
+    let usable: Vec<Address> = host
+        .addresses
+        .iter()
+        .filter(|a| source_state(verdicts, a) != State::Failed)
+        .cloned()
+        .collect();
+    let ranked: Vec<Ranked<'_>> = destinations
+        .iter()
+        .filter(|d| !verdicts.is_dead(**d))
+        .filter_map(|&d| {
+            let route = Route::to(d, host);
+            let source = select_source(d, &route, &usable, &policy)?;
+            Some(Ranked::new(
+                d,
+                Some(source),
+                rtt(verdicts, source, d),
+                &policy,
+            ))
+        })
+        .collect();
+    let sorted = sort_ranked(ranked);
+    let pairs = sorted
+        .into_iter()
+        .filter_map(|r| {
+            Some(Pair {
+                source: r.source?.clone(),
+                destination: r.destination,
+                rtt: r.rtt,
+            })
+        })
+        .collect();
+    interleave(pairs, options.first_family_count, |p| {
+        p.destination.to_canonical().is_ipv4()
+    })
+}
+
+/// RFC 8305 §4: the family of the first item goes first, `first_count` of
+/// it (at least 1), then the families alternate; when one runs out, the rest
+/// of the other follows. The order within a family is kept.
+pub fn interleave<T>(items: Vec<T>, first_count: usize, is_ipv4: impl Fn(&T) -> bool) -> Vec<T> {
+    let Some(first_v4) = items.first().map(&is_ipv4) else {
+        return items;
+    };
+    let total = items.len();
+    let (first, other): (Vec<T>, Vec<T>) = items.into_iter().partition(|i| is_ipv4(i) == first_v4);
+    let mut first = first.into_iter();
+    let mut other = other.into_iter();
+    let mut out = Vec::with_capacity(total);
+    out.extend(first.by_ref().take(first_count.max(1)));
+    loop {
+        let (o, f) = (other.next(), first.next());
+        if o.is_none() && f.is_none() {
+            break;
+        }
+        out.extend(o);
+        out.extend(f);
+    }
+    out
+}
+
+/// The verdict on a source; unknown if it has none.
+fn source_state(verdicts: &Verdicts, source: &Address) -> State {
+    verdicts
+        .source(source.addr, source.scope_id)
+        .map_or(State::Unknown, |v| v.state)
+}
+
+/// The RTT of the path from `source` to `dst`, else of `source`.
+fn rtt(verdicts: &Verdicts, source: &Address, dst: IpAddr) -> Option<Duration> {
+    let path = verdicts
+        .destination(dst)
+        .and_then(|d| d.path(source.addr, source.scope_id))
+        .and_then(|p| p.rtt);
+    path.or_else(|| {
+        verdicts
+            .source(source.addr, source.scope_id)
+            .and_then(|v| v.rtt)
+    })
+}

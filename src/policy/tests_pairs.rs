@@ -1,0 +1,347 @@
+//! Unit tests of what getapr adds to RFC 6724: the verdicts (failed
+//! sources, dead destinations, the RTT rule), RFC 8305 §4 interleaving, and
+//! the invariants of [`pairs`] over random inputs.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use proptest::prelude::*;
+
+use super::tests::{expect, host, ip, on, src};
+use super::*;
+use crate::inventory::{Address, Snapshot};
+use crate::probe::verdicts::{DestinationVerdict, PathVerdict, SourceVerdict, State, Verdicts};
+
+// ---- getapr's verdict rules ---------------------------------------------
+
+fn source_verdict(a: &Address, state: State, rtt_ms: Option<u64>) -> SourceVerdict {
+    SourceVerdict {
+        address: a.addr,
+        scope_id: a.scope_id,
+        interface: a.interface.clone(),
+        class: a.class,
+        state,
+        link: State::Unknown,
+        rtt: rtt_ms.map(Duration::from_millis),
+        mapped: None,
+    }
+}
+
+fn destination_verdict(
+    d: &str,
+    learned: bool,
+    state: State,
+    paths: &[(&str, u64)],
+) -> DestinationVerdict {
+    DestinationVerdict {
+        address: ip(d),
+        learned,
+        state,
+        paths: paths
+            .iter()
+            .map(|(s, ms)| PathVerdict {
+                source: ip(s),
+                scope_id: 0,
+                state: State::Ok,
+                rtt: Some(Duration::from_millis(*ms)),
+            })
+            .collect(),
+    }
+}
+
+fn verdicts(
+    mut sources: Vec<SourceVerdict>,
+    mut destinations: Vec<DestinationVerdict>,
+) -> Verdicts {
+    sources.sort_by_key(|a| (a.address, a.scope_id));
+    destinations.sort_by_key(|a| a.address);
+    Verdicts {
+        sources,
+        destinations,
+        ..Verdicts::default()
+    }
+}
+
+fn pair_strings(got: &[Pair]) -> Vec<(String, String)> {
+    got.iter()
+        .map(|p| (p.destination.to_string(), p.source.addr.to_string()))
+        .collect()
+}
+
+const DUAL: [&str; 4] = [
+    "2001:db8:9::1",
+    "2001:db8:9::2",
+    "198.51.100.1",
+    "198.51.100.2",
+];
+
+fn dual_host() -> Snapshot {
+    host(vec![src("2001:db8:1::2"), src("192.0.2.2"), src("fe80::2")])
+}
+
+fn dsts(list: &[&str]) -> Vec<IpAddr> {
+    list.iter().map(|d| ip(d)).collect()
+}
+
+#[test]
+fn unknown_keeps_everything() {
+    let got = pairs(
+        &dsts(&DUAL),
+        &dual_host(),
+        &Verdicts::default(),
+        &Options::default(),
+    );
+    assert_eq!(
+        pair_strings(&got),
+        expect(&[
+            ("2001:db8:9::1", "2001:db8:1::2"),
+            ("198.51.100.1", "192.0.2.2"),
+            ("2001:db8:9::2", "2001:db8:1::2"),
+            ("198.51.100.2", "192.0.2.2"),
+        ])
+    );
+    // Explicitly unknown verdicts are the same as none.
+    let h = dual_host();
+    let unknown = verdicts(
+        h.addresses
+            .iter()
+            .map(|a| source_verdict(a, State::Unknown, None))
+            .collect(),
+        DUAL.iter()
+            .map(|d| destination_verdict(d, true, State::Unknown, &[]))
+            .collect(),
+    );
+    assert_eq!(pairs(&dsts(&DUAL), &h, &unknown, &Options::default()), got);
+}
+
+#[test]
+fn failed_source_is_dropped() {
+    let h = dual_host();
+    let v = verdicts(
+        vec![source_verdict(&h.addresses[0], State::Failed, None)],
+        vec![],
+    );
+    let got = pairs(&dsts(&DUAL), &h, &v, &Options::default());
+    assert_eq!(
+        pair_strings(&got),
+        expect(&[("198.51.100.1", "192.0.2.2"), ("198.51.100.2", "192.0.2.2")])
+    );
+}
+
+#[test]
+fn failed_source_gives_way_to_another_source() {
+    let h = host(vec![on(1, "2001:db8:1::2"), on(2, "2001:db8:2::2")]);
+    let v = verdicts(
+        vec![source_verdict(&h.addresses[0], State::Failed, None)],
+        vec![],
+    );
+    let got = pairs(&dsts(&["2001:db8:1::1"]), &h, &v, &Options::default());
+    assert_eq!(
+        pair_strings(&got),
+        expect(&[("2001:db8:1::1", "2001:db8:2::2")])
+    );
+}
+
+#[test]
+fn dead_destination_is_dropped() {
+    let h = dual_host();
+    let v = verdicts(
+        vec![],
+        vec![
+            destination_verdict("2001:db8:9::1", true, State::Failed, &[]),
+            // Not learned (a configured target): not "dead" for answers.
+            destination_verdict("198.51.100.1", false, State::Failed, &[]),
+        ],
+    );
+    let got = pairs(&dsts(&DUAL), &h, &v, &Options::default());
+    assert_eq!(
+        pair_strings(&got),
+        expect(&[
+            ("2001:db8:9::2", "2001:db8:1::2"),
+            ("198.51.100.1", "192.0.2.2"),
+            ("198.51.100.2", "192.0.2.2"),
+        ])
+    );
+}
+
+#[test]
+fn rtt_decides_between_rules_8_and_9() {
+    // Rule 9 prefers 2001:db8:1::1 (64 bits in common with the source).
+    let h = host(vec![src("2001:db8:1::2")]);
+    let list = dsts(&["2001:db8:1::1", "2001:db8:9::1"]);
+    let plain = pairs(&list, &h, &Verdicts::default(), &Options::default());
+    assert_eq!(plain[0].destination, ip("2001:db8:1::1"));
+    // Both measured: the lower RTT wins over rule 9.
+    let v = verdicts(
+        vec![],
+        vec![
+            destination_verdict("2001:db8:1::1", true, State::Ok, &[("2001:db8:1::2", 80)]),
+            destination_verdict("2001:db8:9::1", true, State::Ok, &[("2001:db8:1::2", 20)]),
+        ],
+    );
+    let got = pairs(&list, &h, &v, &Options::default());
+    assert_eq!(got[0].destination, ip("2001:db8:9::1"));
+    assert_eq!(got[0].rtt, Some(Duration::from_millis(20)));
+    // Only one measured: rule 9 again.
+    let one = verdicts(
+        vec![],
+        vec![destination_verdict(
+            "2001:db8:9::1",
+            true,
+            State::Ok,
+            &[("2001:db8:1::2", 20)],
+        )],
+    );
+    let got = pairs(&list, &h, &one, &Options::default());
+    assert_eq!(got[0].destination, ip("2001:db8:1::1"));
+}
+
+#[test]
+fn rtt_orders_ipv4_and_never_beats_earlier_rules() {
+    let h = dual_host();
+    let v = verdicts(
+        vec![
+            source_verdict(&h.addresses[0], State::Ok, Some(90)),
+            source_verdict(&h.addresses[1], State::Ok, Some(10)),
+        ],
+        vec![
+            destination_verdict("198.51.100.1", true, State::Ok, &[("192.0.2.2", 50)]),
+            destination_verdict("198.51.100.2", true, State::Ok, &[("192.0.2.2", 30)]),
+        ],
+    );
+    let got = pairs(&dsts(&DUAL), &h, &v, &Options::default());
+    // IPv6 stays first (rule 6 before the RTT rule) although slower;
+    // among the A records the faster path comes first.
+    assert_eq!(
+        pair_strings(&got),
+        expect(&[
+            ("2001:db8:9::1", "2001:db8:1::2"),
+            ("198.51.100.2", "192.0.2.2"),
+            ("2001:db8:9::2", "2001:db8:1::2"),
+            ("198.51.100.1", "192.0.2.2"),
+        ])
+    );
+    // The IPv6 pairs carry the source's RTT, as no path was measured.
+    assert_eq!(got[0].rtt, Some(Duration::from_millis(90)));
+}
+
+// ---- RFC 8305 §4 interleaving -------------------------------------------
+
+#[test]
+fn interleave_by_family() {
+    let is4 = |s: &&str| s.contains('.');
+    let cases: [(&[&str], usize, &[&str]); 6] = [
+        (
+            &["a:1", "a:2", "a:3", "4.1", "4.2"],
+            1,
+            &["a:1", "4.1", "a:2", "4.2", "a:3"],
+        ),
+        (
+            &["a:1", "a:2", "a:3", "4.1", "4.2"],
+            2,
+            &["a:1", "a:2", "4.1", "a:3", "4.2"],
+        ),
+        (
+            &["4.1", "a:1", "a:2", "4.2"],
+            1,
+            &["4.1", "a:1", "4.2", "a:2"],
+        ),
+        (&["a:1", "a:2", "4.1"], 0, &["a:1", "4.1", "a:2"]),
+        (
+            &["a:1", "4.1", "4.2", "4.3"],
+            2,
+            &["a:1", "4.1", "4.2", "4.3"],
+        ),
+        (&[], 1, &[]),
+    ];
+    for (input, count, want) in cases {
+        assert_eq!(
+            interleave(input.to_vec(), count, is4),
+            want,
+            "{input:?} {count}"
+        );
+    }
+}
+
+#[test]
+fn pairs_interleave_with_first_family_count_2() {
+    let options = Options {
+        first_family_count: 2,
+        ..Options::default()
+    };
+    let got = pairs(&dsts(&DUAL), &dual_host(), &Verdicts::default(), &options);
+    let order: Vec<String> = got.iter().map(|p| p.destination.to_string()).collect();
+    assert_eq!(
+        order,
+        [
+            "2001:db8:9::1",
+            "2001:db8:9::2",
+            "198.51.100.1",
+            "198.51.100.2"
+        ]
+    );
+}
+
+// ---- invariants ----------------------------------------------------------
+
+const POOL: [&str; 12] = [
+    "2001:db8:1::1",
+    "2001:db8:9::1",
+    "2002:c633:6401::1",
+    "2001:0:4136:e378::1",
+    "fd00:1::1",
+    "fe80::1",
+    "198.51.100.1",
+    "192.0.2.1",
+    "10.1.2.3",
+    "169.254.9.9",
+    "::ffff:198.51.100.7",
+    "ff05::1",
+];
+const SOURCES: [&str; 7] = [
+    "2001:db8:1::2",
+    "2002:c633:6401::2",
+    "fd00:1::2",
+    "fe80::2",
+    "192.0.2.2",
+    "10.1.2.4",
+    "169.254.1.1",
+];
+
+proptest! {
+    #[test]
+    fn pairs_only_permute_and_keep_what_can_work(
+        picks in proptest::collection::vec(0..POOL.len(), 0..12),
+        have in proptest::collection::vec(any::<bool>(), SOURCES.len()),
+        update in any::<bool>(),
+        count in 0usize..4,
+    ) {
+        let list: Vec<IpAddr> = picks.iter().map(|&i| ip(POOL[i])).collect();
+        let h = host(SOURCES.iter().zip(&have).filter(|(_, h)| **h).map(|(s, _)| src(s)).collect());
+        let options = Options {
+            table: if update { Table::Update } else { Table::Rfc6724 },
+            first_family_count: count,
+        };
+        let got = pairs(&list, &h, &Verdicts::default(), &options);
+        // Never adds: every output destination is taken from the input.
+        let mut left = list.clone();
+        for p in &got {
+            let i = left.iter().position(|d| *d == p.destination);
+            prop_assert!(i.is_some(), "{} was added", p.destination);
+            left.swap_remove(i.unwrap_or_default());
+            prop_assert!(h.addresses.contains(&p.source));
+        }
+        // Keeps every destination that has a usable source.
+        let policy = PolicyTable::new(options.table, &h);
+        for d in left {
+            let route = Route::to(d, &h);
+            prop_assert!(select_source(d, &route, &h.addresses, &policy).is_none(), "{d} was dropped");
+        }
+        // sort_destinations is a permutation of its input.
+        let mut sorted: Vec<IpAddr> = sort_destinations(&list, &h, &policy).into_iter().map(|(d, _)| d).collect();
+        let mut input = list.clone();
+        sorted.sort();
+        input.sort();
+        prop_assert_eq!(sorted, input);
+    }
+}

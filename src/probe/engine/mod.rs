@@ -1,0 +1,212 @@
+//! The probe engine: which sources, families, prefixes and destinations work.
+//!
+//! Pure, in the quinn-proto style: no sockets and no clock. The driver feeds
+//! it the inventory ([`Engine::set_inventory`]), addresses seen in answers
+//! ([`Engine::learn`]) and probe outcomes ([`Engine::handle`]); it asks
+//! [`Engine::poll`] for the probes due now, sleeps until
+//! [`Engine::next_wakeup`], and after each step takes [`Engine::publish`]'s
+//! new snapshot, if any, and stores it where readers load it without locks.
+//!
+//! # Schedule
+//!
+//! Every source runs a *round* every `interval` ± 10 % (the jitter is a hash
+//! of the seed, the source and the round number, so runs are reproducible).
+//! A new source runs its first round at once. A round of a routable source
+//! (any class but `lla` and `linklocal4`) probes the configured targets and
+//! the STUN servers of its family (its *Internet probes*) and the default
+//! gateways of its family on its own interface (its *link probes*, kept
+//! apart: they tell "the link works" from "the Internet works"). A
+//! link-scoped source cannot leave its link, so its round probes only its
+//! interface's gateways, and those decide its verdict. A probe not answered
+//! by its deadline is `Unreachable`. With no targets, no STUN servers and
+//! learned destinations off the engine sends nothing at all, gateways
+//! included.
+//!
+//! Learned destinations are tried from every routable source of their
+//! family, on port 443; a try that reaches nothing is followed at once by
+//! one on port 80. They are retried only while they are being asked for:
+//! [`Engine::learn`] queues a try when the last one is older than
+//! `interval`. Tries share a token bucket (`rate` probes per second,
+//! `burst` deep), and the table keeps the `max_destinations` most recently
+//! learned addresses.
+//!
+//! # Verdict rule (hysteresis)
+//!
+//! Sources, links and (source, destination) paths all follow one rule
+//! ([`State`](super::verdicts::State)): **ok at the first success; failed after two consecutive
+//! misses; unknown until one or the other.** For a source a miss is a
+//! completed round in which every Internet probe failed (a round with none
+//! is no evidence); a success is any Internet probe answered, or a learned
+//! global destination reached (global as the inventory's
+//! [`is_global`](crate::inventory::class::is_global) says: not, for
+//! example, the benchmarking range 198.18.0.0/15). For a path a miss is one failed probe, so a
+//! learned destination is dead (`Failed`) once two tries (443, then 80)
+//! reached it from no source, and revives at the next success. One lost
+//! round therefore never flips an ok source; a dead path shows within two
+//! rounds plus the timeout, a repaired one at the first answer.
+//!
+//! # Generation rule
+//!
+//! [`Engine::publish`] returns a new snapshot, with `generation + 1`, only
+//! when a reader would decide differently: any state, flag, source, gateway,
+//! mapping, destination or NAT64 prefix changed, or an RTT appeared,
+//! vanished or moved by more than 20 % from the value last published. RTT
+//! wobble below that is not published at all.
+//!
+//! # Where things are
+//!
+//! `config` and `probe` hold the types the daemon and the driver see;
+//! `addresses` which addresses are probed; `state` the bookkeeping and the
+//! hysteresis; `schedule` rounds, tries and wakeups; `results` what a probe's
+//! end changes; `publish` the snapshot and its flags. This file holds the
+//! engine and its inputs (inventory, learned addresses, NAT64 prefixes).
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use ipnet::Ipv6Net;
+
+use super::learned::Table;
+use super::verdicts::Verdicts;
+use crate::inventory::{Gateway, Snapshot};
+
+mod addresses;
+mod config;
+mod probe;
+mod publish;
+mod results;
+mod schedule;
+mod state;
+
+#[cfg(test)]
+mod tests;
+#[cfg(test)]
+mod tests_random;
+
+pub use config::EngineConfig;
+pub use probe::{Kind, Probe, ProbeResult};
+
+use addresses::{forbidden, local_scope};
+use state::{InFlight, Path, Role, Source, SourceKey};
+
+/// The engine. See the module doc for the rules.
+#[derive(Debug, Default)]
+pub struct Engine {
+    config: EngineConfig,
+    inventory_known: bool,
+    sources: BTreeMap<SourceKey, Source>,
+    gateways4: Vec<Gateway>,
+    gateways6: Vec<Gateway>,
+    host: Arc<Snapshot>,
+    in_flight: HashMap<u64, InFlight>,
+    next_id: u64,
+    paths: HashMap<(SourceKey, IpAddr), Path>,
+    learned: Table,
+    nat64: Vec<Ipv6Net>,
+    published: Arc<Verdicts>,
+    dirty: bool,
+}
+
+impl Engine {
+    /// A fresh engine: no sources until [`Engine::set_inventory`]; its
+    /// snapshot (generation 0) says unknown everywhere and no flag set.
+    pub fn new(config: EngineConfig) -> Engine {
+        let c = &config;
+        let learned = Table::new(c.rate, c.burst, c.max_destinations, c.interval);
+        Engine {
+            config,
+            learned,
+            ..Engine::default()
+        }
+    }
+
+    /// Takes a new inventory. Vanished sources are dropped with their
+    /// probes and paths; new ones start unknown and are probed at the next
+    /// `poll`, without waiting for an interval.
+    pub fn set_inventory(&mut self, now: Instant, snapshot: &Snapshot) {
+        self.inventory_known = true;
+        self.host = Arc::new(snapshot.clone());
+        self.gateways4 = snapshot.gateways4.clone();
+        self.gateways6 = snapshot.gateways6.clone();
+        let mut keep = BTreeMap::new();
+        for a in snapshot.addresses.iter().filter(|a| !forbidden(a.addr)) {
+            let key = SourceKey {
+                addr: a.addr,
+                scope_id: a.scope_id,
+            };
+            let mut s = self
+                .sources
+                .remove(&key)
+                .unwrap_or_else(|| Source::new(a.clone(), now));
+            s.address = a.clone();
+            keep.insert(key, s);
+        }
+        let gone: Vec<SourceKey> = std::mem::replace(&mut self.sources, keep)
+            .into_keys()
+            .collect();
+        for key in gone {
+            let dropped: Vec<InFlight> = self
+                .in_flight
+                .extract_if(|_, f| f.source == key)
+                .map(|(_, f)| f)
+                .collect();
+            for f in dropped.into_iter().filter(|f| f.role == Role::Learned) {
+                // The try goes on without this source.
+                self.learned.result(f.dest.ip(), false);
+            }
+        }
+        let gateways: Vec<IpAddr> = self
+            .gateways4
+            .iter()
+            .chain(&self.gateways6)
+            .map(|g| g.addr)
+            .collect();
+        self.paths.retain(|(s, d), p| {
+            self.sources.contains_key(s) && (!p.gateway || gateways.contains(d))
+        });
+        self.dirty = true;
+    }
+
+    /// An address seen in an A/AAAA answer; `public_name` when the query
+    /// name is a public one. Call it for every answer served, cache hits
+    /// included: a destination is re-tried at most once per interval and
+    /// only while someone asks for it. Ignored when destinations are off,
+    /// for addresses never probed (loopback, unspecified, multicast,
+    /// link-local: an answer carries no zone) and for private, shared or
+    /// ULA addresses in answers to public names (rebinding, or a split
+    /// horizon we must not poke at).
+    pub fn learn(&mut self, now: Instant, addr: IpAddr, public_name: bool) {
+        let link_local = match addr {
+            IpAddr::V4(a) => a.is_link_local(),
+            IpAddr::V6(a) => a.is_unicast_link_local(),
+        };
+        if !self.config.destinations
+            || forbidden(addr)
+            || link_local
+            || (public_name && local_scope(addr))
+        {
+            return;
+        }
+        if let Some(gone) = self.learned.learn(now, addr) {
+            self.in_flight
+                .retain(|_, f| !(f.role == Role::Learned && f.dest.ip() == gone));
+            let configured = (self.config.targets.iter())
+                .chain(&self.config.stun)
+                .any(|t| t.ip() == gone);
+            if !configured {
+                self.paths.retain(|(_, d), _| *d != gone);
+                self.dirty = true;
+            }
+        }
+    }
+
+    /// The NAT64 prefixes found by the driver (RFC 7050), published as is.
+    pub fn set_nat64_prefixes(&mut self, mut prefixes: Vec<Ipv6Net>) {
+        prefixes.sort();
+        prefixes.dedup();
+        self.nat64 = prefixes;
+        self.dirty = true;
+    }
+}
