@@ -13,6 +13,7 @@ use hickory_proto::rr::{Name, RData, Record as HRecord, RecordType};
 use proptest::prelude::*;
 
 use super::*;
+use crate::dns::wire;
 use crate::inventory::{Address, Snapshot, classify};
 use crate::probe::verdicts::State;
 use crate::probe::verdicts::{DestinationVerdict, Families, PathVerdict, PrefixVerdict};
