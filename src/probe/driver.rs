@@ -104,11 +104,7 @@ fn log_changes(old: &Verdicts, new: &Verdicts) {
         );
     }
     for s in &new.sources {
-        let before = old
-            .sources
-            .iter()
-            .find(|o| o.address == s.address)
-            .map(|o| o.state);
+        let before = old.source(s.address, s.scope_id).map(|o| o.state);
         if before != Some(s.state) {
             tracing::info!(
                 source = %s.address,
