@@ -21,6 +21,7 @@
 //! | `fuzzing` | the fuzz targets' entry points, one per target (hidden; no production module uses it) | no (in-memory pipes) |
 //! | `slots` | connection caps of DNS over TCP and the sidecar: who gives way at the cap (stalled, then idle; never busy) | no |
 //! | `sync` | `lock`: the crate's one way to lock a mutex (a poisoned lock is still taken) | no |
+//! | `testutil` | the builders unit tests share: addresses, verdicts, DNS names and records (tests only) | no |
 //! | [`daemon`] | wiring, signals, reload | yes |
 #![forbid(unsafe_code)]
 
@@ -38,3 +39,5 @@ pub mod policy;
 pub mod probe;
 mod slots;
 mod sync;
+#[cfg(test)]
+pub(crate) mod testutil;

@@ -274,12 +274,7 @@ impl<W, C> Table<W, C> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn key(name: &str) -> Key {
-        let mut wire = Vec::new();
-        crate::dns::wire::write_name(name, &mut wire).unwrap();
-        Key::new(&wire, 1, 1, false, false)
-    }
+    use crate::testutil::cache_key;
 
     fn ip(last: u8) -> IpAddr {
         IpAddr::from([192, 0, 2, last])
@@ -297,7 +292,7 @@ mod tests {
     type T = Table<u32, &'static str>;
 
     fn lead(t: &mut T, name: &str, client: IpAddr, w: u32, l: Limits, now: Instant) -> u64 {
-        match t.admit(&key(name), client, w, || "cancel", l, now) {
+        match t.admit(&cache_key(name), client, w, || "cancel", l, now) {
             Admission::Lead { id, evicted: None } => id,
             other => panic!("{name}: expected a new flight, got {other:?}"),
         }
@@ -310,24 +305,24 @@ mod tests {
         let mut t = T::default();
         let id = lead(&mut t, "a.test", ip(1), 1, l, now);
         assert!(matches!(
-            t.admit(&key("A.test"), ip(2), 2, || "x", l, now),
+            t.admit(&cache_key("A.test"), ip(2), 2, || "x", l, now),
             Admission::Joined
         ));
         assert!(matches!(
-            t.admit(&key("a.test"), ip(1), 3, || "x", l, now),
+            t.admit(&cache_key("a.test"), ip(1), 3, || "x", l, now),
             Admission::Joined
         ));
         // The fourth waiter passes `per_flight`.
         assert!(matches!(
-            t.admit(&key("a.test"), ip(1), 4, || "x", l, now),
+            t.admit(&cache_key("a.test"), ip(1), 4, || "x", l, now),
             Admission::Dropped(4)
         ));
         assert_eq!((t.len(), t.waiters()), (1, 3));
-        assert_eq!(t.finish(&key("a.test"), id), vec![1, 2, 3]);
+        assert_eq!(t.finish(&cache_key("a.test"), id), vec![1, 2, 3]);
         assert!(t.is_empty());
         assert_eq!(t.waiters(), 0);
         // A finished flight's id finishes nothing twice.
-        assert!(t.finish(&key("a.test"), id).is_empty());
+        assert!(t.finish(&cache_key("a.test"), id).is_empty());
     }
 
     #[test]
@@ -339,13 +334,13 @@ mod tests {
             let name = format!("n{i}.test");
             lead(&mut t, &name, ip(1), 0, l, now);
             for w in 1..3 {
-                t.admit(&key(&name), ip(1), w, || "x", l, now);
+                t.admit(&cache_key(&name), ip(1), w, || "x", l, now);
             }
         }
         // 4 flights × 3 = 12 > 10: the last two joins were dropped.
         assert_eq!(t.waiters(), 10);
         assert!(matches!(
-            t.admit(&key("new.test"), ip(1), 9, || "x", l, now),
+            t.admit(&cache_key("new.test"), ip(1), 9, || "x", l, now),
             Admission::Dropped(9)
         ));
     }
@@ -361,33 +356,33 @@ mod tests {
         lead(&mut t, "legit.test", ip(1), 1, l, now);
         // Full. Another light client takes the flooder's oldest slot at
         // once, however young.
-        match t.admit(&key("other.test"), ip(2), 2, || "new", l, now) {
+        match t.admit(&cache_key("other.test"), ip(2), 2, || "new", l, now) {
             Admission::Lead {
                 evicted: Some(e), ..
             } => assert_eq!((e.cancel, e.waiters), ("cancel", vec![0])),
             other => panic!("{other:?}"),
         }
-        assert!(t.finish(&key("f0.test"), flood[0]).is_empty(), "gone");
+        assert!(t.finish(&cache_key("f0.test"), flood[0]).is_empty(), "gone");
         assert_eq!(t.len(), 4);
         // The flooder itself may only take its own oldest, and only once
         // it is older than the jostle time.
         assert!(matches!(
-            t.admit(&key("f9.test"), ip(66), 9, || "x", l, now),
+            t.admit(&cache_key("f9.test"), ip(66), 9, || "x", l, now),
             Admission::Busy(9)
         ));
         let later = now + Duration::from_millis(250);
-        match t.admit(&key("f9.test"), ip(66), 9, || "x", l, later) {
+        match t.admit(&cache_key("f9.test"), ip(66), 9, || "x", l, later) {
             Admission::Lead {
                 evicted: Some(e), ..
             } => assert_eq!(e.waiters, vec![0]),
             other => panic!("{other:?}"),
         }
         assert!(
-            t.finish(&key("f1.test"), flood[1]).is_empty(),
+            t.finish(&cache_key("f1.test"), flood[1]).is_empty(),
             "f1 gave way"
         );
         // The legitimate client's lookup was never touched.
-        assert_eq!(t.finish(&key("legit.test"), 3), vec![1]);
+        assert_eq!(t.finish(&cache_key("legit.test"), 3), vec![1]);
     }
 
     #[test]
@@ -406,7 +401,7 @@ mod tests {
         );
         assert!(matches!(
             t.admit(
-                &key("c.test"),
+                &cache_key("c.test"),
                 ip(1),
                 2,
                 || "x",
@@ -416,7 +411,7 @@ mod tests {
             Admission::Busy(2)
         ));
         match t.admit(
-            &key("c.test"),
+            &cache_key("c.test"),
             ip(1),
             2,
             || "x",
@@ -436,18 +431,18 @@ mod tests {
         let l = limits(8);
         let mut t = T::default();
         let id = lead(&mut t, "a.test", ip(1), 10, l, now);
-        t.admit(&key("a.test"), ip(1), 11, || "x", l, now);
-        t.admit(&key("a.test"), ip(1), 20, || "x", l, now);
+        t.admit(&cache_key("a.test"), ip(1), 11, || "x", l, now);
+        t.admit(&cache_key("a.test"), ip(1), 20, || "x", l, now);
         assert_eq!(
-            t.first_waiter(&key("a.test"), id, |w| (*w > 10).then_some(*w)),
+            t.first_waiter(&cache_key("a.test"), id, |w| (*w > 10).then_some(*w)),
             Some(11)
         );
-        assert_eq!(t.take(&key("a.test"), id, |w| *w < 15), vec![10, 11]);
+        assert_eq!(t.take(&cache_key("a.test"), id, |w| *w < 15), vec![10, 11]);
         assert_eq!(t.waiters(), 1);
         assert!(
-            t.take(&key("a.test"), id + 1, |_| true).is_empty(),
+            t.take(&cache_key("a.test"), id + 1, |_| true).is_empty(),
             "wrong id"
         );
-        assert_eq!(t.finish(&key("a.test"), id), vec![20]);
+        assert_eq!(t.finish(&cache_key("a.test"), id), vec![20]);
     }
 }

@@ -5,25 +5,11 @@ use proptest::prelude::*;
 
 use super::key::INLINE;
 use super::*;
+use crate::testutil::{cache_key, wire_name};
 
 const A: u16 = 1;
 const AAAA: u16 = 28;
 const IN: u16 = 1;
-
-fn key(name: &str) -> Key {
-    Key::new(&wire(name), A, IN, false, false)
-}
-
-/// "www.example.com" → \x03www\x07example\x03com\x00
-fn wire(name: &str) -> Vec<u8> {
-    let mut out = Vec::new();
-    for label in name.split('.').filter(|l| !l.is_empty()) {
-        out.push(u8::try_from(label.len()).unwrap());
-        out.extend_from_slice(label.as_bytes());
-    }
-    out.push(0);
-    out
-}
 
 fn secs(s: u64) -> Duration {
     Duration::from_secs(s)
@@ -33,14 +19,14 @@ fn secs(s: u64) -> Duration {
 fn evicts_least_recently_used() {
     let now = Instant::now();
     let mut cache = Cache::new(2);
-    cache.insert(key("a"), 1, now, secs(60));
-    cache.insert(key("b"), 2, now, secs(60));
-    cache.insert(key("c"), 3, now, secs(60));
+    cache.insert(cache_key("a"), 1, now, secs(60));
+    cache.insert(cache_key("b"), 2, now, secs(60));
+    cache.insert(cache_key("c"), 3, now, secs(60));
     assert_eq!(cache.len(), 2);
-    assert_eq!(cache.keys_mru(), [key("c"), key("b")]);
-    assert!(cache.get(&key("a"), now).is_none());
-    assert_eq!(cache.get(&key("b"), now).map(|(v, _)| *v), Some(2));
-    assert_eq!(cache.get(&key("c"), now).map(|(v, _)| *v), Some(3));
+    assert_eq!(cache.keys_mru(), [cache_key("c"), cache_key("b")]);
+    assert!(cache.get(&cache_key("a"), now).is_none());
+    assert_eq!(cache.get(&cache_key("b"), now).map(|(v, _)| *v), Some(2));
+    assert_eq!(cache.get(&cache_key("c"), now).map(|(v, _)| *v), Some(3));
 }
 
 #[test]
@@ -48,12 +34,18 @@ fn get_promotes() {
     let now = Instant::now();
     let mut cache = Cache::new(3);
     for (i, name) in ["a", "b", "c"].into_iter().enumerate() {
-        cache.insert(key(name), i, now, secs(60));
+        cache.insert(cache_key(name), i, now, secs(60));
     }
-    assert!(cache.get(&key("a"), now).is_some());
-    assert_eq!(cache.keys_mru(), [key("a"), key("c"), key("b")]);
-    cache.insert(key("d"), 3, now, secs(60));
-    assert_eq!(cache.keys_mru(), [key("d"), key("a"), key("c")]);
+    assert!(cache.get(&cache_key("a"), now).is_some());
+    assert_eq!(
+        cache.keys_mru(),
+        [cache_key("a"), cache_key("c"), cache_key("b")]
+    );
+    cache.insert(cache_key("d"), 3, now, secs(60));
+    assert_eq!(
+        cache.keys_mru(),
+        [cache_key("d"), cache_key("a"), cache_key("c")]
+    );
 }
 
 #[test]
@@ -61,33 +53,33 @@ fn expires_exactly_at_ttl() {
     let t0 = Instant::now();
     let ttl = secs(30);
     let mut cache = Cache::new(4);
-    cache.insert(key("a"), (), t0, ttl);
+    cache.insert(cache_key("a"), (), t0, ttl);
     let just_before = t0 + ttl - Duration::from_nanos(1);
     assert_eq!(
-        cache.get(&key("a"), just_before),
+        cache.get(&cache_key("a"), just_before),
         Some((&(), ttl - Duration::from_nanos(1)))
     );
-    assert_eq!(cache.get(&key("a"), t0 + ttl), None);
-    assert_eq!(cache.get(&key("a"), t0 + ttl + secs(1)), None);
+    assert_eq!(cache.get(&cache_key("a"), t0 + ttl), None);
+    assert_eq!(cache.get(&cache_key("a"), t0 + ttl + secs(1)), None);
 }
 
 #[test]
 fn zero_ttl_is_never_fresh() {
     let t0 = Instant::now();
     let mut cache = Cache::new(4);
-    cache.insert(key("a"), (), t0, Duration::ZERO);
-    assert_eq!(cache.get(&key("a"), t0), None);
-    assert!(cache.get_stale(&key("a"), t0, secs(1)).is_some());
+    cache.insert(cache_key("a"), (), t0, Duration::ZERO);
+    assert_eq!(cache.get(&cache_key("a"), t0), None);
+    assert!(cache.get_stale(&cache_key("a"), t0, secs(1)).is_some());
 }
 
 #[test]
 fn huge_ttl_never_expires() {
     let t0 = Instant::now();
     let mut cache = Cache::new(4);
-    cache.insert(key("a"), (), t0, Duration::MAX);
+    cache.insert(cache_key("a"), (), t0, Duration::MAX);
     assert!(
         cache
-            .get(&key("a"), t0 + secs(86_400 * 365 * 100))
+            .get(&cache_key("a"), t0 + secs(86_400 * 365 * 100))
             .is_some()
     );
 }
@@ -96,18 +88,21 @@ fn huge_ttl_never_expires() {
 fn returns_age_since_insert() {
     let t0 = Instant::now();
     let mut cache = Cache::new(4);
-    cache.insert(key("a"), 'x', t0, secs(300));
-    assert_eq!(cache.get(&key("a"), t0), Some((&'x', Duration::ZERO)));
+    cache.insert(cache_key("a"), 'x', t0, secs(300));
+    assert_eq!(cache.get(&cache_key("a"), t0), Some((&'x', Duration::ZERO)));
     let later = t0 + Duration::from_millis(12_345);
     assert_eq!(
-        cache.get(&key("a"), later),
+        cache.get(&cache_key("a"), later),
         Some((&'x', Duration::from_millis(12_345)))
     );
     // Reinserting restarts the clock.
-    cache.insert(key("a"), 'y', later, secs(300));
-    assert_eq!(cache.get(&key("a"), later + secs(1)), Some((&'y', secs(1))));
+    cache.insert(cache_key("a"), 'y', later, secs(300));
+    assert_eq!(
+        cache.get(&cache_key("a"), later + secs(1)),
+        Some((&'y', secs(1)))
+    );
     // A `now` from before the insert does not underflow.
-    assert_eq!(cache.get(&key("a"), t0), Some((&'y', Duration::ZERO)));
+    assert_eq!(cache.get(&cache_key("a"), t0), Some((&'y', Duration::ZERO)));
 }
 
 #[test]
@@ -116,41 +111,44 @@ fn stale_window() {
     let ttl = secs(10);
     let max_stale = secs(30);
     let mut cache = Cache::new(4);
-    cache.insert(key("a"), 1, t0, ttl);
+    cache.insert(cache_key("a"), 1, t0, ttl);
 
     // Fresh entries come back from get_stale too.
     assert_eq!(
-        cache.get_stale(&key("a"), t0, max_stale),
+        cache.get_stale(&cache_key("a"), t0, max_stale),
         Some((&1, secs(0)))
     );
     // Expired for get, but get leaves it in place for get_stale.
-    assert_eq!(cache.get(&key("a"), t0 + ttl), None);
+    assert_eq!(cache.get(&cache_key("a"), t0 + ttl), None);
     assert_eq!(cache.len(), 1);
     assert_eq!(
-        cache.get_stale(&key("a"), t0 + ttl, max_stale),
+        cache.get_stale(&cache_key("a"), t0 + ttl, max_stale),
         Some((&1, ttl))
     );
     let last = t0 + ttl + max_stale - Duration::from_nanos(1);
-    assert!(cache.get_stale(&key("a"), last, max_stale).is_some());
+    assert!(cache.get_stale(&cache_key("a"), last, max_stale).is_some());
     assert_eq!(
-        cache.get_stale(&key("a"), t0 + ttl + max_stale, max_stale),
+        cache.get_stale(&cache_key("a"), t0 + ttl + max_stale, max_stale),
         None
     );
     // With no window it is exactly get.
-    assert_eq!(cache.get_stale(&key("a"), t0 + ttl, Duration::ZERO), None);
+    assert_eq!(
+        cache.get_stale(&cache_key("a"), t0 + ttl, Duration::ZERO),
+        None
+    );
 }
 
 #[test]
 fn expired_entries_are_not_promoted_and_go_first() {
     let t0 = Instant::now();
     let mut cache = Cache::new(2);
-    cache.insert(key("old"), 1, t0, secs(1));
-    cache.insert(key("new"), 2, t0, secs(100));
+    cache.insert(cache_key("old"), 1, t0, secs(1));
+    cache.insert(cache_key("new"), 2, t0, secs(100));
     let now = t0 + secs(5);
-    assert!(cache.get(&key("old"), now).is_none());
-    assert_eq!(cache.keys_mru(), [key("new"), key("old")]);
-    cache.insert(key("next"), 3, now, secs(100));
-    assert_eq!(cache.keys_mru(), [key("next"), key("new")]);
+    assert!(cache.get(&cache_key("old"), now).is_none());
+    assert_eq!(cache.keys_mru(), [cache_key("new"), cache_key("old")]);
+    cache.insert(cache_key("next"), 3, now, secs(100));
+    assert_eq!(cache.keys_mru(), [cache_key("next"), cache_key("new")]);
     let stats = cache.stats();
     assert_eq!((stats.expired, stats.evictions), (1, 0));
 }
@@ -159,18 +157,18 @@ fn expired_entries_are_not_promoted_and_go_first() {
 fn capacity_zero_disables() {
     let now = Instant::now();
     let mut cache = Cache::new(0);
-    cache.insert(key("a"), 1, now, secs(60));
+    cache.insert(cache_key("a"), 1, now, secs(60));
     assert!(cache.is_empty());
-    assert_eq!(cache.get(&key("a"), now), None);
+    assert_eq!(cache.get(&cache_key("a"), now), None);
     assert_eq!(cache.stats().inserts, 0);
 
     let mut cache = Cache::new(2);
-    cache.insert(key("a"), 1, now, secs(60));
+    cache.insert(cache_key("a"), 1, now, secs(60));
     cache.resize(0);
     assert!(cache.is_empty());
-    cache.insert(key("b"), 2, now, secs(60));
+    cache.insert(cache_key("b"), 2, now, secs(60));
     assert!(cache.is_empty());
-    assert_eq!(cache.get(&key("b"), now), None);
+    assert_eq!(cache.get(&cache_key("b"), now), None);
 }
 
 #[test]
@@ -178,28 +176,34 @@ fn resize_down_keeps_most_recent() {
     let now = Instant::now();
     let mut cache = Cache::new(5);
     for name in ["a", "b", "c", "d", "e"] {
-        cache.insert(key(name), (), now, secs(60));
+        cache.insert(cache_key(name), (), now, secs(60));
     }
-    cache.get(&key("a"), now);
+    cache.get(&cache_key("a"), now);
     cache.resize(2);
     assert_eq!(cache.capacity(), 2);
-    assert_eq!(cache.keys_mru(), [key("a"), key("e")]);
+    assert_eq!(cache.keys_mru(), [cache_key("a"), cache_key("e")]);
     assert_eq!(cache.stats().evictions, 3);
     cache.resize(3);
-    cache.insert(key("f"), (), now, secs(60));
-    assert_eq!(cache.keys_mru(), [key("f"), key("a"), key("e")]);
+    cache.insert(cache_key("f"), (), now, secs(60));
+    assert_eq!(
+        cache.keys_mru(),
+        [cache_key("f"), cache_key("a"), cache_key("e")]
+    );
 }
 
 #[test]
 fn replacing_keeps_len_and_promotes() {
     let t0 = Instant::now();
     let mut cache = Cache::new(3);
-    cache.insert(key("a"), 1, t0, secs(60));
-    cache.insert(key("b"), 2, t0, secs(60));
-    cache.insert(key("a"), 10, t0 + secs(1), secs(60));
+    cache.insert(cache_key("a"), 1, t0, secs(60));
+    cache.insert(cache_key("b"), 2, t0, secs(60));
+    cache.insert(cache_key("a"), 10, t0 + secs(1), secs(60));
     assert_eq!(cache.len(), 2);
-    assert_eq!(cache.keys_mru(), [key("a"), key("b")]);
-    assert_eq!(cache.get(&key("a"), t0 + secs(2)), Some((&10, secs(1))));
+    assert_eq!(cache.keys_mru(), [cache_key("a"), cache_key("b")]);
+    assert_eq!(
+        cache.get(&cache_key("a"), t0 + secs(2)),
+        Some((&10, secs(1)))
+    );
     assert_eq!(cache.stats().evictions, 0);
 }
 
@@ -208,36 +212,39 @@ fn remove_and_clear() {
     let now = Instant::now();
     let mut cache = Cache::new(4);
     for (i, name) in ["a", "b", "c", "d"].into_iter().enumerate() {
-        cache.insert(key(name), i, now, secs(60));
+        cache.insert(cache_key(name), i, now, secs(60));
     }
     // Removing from the middle moves the last slab node; all links hold.
-    assert_eq!(cache.remove(&key("b")), Some(1));
-    assert_eq!(cache.remove(&key("b")), None);
-    assert_eq!(cache.keys_mru(), [key("d"), key("c"), key("a")]);
-    assert_eq!(cache.remove(&key("d")), Some(3));
-    assert_eq!(cache.keys_mru(), [key("c"), key("a")]);
+    assert_eq!(cache.remove(&cache_key("b")), Some(1));
+    assert_eq!(cache.remove(&cache_key("b")), None);
+    assert_eq!(
+        cache.keys_mru(),
+        [cache_key("d"), cache_key("c"), cache_key("a")]
+    );
+    assert_eq!(cache.remove(&cache_key("d")), Some(3));
+    assert_eq!(cache.keys_mru(), [cache_key("c"), cache_key("a")]);
     cache.clear();
     assert!(cache.is_empty());
     assert_eq!(cache.keys_mru(), Vec::<Key>::new());
-    assert_eq!(cache.get(&key("a"), now), None);
-    cache.insert(key("e"), 4, now, secs(60));
-    assert_eq!(cache.keys_mru(), [key("e")]);
+    assert_eq!(cache.get(&cache_key("a"), now), None);
+    cache.insert(cache_key("e"), 4, now, secs(60));
+    assert_eq!(cache.keys_mru(), [cache_key("e")]);
 }
 
 #[test]
 fn counts() {
     let t0 = Instant::now();
     let mut cache = Cache::new(2);
-    assert!(!cache.insert(key("a"), (), t0, secs(10)));
-    assert!(!cache.insert(key("b"), (), t0, secs(100)));
-    cache.get(&key("a"), t0); // hit
-    cache.get(&key("x"), t0); // miss
-    cache.get(&key("a"), t0 + secs(10)); // miss, expired
-    cache.get_stale(&key("a"), t0 + secs(10), secs(5)); // hit
+    assert!(!cache.insert(cache_key("a"), (), t0, secs(10)));
+    assert!(!cache.insert(cache_key("b"), (), t0, secs(100)));
+    cache.get(&cache_key("a"), t0); // hit
+    cache.get(&cache_key("x"), t0); // miss
+    cache.get(&cache_key("a"), t0 + secs(10)); // miss, expired
+    cache.get_stale(&cache_key("a"), t0 + secs(10), secs(5)); // hit
     // Replaces the expired "a": no eviction.
-    assert!(!cache.insert(key("a"), (), t0 + secs(10), secs(10)));
+    assert!(!cache.insert(cache_key("a"), (), t0 + secs(10), secs(10)));
     // Evicts the fresh "b", and says so.
-    assert!(cache.insert(key("c"), (), t0 + secs(10), secs(10)));
+    assert!(cache.insert(cache_key("c"), (), t0 + secs(10), secs(10)));
     assert_eq!(
         cache.stats(),
         Stats {
@@ -256,7 +263,7 @@ fn counts() {
 fn key_lowercases_label_bytes_only() {
     let upper = Key::new(b"\x03WwW\x07ExAmPlE\x03COM\x00", A, IN, false, false);
     assert_eq!(upper.qname(), b"\x03www\x07example\x03com\x00");
-    assert_eq!(upper, key("www.example.com"));
+    assert_eq!(upper, cache_key("www.example.com"));
 
     // A length octet must survive even when it looks like 'A'..'Z'. Real
     // labels stop at 63, so a long name stands in: 0x0A then 'A'..'J',
@@ -296,16 +303,20 @@ fn key_is_total_over_malformed_names() {
 #[test]
 fn long_names_are_heap_backed_and_equal_by_bytes() {
     let name = "a-rather-long-label.another-long-label.example.com";
-    let k = key(name);
+    let k = cache_key(name);
     assert!(k.qname().len() > INLINE);
     assert!(!k.is_inline(), "a long name is on the heap");
-    assert_eq!(k, key(&name.to_ascii_uppercase()));
-    assert!(key("short.example").is_inline());
+    assert_eq!(k, cache_key(&name.to_ascii_uppercase()));
+    assert!(cache_key("short.example").is_inline());
 
     let now = Instant::now();
     let mut cache = Cache::new(2);
     cache.insert(k, 1, now, secs(60));
-    assert!(cache.get(&key(&name.to_ascii_uppercase()), now).is_some());
+    assert!(
+        cache
+            .get(&cache_key(&name.to_ascii_uppercase()), now)
+            .is_some()
+    );
 }
 
 #[test]
@@ -316,7 +327,7 @@ fn key_is_compact() {
 
 #[test]
 fn flags_type_and_class_distinguish_keys() {
-    let name = wire("example.com");
+    let name = wire_name("example.com");
     let base = Key::new(&name, A, IN, false, false);
     let variants = [
         Key::new(&name, AAAA, IN, false, false),
@@ -345,7 +356,7 @@ fn unique_name_flood_stays_bounded() {
     let mut cache = Cache::new(1000);
     for i in 0..200_000u32 {
         let name = format!("n{i}.flood.example");
-        cache.insert(key(&name), i, t0, secs(60));
+        cache.insert(cache_key(&name), i, t0, secs(60));
         assert!(cache.len() <= 1000);
     }
     assert_eq!(cache.len(), 1000);
@@ -354,7 +365,7 @@ fn unique_name_flood_stays_bounded() {
     // The survivors are exactly the last 1000, most recent first.
     let expected: Vec<Key> = (199_000..200_000u32)
         .rev()
-        .map(|i| key(&format!("n{i}.flood.example")))
+        .map(|i| cache_key(&format!("n{i}.flood.example")))
         .collect();
     assert_eq!(cache.keys_mru(), expected);
 }
@@ -480,7 +491,7 @@ fn model_key(name: u8, qtype: u16) -> Key {
     } else {
         format!("host{name}.example")
     };
-    Key::new(&wire(&name), qtype, IN, false, false)
+    Key::new(&wire_name(&name), qtype, IN, false, false)
 }
 
 proptest! {
@@ -538,36 +549,25 @@ mod lifetime {
     use std::time::Duration;
 
     use crate::dns::cache::{MAX_NEGATIVE_TTL, MAX_TTL, SERVFAIL_TTL, lifetime};
-    use crate::dns::wire::Reply;
+    use crate::dns::wire::{Reply, rtype};
+    use crate::testutil::{header, question, rr};
 
     /// A reply to `a.test` A: header flags, answer TTLs, and optionally an
-    /// SOA (TTL, MINIMUM) in the authority section.
+    /// SOA (TTL, MINIMUM) in the authority section, owned by `test`.
     fn reply(flags: u16, answers: &[u32], soa: Option<(u32, u32)>) -> Reply {
-        let mut m = vec![0, 1];
-        m.extend_from_slice(&flags.to_be_bytes());
-        m.extend_from_slice(&[
-            0,
-            1,
-            0,
-            answers.len() as u8,
-            0,
-            u8::from(soa.is_some()),
-            0,
-            0,
-        ]);
-        m.extend_from_slice(&[1, b'a', 4, b't', b'e', b's', b't', 0, 0, 1, 0, 1]);
-        for ttl in answers {
-            m.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1]);
-            m.extend_from_slice(&ttl.to_be_bytes());
-            m.extend_from_slice(&[0, 4, 192, 0, 2, 1]);
+        let counts = [1, answers.len() as u16, u16::from(soa.is_some()), 0];
+        let mut m = header(1, flags, counts);
+        m.extend(question("a.test", rtype::A));
+        for &ttl in answers {
+            m.extend(rr(&[0xc0, 12], rtype::A, ttl, &[192, 0, 2, 1]));
         }
         if let Some((ttl, minimum)) = soa {
-            m.extend_from_slice(&[0xc0, 14, 0, 6, 0, 1]);
-            m.extend_from_slice(&ttl.to_be_bytes());
-            m.extend_from_slice(&[0, 22, 0, 0]);
+            // Root MNAME and RNAME, then SERIAL to MINIMUM.
+            let mut rdata = vec![0, 0];
             for v in [1u32, 2, 3, 4, minimum] {
-                m.extend_from_slice(&v.to_be_bytes());
+                rdata.extend_from_slice(&v.to_be_bytes());
             }
+            m.extend(rr(&[0xc0, 14], rtype::SOA, ttl, &rdata));
         }
         Reply::parse(&m).unwrap()
     }

@@ -8,14 +8,9 @@ use tokio_util::sync::CancellationToken;
 use super::listen::{TCP_IDLE, connection, frame};
 use super::{Settings, Shared, is_public_name};
 use crate::dns::upstream::Pool;
-use crate::dns::wire::{self, Header, rcode};
+use crate::dns::wire::{self, rcode};
 use crate::slots::Waiting;
-
-fn wire_name(dotted: &str) -> Vec<u8> {
-    let mut out = Vec::new();
-    wire::write_name(dotted, &mut out).unwrap();
-    out
-}
+use crate::testutil::{header, question, wire_name};
 
 /// A daemon's state with no upstream, open to every client, one TCP
 /// slot.
@@ -90,19 +85,10 @@ async fn an_evicted_connection_ends_at_once() {
 
 #[test]
 fn a_message_too_large_to_frame_becomes_servfail() {
-    let mut msg = Vec::new();
-    Header {
-        id: 0x1234,
-        flags: wire::flag::QR | wire::flag::RD,
-        qdcount: 1,
-        ancount: 1,
-        nscount: 0,
-        arcount: 0,
-    }
-    .write(&mut msg);
-    msg.extend_from_slice(&wire_name("big.example.test"));
-    msg.extend_from_slice(&[0, 10, 0, 1]);
-    let question = msg[wire::HEADER_LEN..].to_vec();
+    let mut msg = header(0x1234, wire::flag::QR | wire::flag::RD, [1, 1, 0, 0]);
+    // A question of type NULL (10).
+    msg.extend(question("big.example.test", 10));
+    let asked = msg[wire::HEADER_LEN..].to_vec();
     msg.resize(70_000, 0);
     let mut framed = Vec::new();
     frame(&msg, &mut framed);
@@ -110,7 +96,7 @@ fn a_message_too_large_to_frame_becomes_servfail() {
     assert_eq!(len, framed.len() - 2, "one whole frame");
     let m = wire::Message::parse(&framed[2..]).unwrap();
     assert_eq!((m.header.id, m.header.rcode()), (0x1234, rcode::SERVFAIL));
-    assert_eq!(m.question(), &question[..]);
+    assert_eq!(m.question(), &asked[..]);
     // What fits goes as it is.
     frame(&msg[..wire::MAX_MESSAGE], &mut framed);
     assert_eq!(&framed[..2], &[0xff, 0xff]);

@@ -5,41 +5,7 @@ use proptest::prelude::*;
 use super::query::{OPT_COOKIE, OPT_ECS};
 use super::reply::{OPT_LEN, address};
 use super::*;
-
-/// Wire name from dotted text ("" is the root).
-fn name(text: &str) -> Vec<u8> {
-    let mut out = Vec::new();
-    for label in text.split('.').filter(|l| !l.is_empty()) {
-        out.push(label.len() as u8);
-        out.extend_from_slice(label.as_bytes());
-    }
-    out.push(0);
-    out
-}
-
-fn header(id: u16, flags: u16, counts: [u16; 4]) -> Vec<u8> {
-    let mut out = Vec::new();
-    Header {
-        id,
-        flags,
-        qdcount: counts[0],
-        ancount: counts[1],
-        nscount: counts[2],
-        arcount: counts[3],
-    }
-    .write(&mut out);
-    out
-}
-
-fn rr(owner: &[u8], rtype: u16, ttl: u32, rdata: &[u8]) -> Vec<u8> {
-    let mut out = owner.to_vec();
-    out.extend_from_slice(&rtype.to_be_bytes());
-    out.extend_from_slice(&CLASS_IN.to_be_bytes());
-    out.extend_from_slice(&ttl.to_be_bytes());
-    out.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
-    out.extend_from_slice(rdata);
-    out
-}
+use crate::testutil::{header, question, rr, wire_name};
 
 fn opt(udp: u16, do_bit: bool, options: &[(u16, &[u8])]) -> Vec<u8> {
     let mut rdata = Vec::new();
@@ -58,13 +24,6 @@ fn opt(udp: u16, do_bit: bool, options: &[(u16, &[u8])]) -> Vec<u8> {
     out
 }
 
-fn question(qname: &str, qtype: u16) -> Vec<u8> {
-    let mut q = name(qname);
-    q.extend_from_slice(&qtype.to_be_bytes());
-    q.extend_from_slice(&CLASS_IN.to_be_bytes());
-    q
-}
-
 fn query(qname: &str, qtype: u16, edns: Option<Vec<u8>>) -> Vec<u8> {
     let mut m = header(0xabcd, flag::RD, [1, 0, 0, u16::from(edns.is_some())]);
     m.extend(question(qname, qtype));
@@ -72,8 +31,8 @@ fn query(qname: &str, qtype: u16, edns: Option<Vec<u8>>) -> Vec<u8> {
     m
 }
 
-/// A reply for `www.example.test` A with the given addresses, an SOA in
-/// authority and an OPT; answer owners are pointers to the question.
+/// A reply for `www.example.test` A with the given addresses, and an OPT
+/// when `with_opt`; answer owners are pointers to the question.
 fn reply(addrs: &[[u8; 4]], ttl: u32, with_opt: bool) -> Vec<u8> {
     let mut m = header(
         0x1111,
@@ -91,8 +50,8 @@ fn reply(addrs: &[[u8; 4]], ttl: u32, with_opt: bool) -> Vec<u8> {
 }
 
 fn soa_rdata(minimum: u32) -> Vec<u8> {
-    let mut r = name("ns.example.test");
-    r.extend(name("admin.example.test"));
+    let mut r = wire_name("ns.example.test");
+    r.extend(wire_name("admin.example.test"));
     for v in [1u32, 7200, 3600, 1_209_600, minimum] {
         r.extend_from_slice(&v.to_be_bytes());
     }
@@ -235,7 +194,7 @@ fn opt_rules() {
     assert_eq!(Query::parse(&two).unwrap_err(), Error::DuplicateOpt);
     let mut not_root = header(1, 0, [1, 0, 0, 1]);
     not_root.extend(question("a.test", rtype::A));
-    not_root.extend(rr(&name("x"), rtype::OPT, 0, &[]));
+    not_root.extend(rr(&wire_name("x"), rtype::OPT, 0, &[]));
     assert_eq!(Query::parse(&not_root).unwrap_err(), Error::MisplacedOpt);
     let mut in_answer = header(1, 0, [1, 1, 0, 0]);
     in_answer.extend(question("a.test", rtype::A));
@@ -469,7 +428,12 @@ fn ttls_for_the_cache() {
     assert_eq!(r.negative_ttl(), None);
     let mut m = header(1, flag::QR | rcode::NXDOMAIN, [1, 0, 1, 0]);
     m.extend(question("nx.example.test", rtype::A));
-    m.extend(rr(&name("example.test"), rtype::SOA, 3600, &soa_rdata(120)));
+    m.extend(rr(
+        &wire_name("example.test"),
+        rtype::SOA,
+        3600,
+        &soa_rdata(120),
+    ));
     let r = Reply::parse(&m).unwrap();
     assert_eq!(
         r.negative_ttl(),
@@ -580,18 +544,18 @@ fn a_name_in_rdata_must_end_inside_it() {
     // without its trailing bytes would not parse.
     let mut m = header(1, flag::QR, [1, 1, 0, 0]);
     m.extend(question("a.example", rtype::A));
-    m.extend(rr(&name("a.example"), rtype::NS, 60, &[]));
+    m.extend(rr(&wire_name("a.example"), rtype::NS, 60, &[]));
     m.extend([1, b'x', 0]);
     assert_eq!(Reply::parse(&m), Err(Error::BadName));
     // A CNAME whose target runs past its RDATA.
     let mut m = header(1, flag::QR, [1, 1, 0, 0]);
     m.extend(question("a.example", rtype::CNAME));
-    m.extend(rr(&name("a.example"), rtype::CNAME, 60, &[1, b'b']));
+    m.extend(rr(&wire_name("a.example"), rtype::CNAME, 60, &[1, b'b']));
     m.extend([0]);
     assert!(Reply::parse(&m).is_err());
     // The same with the name inside: fine.
     let mut m = header(1, flag::QR, [1, 1, 0, 0]);
     m.extend(question("a.example", rtype::CNAME));
-    m.extend(rr(&name("a.example"), rtype::CNAME, 60, &[1, b'b', 0]));
+    m.extend(rr(&wire_name("a.example"), rtype::CNAME, 60, &[1, b'b', 0]));
     assert!(Reply::parse(&m).is_ok());
 }
