@@ -92,37 +92,17 @@ fn log_changes(old: &Snapshot, new: &Snapshot) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::inventory::{Address, Gateway, classify};
+    use crate::testutil::{address, gateway, host};
     use std::collections::VecDeque;
     use std::io;
     use std::sync::Mutex;
     use tokio::time::Instant;
 
+    /// A host on eth0 with these addresses and the IPv4 gateway 192.0.2.1.
     fn snap(addrs: &[&str]) -> Snapshot {
         Snapshot {
-            addresses: addrs
-                .iter()
-                .map(|a| {
-                    let addr = a.parse().unwrap();
-                    Address {
-                        addr,
-                        prefix_len: 64,
-                        interface: "eth0".into(),
-                        ifindex: 2,
-                        scope_id: 0,
-                        class: classify(addr),
-                        deprecated: false,
-                        temporary: false,
-                    }
-                })
-                .collect(),
-            gateways4: vec![Gateway {
-                addr: "192.0.2.1".parse().unwrap(),
-                interface: "eth0".into(),
-                ifindex: 2,
-                scope_id: 0,
-            }],
-            gateways6: vec![],
+            gateways4: vec![gateway("192.0.2.1")],
+            ..host(addrs.iter().map(|a| address(a)).collect())
         }
     }
 

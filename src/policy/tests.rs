@@ -1,6 +1,6 @@
 //! Unit tests of RFC 6724 alone: the policy tables and scopes, source
 //! selection (§5) and destination ordering (§6), with the RFC's examples.
-//! The builders here are shared with `tests_pairs`.
+//! The sources built here (on ifindex 1) are shared with `tests_pairs`.
 
 use std::cmp::Ordering;
 use std::net::IpAddr;
@@ -12,28 +12,18 @@ use super::destination::{
 use super::source::is_candidate;
 use super::table::{SCOPE_GLOBAL, SCOPE_LINK, SCOPE_SITE, common_prefix_len, is_encapsulated};
 use super::*;
-use crate::inventory::{Address, Gateway, Snapshot, classify};
+use crate::inventory::{Address, Gateway, Snapshot};
+use crate::testutil::{address, host, ip};
 
-pub(super) fn ip(s: &str) -> IpAddr {
-    s.parse().unwrap()
-}
-
-/// A source on eth0 (ifindex 1): /64 for IPv6, /24 for IPv4.
+/// A source on eth0 with ifindex 1, the interface these tests' routes name:
+/// /24 for IPv4, /64 for IPv6, scope id 1 when RFC 6724 calls it link-local
+/// IPv6 (the loopback too).
 pub(super) fn src(s: &str) -> Address {
-    let addr = ip(s);
+    let a = address(s);
     Address {
-        addr,
-        prefix_len: if addr.is_ipv4() { 24 } else { 64 },
-        interface: "eth0".into(),
         ifindex: 1,
-        scope_id: if scope(addr) == SCOPE_LINK && addr.is_ipv6() {
-            1
-        } else {
-            0
-        },
-        class: classify(addr),
-        deprecated: false,
-        temporary: false,
+        scope_id: u32::from(scope(a.addr) == SCOPE_LINK && a.addr.is_ipv6()),
+        ..a
     }
 }
 
@@ -56,13 +46,6 @@ pub(super) fn on(ifindex: u32, s: &str) -> Address {
         ifindex,
         interface: format!("eth{ifindex}"),
         ..src(s)
-    }
-}
-
-pub(super) fn host(addresses: Vec<Address>) -> Snapshot {
-    Snapshot {
-        addresses,
-        ..Snapshot::default()
     }
 }
 

@@ -7,59 +7,22 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 
-use super::tests::{expect, host, ip, on, src};
+use super::tests::{expect, on, src};
 use super::*;
-use crate::inventory::{Address, Snapshot};
-use crate::probe::verdicts::{DestinationVerdict, PathVerdict, SourceVerdict, State, Verdicts};
+use crate::inventory::Snapshot;
+use crate::probe::verdicts::{DestinationVerdict, State, Verdicts};
+use crate::testutil::{destination_verdict, host, ip, path, source_verdict, verdicts};
 
 // ---- getapr's verdict rules ---------------------------------------------
 
-fn source_verdict(a: &Address, state: State, rtt_ms: Option<u64>) -> SourceVerdict {
-    SourceVerdict {
-        address: a.addr,
-        scope_id: a.scope_id,
-        interface: a.interface.clone(),
-        class: a.class,
-        state,
-        link: State::Unknown,
-        rtt: rtt_ms.map(Duration::from_millis),
-        mapped: None,
-    }
-}
-
-fn destination_verdict(
-    d: &str,
-    learned: bool,
-    state: State,
-    paths: &[(&str, u64)],
-) -> DestinationVerdict {
-    DestinationVerdict {
-        address: ip(d),
-        learned,
-        state,
-        paths: paths
-            .iter()
-            .map(|(s, ms)| PathVerdict {
-                source: ip(s),
-                scope_id: 0,
-                state: State::Ok,
-                rtt: Some(Duration::from_millis(*ms)),
-            })
-            .collect(),
-    }
-}
-
-fn verdicts(
-    mut sources: Vec<SourceVerdict>,
-    mut destinations: Vec<DestinationVerdict>,
-) -> Verdicts {
-    sources.sort_by_key(|a| (a.address, a.scope_id));
-    destinations.sort_by_key(|a| a.address);
-    Verdicts {
-        sources,
-        destinations,
-        ..Verdicts::default()
-    }
+/// A learned destination that answers from `source` in `rtt_ms`.
+fn reached(d: &str, source: &str, rtt_ms: u64) -> DestinationVerdict {
+    destination_verdict(
+        d,
+        true,
+        State::Ok,
+        vec![path(source, State::Ok, Some(rtt_ms))],
+    )
 }
 
 fn pair_strings(got: &[Pair]) -> Vec<(String, String)> {
@@ -108,7 +71,7 @@ fn unknown_keeps_everything() {
             .map(|a| source_verdict(a, State::Unknown, None))
             .collect(),
         DUAL.iter()
-            .map(|d| destination_verdict(d, true, State::Unknown, &[]))
+            .map(|d| destination_verdict(d, true, State::Unknown, vec![]))
             .collect(),
     );
     assert_eq!(pairs(&dsts(&DUAL), &h, &unknown, &Options::default()), got);
@@ -148,9 +111,9 @@ fn dead_destination_is_dropped() {
     let v = verdicts(
         vec![],
         vec![
-            destination_verdict("2001:db8:9::1", true, State::Failed, &[]),
+            destination_verdict("2001:db8:9::1", true, State::Failed, vec![]),
             // Not learned (a configured target): not "dead" for answers.
-            destination_verdict("198.51.100.1", false, State::Failed, &[]),
+            destination_verdict("198.51.100.1", false, State::Failed, vec![]),
         ],
     );
     let got = pairs(&dsts(&DUAL), &h, &v, &Options::default());
@@ -175,23 +138,15 @@ fn rtt_decides_between_rules_8_and_9() {
     let v = verdicts(
         vec![],
         vec![
-            destination_verdict("2001:db8:1::1", true, State::Ok, &[("2001:db8:1::2", 80)]),
-            destination_verdict("2001:db8:9::1", true, State::Ok, &[("2001:db8:1::2", 20)]),
+            reached("2001:db8:1::1", "2001:db8:1::2", 80),
+            reached("2001:db8:9::1", "2001:db8:1::2", 20),
         ],
     );
     let got = pairs(&list, &h, &v, &Options::default());
     assert_eq!(got[0].destination, ip("2001:db8:9::1"));
     assert_eq!(got[0].rtt, Some(Duration::from_millis(20)));
     // Only one measured: rule 9 again.
-    let one = verdicts(
-        vec![],
-        vec![destination_verdict(
-            "2001:db8:9::1",
-            true,
-            State::Ok,
-            &[("2001:db8:1::2", 20)],
-        )],
-    );
+    let one = verdicts(vec![], vec![reached("2001:db8:9::1", "2001:db8:1::2", 20)]);
     let got = pairs(&list, &h, &one, &Options::default());
     assert_eq!(got[0].destination, ip("2001:db8:1::1"));
 }
@@ -205,8 +160,8 @@ fn rtt_orders_ipv4_and_never_beats_earlier_rules() {
             source_verdict(&h.addresses[1], State::Ok, Some(10)),
         ],
         vec![
-            destination_verdict("198.51.100.1", true, State::Ok, &[("192.0.2.2", 50)]),
-            destination_verdict("198.51.100.2", true, State::Ok, &[("192.0.2.2", 30)]),
+            reached("198.51.100.1", "192.0.2.2", 50),
+            reached("198.51.100.2", "192.0.2.2", 30),
         ],
     );
     let got = pairs(&dsts(&DUAL), &h, &v, &Options::default());

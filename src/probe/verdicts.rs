@@ -286,6 +286,7 @@ pub fn prefix_of(addr: IpAddr) -> IpNet {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testutil::{address, destination_verdict, path, source_verdict, verdicts};
 
     #[test]
     fn any_ok_table() {
@@ -320,55 +321,34 @@ mod tests {
         );
     }
 
+    /// One source, 192.0.2.2, and one configured target reached from it,
+    /// both at `ms`.
     fn with_rtt(ms: u64) -> Verdicts {
-        let address: IpAddr = "192.0.2.2".parse().unwrap();
-        let rtt = Some(Duration::from_millis(ms));
-        Verdicts {
-            sources: vec![SourceVerdict {
-                address,
-                scope_id: 0,
-                interface: "eth0".into(),
-                class: Class::Global4,
-                state: State::Ok,
-                link: State::Unknown,
-                rtt,
-                mapped: None,
-            }],
-            destinations: vec![DestinationVerdict {
-                address: "192.0.2.1".parse().unwrap(),
-                learned: false,
-                state: State::Ok,
-                paths: vec![PathVerdict {
-                    source: address,
-                    scope_id: 0,
-                    state: State::Ok,
-                    rtt,
-                }],
-            }],
-            ..Verdicts::default()
-        }
+        let target = destination_verdict(
+            "192.0.2.1",
+            false,
+            State::Ok,
+            vec![path("192.0.2.2", State::Ok, Some(ms))],
+        );
+        let source = source_verdict(&address("192.0.2.2"), State::Ok, Some(ms));
+        verdicts(vec![source], vec![target])
     }
 
     #[test]
     fn dead_is_a_learned_destination_that_failed() {
-        let d = |address: &str, learned: bool, state: State| DestinationVerdict {
-            address: address.parse().unwrap(),
-            learned,
-            state,
-            paths: vec![],
+        let d = |addr: &str, learned: bool, state: State| {
+            destination_verdict(addr, learned, state, vec![])
         };
-        let mut destinations = vec![
-            d("192.0.2.1", true, State::Failed),
-            d("192.0.2.2", false, State::Failed),
-            d("192.0.2.3", true, State::Ok),
-            d("192.0.2.4", true, State::Unknown),
-            d("2001:db8::1", true, State::Failed),
-        ];
-        destinations.sort_by_key(|d| d.address);
-        let v = Verdicts {
-            destinations,
-            ..Verdicts::default()
-        };
+        let v = verdicts(
+            vec![],
+            vec![
+                d("192.0.2.1", true, State::Failed),
+                d("192.0.2.2", false, State::Failed),
+                d("192.0.2.3", true, State::Ok),
+                d("192.0.2.4", true, State::Unknown),
+                d("2001:db8::1", true, State::Failed),
+            ],
+        );
         for (addr, dead) in [
             ("192.0.2.1", true),
             // A configured target that fails is no reason to drop an answer.

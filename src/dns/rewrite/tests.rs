@@ -1,6 +1,5 @@
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
-use std::time::Duration;
 
 use hickory_proto::op::{
     Edns, Message as HMessage, MessageType, OpCode, Query as HQuery, ResponseCode,
@@ -14,9 +13,8 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::dns::wire;
-use crate::inventory::{Address, Snapshot, classify};
-use crate::probe::verdicts::State;
-use crate::probe::verdicts::{DestinationVerdict, Families, PathVerdict, PrefixVerdict};
+use crate::probe::verdicts::{Families, PrefixVerdict, State};
+use crate::testutil::{address, destination_verdict, host, ip, path};
 
 fn name(s: &str) -> Name {
     Name::from_ascii(s).unwrap()
@@ -68,50 +66,24 @@ fn reply(qname: &str, qtype: u16, answers: Vec<HRecord>) -> Reply {
     Reply::parse(&message(qname, qtype, answers, true).to_vec().unwrap()).unwrap()
 }
 
-fn ip(s: &str) -> IpAddr {
-    s.parse().unwrap()
-}
-
-/// A dual-stack host: 192.168.1.2/24 and 2001:db8:1::2/64 on eth0.
-fn host() -> Arc<Snapshot> {
-    let addr = |s: &str, len| Address {
-        addr: ip(s),
-        prefix_len: len,
-        interface: "eth0".into(),
-        ifindex: 2,
-        scope_id: 0,
-        class: classify(ip(s)),
-        deprecated: false,
-        temporary: false,
-    };
-    Arc::new(Snapshot {
-        addresses: vec![addr("192.168.1.2", 24), addr("2001:db8:1::2", 64)],
-        ..Snapshot::default()
-    })
-}
-
+/// Verdicts with the families in these states, for a dual-stack host:
+/// 192.168.1.2/24 and 2001:db8:1::2/64 on eth0.
 fn verdicts(ipv4: State, ipv6: State) -> Verdicts {
+    let host = host(vec![address("192.168.1.2"), address("2001:db8:1::2")]);
     Verdicts {
         generation: 1,
         families: Families { ipv4, ipv6 },
-        host: host(),
+        host: Arc::new(host),
         ..Verdicts::default()
     }
 }
 
-/// `v` plus a learned destination with one path of `state` (and RTT).
+/// `v` plus a learned destination with one path of `state` (and RTT) from
+/// the host's IPv4 address.
 fn with_destination(mut v: Verdicts, addr: &str, state: State, rtt_ms: Option<u64>) -> Verdicts {
-    v.destinations.push(DestinationVerdict {
-        address: ip(addr),
-        learned: true,
-        state,
-        paths: vec![PathVerdict {
-            source: ip("192.168.1.2"),
-            scope_id: 0,
-            state,
-            rtt: rtt_ms.map(Duration::from_millis),
-        }],
-    });
+    let paths = vec![path("192.168.1.2", state, rtt_ms)];
+    v.destinations
+        .push(destination_verdict(addr, true, state, paths));
     v.destinations.sort_by_key(|d| d.address);
     v
 }

@@ -10,8 +10,9 @@ use std::time::{Duration, Instant};
 use super::schedule::GATEWAY_PORT;
 use super::state::{SourceKey, smooth};
 use super::*;
-use crate::inventory::{Address, Class, Gateway, Snapshot};
+use crate::inventory::{Address, Class, Snapshot};
 use crate::probe::verdicts::{Families, Flags, SourceVerdict, State, Verdicts};
+use crate::testutil::{address, gateway, ip};
 
 const V4_TARGET: &str = "192.0.2.1:443";
 const V6_TARGET: &str = "[2001:db8:ffff::1]:443";
@@ -19,9 +20,6 @@ const STUN4: &str = "192.0.2.3:3478";
 pub(super) const STUN6: &str = "[2001:db8:ffff::3]:3478";
 
 pub(super) fn sa(s: &str) -> SocketAddr {
-    s.parse().unwrap()
-}
-pub(super) fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
 }
 pub(super) fn ms(n: u64) -> Duration {
@@ -43,30 +41,13 @@ fn config() -> EngineConfig {
     }
 }
 
-/// A source on eth0 (index 2) unless link-local, which gets scope 2.
+/// A source as `address` builds it, of the class the test spells out (the
+/// one `classify` gives), so each test shows what kind of source it probes
+/// from.
 fn addr(s: &str, class: Class) -> Address {
-    let addr = ip(s);
-    let scope_id = if matches!(class, Class::Lla) { 2 } else { 0 };
     Address {
-        addr,
-        prefix_len: if addr.is_ipv4() { 24 } else { 64 },
-        interface: "eth0".into(),
-        ifindex: 2,
-        scope_id,
         class,
-        deprecated: false,
-        temporary: false,
-    }
-}
-
-fn gateway(s: &str) -> Gateway {
-    let addr = ip(s);
-    let ll = matches!(addr, IpAddr::V6(a) if a.is_unicast_link_local());
-    Gateway {
-        addr,
-        interface: "eth0".into(),
-        ifindex: 2,
-        scope_id: if ll { 2 } else { 0 },
+        ..address(s)
     }
 }
 

@@ -8,10 +8,11 @@ use std::net::IpAddr;
 use proptest::prelude::*;
 
 use super::addresses::forbidden;
-use super::tests::{Lab, STUN6, dest, home, ip, ms, sa, snapshot};
+use super::tests::{Lab, STUN6, dest, home, ms, sa, snapshot};
 use super::*;
 use crate::inventory::Class;
 use crate::probe::verdicts::State;
+use crate::testutil::ip;
 
 #[derive(Debug, Clone)]
 enum Op {
