@@ -76,6 +76,10 @@ mod filter;
 mod judge;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_hints;
+#[cfg(test)]
+mod tests_random;
 
 use std::net::IpAddr;
 

@@ -1,3 +1,8 @@
+//! Unit tests of the rewrite of A and AAAA answers: what is removed and
+//! why, the order of what is left, the synthesized SOA and the EDE, and the
+//! answers left alone. The hickory record builders and the verdicts of a
+//! dual-stack host here are shared with `tests_hints` and `tests_random`.
+
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
@@ -6,36 +11,33 @@ use hickory_proto::op::{
 };
 use hickory_proto::rr::rdata::null::NULL;
 use hickory_proto::rr::rdata::opt::EdnsOption;
-use hickory_proto::rr::rdata::svcb::{IpHint, Mandatory, SvcParamKey, SvcParamValue};
-use hickory_proto::rr::rdata::{A, AAAA, CNAME, HTTPS, SVCB};
+use hickory_proto::rr::rdata::{A, AAAA, CNAME};
 use hickory_proto::rr::{Name, RData, Record as HRecord, RecordType};
-use proptest::prelude::*;
 
 use super::*;
-use crate::dns::wire;
 use crate::probe::verdicts::{Families, PrefixVerdict, State};
 use crate::testutil::{address, destination_verdict, host, ip, path};
 
-fn name(s: &str) -> Name {
+pub(super) fn name(s: &str) -> Name {
     Name::from_ascii(s).unwrap()
 }
 
-fn a(owner: &str, ip: &str, ttl: u32) -> HRecord {
+pub(super) fn a(owner: &str, ip: &str, ttl: u32) -> HRecord {
     let ip: Ipv4Addr = ip.parse().unwrap();
     HRecord::from_rdata(name(owner), ttl, RData::A(A(ip)))
 }
 
-fn aaaa(owner: &str, ip: &str, ttl: u32) -> HRecord {
+pub(super) fn aaaa(owner: &str, ip: &str, ttl: u32) -> HRecord {
     let ip: Ipv6Addr = ip.parse().unwrap();
     HRecord::from_rdata(name(owner), ttl, RData::AAAA(AAAA(ip)))
 }
 
-fn cname(owner: &str, target: &str) -> HRecord {
+pub(super) fn cname(owner: &str, target: &str) -> HRecord {
     HRecord::from_rdata(name(owner), 300, RData::CNAME(CNAME(name(target))))
 }
 
 /// An RRSIG-shaped record: only its type-covered field matters here.
-fn rrsig(owner: &str, covered: u16) -> HRecord {
+pub(super) fn rrsig(owner: &str, covered: u16) -> HRecord {
     let mut data = covered.to_be_bytes().to_vec();
     data.extend_from_slice(&[13, 2, 0, 0, 1, 44, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0]);
     data.extend_from_slice(b"fakesignature");
@@ -46,7 +48,7 @@ fn rrsig(owner: &str, covered: u16) -> HRecord {
     HRecord::from_rdata(name(owner), 300, rdata)
 }
 
-fn message(qname: &str, qtype: u16, answers: Vec<HRecord>, edns: bool) -> HMessage {
+pub(super) fn message(qname: &str, qtype: u16, answers: Vec<HRecord>, edns: bool) -> HMessage {
     let mut m = HMessage::new(0x4242, MessageType::Response, OpCode::Query);
     m.metadata.recursion_desired = true;
     m.metadata.recursion_available = true;
@@ -62,13 +64,13 @@ fn message(qname: &str, qtype: u16, answers: Vec<HRecord>, edns: bool) -> HMessa
     m
 }
 
-fn reply(qname: &str, qtype: u16, answers: Vec<HRecord>) -> Reply {
+pub(super) fn reply(qname: &str, qtype: u16, answers: Vec<HRecord>) -> Reply {
     Reply::parse(&message(qname, qtype, answers, true).to_vec().unwrap()).unwrap()
 }
 
 /// Verdicts with the families in these states, for a dual-stack host:
 /// 192.168.1.2/24 and 2001:db8:1::2/64 on eth0.
-fn verdicts(ipv4: State, ipv6: State) -> Verdicts {
+pub(super) fn verdicts(ipv4: State, ipv6: State) -> Verdicts {
     let host = host(vec![address("192.168.1.2"), address("2001:db8:1::2")]);
     Verdicts {
         generation: 1,
@@ -80,7 +82,12 @@ fn verdicts(ipv4: State, ipv6: State) -> Verdicts {
 
 /// `v` plus a learned destination with one path of `state` (and RTT) from
 /// the host's IPv4 address.
-fn with_destination(mut v: Verdicts, addr: &str, state: State, rtt_ms: Option<u64>) -> Verdicts {
+pub(super) fn with_destination(
+    mut v: Verdicts,
+    addr: &str,
+    state: State,
+    rtt_ms: Option<u64>,
+) -> Verdicts {
     let paths = vec![path("192.168.1.2", state, rtt_ms)];
     v.destinations
         .push(destination_verdict(addr, true, state, paths));
@@ -88,7 +95,7 @@ fn with_destination(mut v: Verdicts, addr: &str, state: State, rtt_ms: Option<u6
     v
 }
 
-fn ctx(v: &Verdicts) -> Context<'_> {
+pub(super) fn ctx(v: &Verdicts) -> Context<'_> {
     Context {
         verdicts: v,
         filter: Filter::Auto,
@@ -96,11 +103,11 @@ fn ctx(v: &Verdicts) -> Context<'_> {
     }
 }
 
-fn hmsg(r: &Reply) -> HMessage {
+pub(super) fn hmsg(r: &Reply) -> HMessage {
     HMessage::from_vec(r.bytes()).unwrap()
 }
 
-fn filtered(o: Outcome) -> (Reply, usize, bool, String) {
+pub(super) fn filtered(o: Outcome) -> (Reply, usize, bool, String) {
     match o {
         Outcome::Filtered {
             reply,
@@ -113,13 +120,13 @@ fn filtered(o: Outcome) -> (Reply, usize, bool, String) {
     }
 }
 
-const DUAL: &str = "dual.example.com.";
+pub(super) const DUAL: &str = "dual.example.com.";
 
-fn dual_a() -> Reply {
+pub(super) fn dual_a() -> Reply {
     reply(DUAL, rtype::A, vec![a(DUAL, "203.0.113.80", 300)])
 }
 
-fn dual_aaaa() -> Reply {
+pub(super) fn dual_aaaa() -> Reply {
     reply(
         DUAL,
         rtype::AAAA,
@@ -539,344 +546,4 @@ fn a_reply_without_opt_gets_one_for_the_ede() {
         Other::Reply(&dual_a()),
     ));
     assert_eq!(extended_errors(out.bytes())[0].0, EDE_FILTERED);
-}
-
-fn https(owner: &str, params: Vec<(SvcParamKey, SvcParamValue)>) -> HRecord {
-    let svcb = SVCB::new(1, name("."), params);
-    HRecord::from_rdata(name(owner), 300, RData::HTTPS(HTTPS(svcb)))
-}
-
-fn v4hint(list: &[&str]) -> (SvcParamKey, SvcParamValue) {
-    let hint = list.iter().map(|s| A(s.parse().unwrap())).collect();
-    (SvcParamKey::Ipv4Hint, SvcParamValue::Ipv4Hint(IpHint(hint)))
-}
-
-fn v6hint(list: &[&str]) -> (SvcParamKey, SvcParamValue) {
-    let hint = list.iter().map(|s| AAAA(s.parse().unwrap())).collect();
-    (SvcParamKey::Ipv6Hint, SvcParamValue::Ipv6Hint(IpHint(hint)))
-}
-
-#[test]
-fn https_hints_are_ordered_and_filtered_like_addresses() {
-    let v = verdicts(State::Ok, State::Ok);
-    let v = with_destination(v, "203.0.113.2", State::Ok, Some(5));
-    let v = with_destination(v, "203.0.113.3", State::Failed, None);
-    let owner = "svc.example.com.";
-    let r = reply(
-        owner,
-        rtype::HTTPS,
-        vec![https(
-            owner,
-            vec![
-                v4hint(&["203.0.113.1", "203.0.113.2"]),
-                v6hint(&["2001:db8:ffff::1"]),
-            ],
-        )],
-    );
-    let Outcome::Reordered(out) = rewrite(&r, rtype::HTTPS, false, &ctx(&v), Other::Unasked) else {
-        panic!("reordered")
-    };
-    assert_eq!(
-        out.hints(),
-        [
-            (wire::IPV4HINT, ip("203.0.113.2")),
-            (wire::IPV4HINT, ip("203.0.113.1")),
-            (wire::IPV6HINT, ip("2001:db8:ffff::1"))
-        ]
-    );
-    // A dead address goes; a hint left empty goes; the record stays.
-    let r = reply(
-        owner,
-        rtype::HTTPS,
-        vec![https(
-            owner,
-            vec![v4hint(&["203.0.113.3"]), v6hint(&["2001:db8:ffff::1"])],
-        )],
-    );
-    let (out, removed, nodata, _) =
-        filtered(rewrite(&r, rtype::HTTPS, false, &ctx(&v), Other::Unasked));
-    assert_eq!((removed, nodata), (1, false));
-    assert_eq!(out.hints(), [(wire::IPV6HINT, ip("2001:db8:ffff::1"))]);
-    assert_eq!(hmsg(&out).answers.len(), 1);
-    // When no hint address of the record can work, all are kept.
-    let r = reply(
-        owner,
-        rtype::HTTPS,
-        vec![https(owner, vec![v4hint(&["203.0.113.3"])])],
-    );
-    assert_eq!(
-        rewrite(&r, rtype::HTTPS, false, &ctx(&v), Other::Unasked),
-        Outcome::Same
-    );
-    // A mandatory hint is never emptied.
-    let mandatory = (
-        SvcParamKey::Mandatory,
-        SvcParamValue::Mandatory(Mandatory(vec![SvcParamKey::Ipv4Hint])),
-    );
-    let r = reply(
-        owner,
-        rtype::HTTPS,
-        vec![https(
-            owner,
-            vec![
-                mandatory,
-                v4hint(&["203.0.113.3"]),
-                v6hint(&["2001:db8:ffff::1"]),
-            ],
-        )],
-    );
-    let kept = match rewrite(&r, rtype::HTTPS, false, &ctx(&v), Other::Unasked) {
-        Outcome::Same => r.hints(),
-        Outcome::Filtered { reply, .. } | Outcome::Reordered(reply) => reply.hints(),
-        Outcome::NeedOther => unreachable!(),
-    };
-    assert!(
-        kept.contains(&(wire::IPV4HINT, ip("203.0.113.3"))),
-        "{kept:?}"
-    );
-    // Signed, DO: hints untouched even when they could be ordered.
-    let r = reply(
-        owner,
-        rtype::HTTPS,
-        vec![
-            https(owner, vec![v4hint(&["203.0.113.1", "203.0.113.2"])]),
-            rrsig(owner, rtype::HTTPS),
-        ],
-    );
-    assert_eq!(
-        rewrite(&r, rtype::HTTPS, true, &ctx(&v), Other::Unasked),
-        Outcome::Same
-    );
-}
-
-#[test]
-fn a_mandatory_hint_kept_whole_is_not_counted_as_removed() {
-    let v = verdicts(State::Ok, State::Ok);
-    let v = with_destination(v, "203.0.113.3", State::Failed, None);
-    let v = with_destination(v, "2001:db8:ffff::3", State::Failed, None);
-    let owner = "svc.example.com.";
-    let mandatory = || {
-        (
-            SvcParamKey::Mandatory,
-            SvcParamValue::Mandatory(Mandatory(vec![SvcParamKey::Ipv4Hint])),
-        )
-    };
-    // The mandatory ipv4hint keeps its only address, dead as it is:
-    // nothing goes, so nothing is reported.
-    let r = reply(
-        owner,
-        rtype::HTTPS,
-        vec![https(
-            owner,
-            vec![
-                mandatory(),
-                v4hint(&["203.0.113.3"]),
-                v6hint(&["2001:db8:ffff::1"]),
-            ],
-        )],
-    );
-    let o = rewrite(&r, rtype::HTTPS, false, &ctx(&v), Other::Unasked);
-    assert!(
-        !matches!(o, Outcome::Filtered { .. }),
-        "nothing was removed: {o:?}"
-    );
-    // A dead IPv6 hint address beside it does go: the count and the EDE
-    // text name it alone.
-    let r = reply(
-        owner,
-        rtype::HTTPS,
-        vec![https(
-            owner,
-            vec![
-                mandatory(),
-                v4hint(&["203.0.113.3"]),
-                v6hint(&["2001:db8:ffff::1", "2001:db8:ffff::3"]),
-            ],
-        )],
-    );
-    let (out, removed, nodata, why) =
-        filtered(rewrite(&r, rtype::HTTPS, false, &ctx(&v), Other::Unasked));
-    assert_eq!(
-        out.hints(),
-        [
-            (wire::IPV4HINT, ip("203.0.113.3")),
-            (wire::IPV6HINT, ip("2001:db8:ffff::1"))
-        ]
-    );
-    assert_eq!(removed, r.hints().len() - out.hints().len());
-    assert_eq!((removed, nodata), (1, false));
-    assert!(why.starts_with("getapr removed 1 hint: "), "{why}");
-    assert!(why.contains("2001:db8:ffff::3"), "{why}");
-    assert!(!why.contains("203.0.113.3"), "{why}");
-    assert_eq!(extended_errors(out.bytes()), [(EDE_FILTERED, why)]);
-}
-
-// ---- properties ------------------------------------------------------
-
-/// Address pools the generated answers and verdicts draw from.
-const V4: [&str; 4] = ["203.0.113.1", "203.0.113.2", "198.51.100.1", "192.168.1.50"];
-const V6: [&str; 4] = [
-    "2001:db8:ffff::1",
-    "2001:db8:ffff::2",
-    "2001:db8:eeee::1",
-    "64:ff9b::cb00:7101",
-];
-
-fn state(i: u8) -> State {
-    [State::Unknown, State::Ok, State::Failed][usize::from(i % 3)]
-}
-
-fn arb_verdicts() -> impl Strategy<Value = Verdicts> {
-    (
-        any::<u8>(),
-        any::<u8>(),
-        proptest::collection::vec((0usize..8, any::<u8>(), 1u64..200), 0..6),
-        any::<bool>(),
-    )
-        .prop_map(|(f4, f6, dests, nat64)| {
-            let mut v = verdicts(state(f4), state(f6));
-            if nat64 {
-                v.nat64_prefixes = vec!["64:ff9b::/96".parse().unwrap()];
-            }
-            for (i, s, rtt) in dests {
-                let addr = if i < 4 { V4[i] } else { V6[i - 4] };
-                if v.destination(ip(addr)).is_none() {
-                    v = with_destination(v, addr, state(s), Some(rtt));
-                }
-            }
-            v
-        })
-}
-
-/// An answer: a CNAME or not, then addresses of the type drawn from
-/// the pool (duplicates allowed), plus an unrelated TXT.
-fn arb_answer(qtype: u16) -> impl Strategy<Value = Reply> {
-    (
-        any::<bool>(),
-        proptest::collection::vec(0usize..4, 0..5),
-        1u32..1000,
-    )
-        .prop_map(move |(with_cname, picks, ttl)| {
-            let owner = if with_cname {
-                "t.cdn.example.net."
-            } else {
-                DUAL
-            };
-            let mut answers = Vec::new();
-            if with_cname {
-                answers.push(cname(DUAL, owner));
-            }
-            for p in picks {
-                answers.push(if qtype == rtype::A {
-                    a(owner, V4[p], ttl)
-                } else {
-                    aaaa(owner, V6[p], ttl)
-                });
-            }
-            let mut m = message(DUAL, qtype, answers, true);
-            let txt = hickory_proto::rr::rdata::TXT::new(vec!["keep me".to_string()]);
-            m.additionals.push(HRecord::from_rdata(
-                name("x.example.com."),
-                7,
-                RData::TXT(txt),
-            ));
-            Reply::parse(&m.to_vec().unwrap()).unwrap()
-        })
-}
-
-fn non_address_records(r: &Reply) -> Vec<HRecord> {
-    let m = hmsg(r);
-    let mut v: Vec<HRecord> = (m.answers.iter().chain(&m.authorities).chain(&m.additionals))
-        .filter(|r| {
-            !matches!(
-                r.record_type(),
-                RecordType::A | RecordType::AAAA | RecordType::SOA
-            )
-        })
-        .cloned()
-        .collect();
-    v.sort_by_key(|r| r.to_string());
-    v
-}
-
-fn sorted(mut v: Vec<IpAddr>) -> Vec<IpAddr> {
-    v.sort();
-    v
-}
-
-fn result(o: &Outcome, upstream: &Reply) -> Reply {
-    match o {
-        Outcome::Same | Outcome::NeedOther => upstream.clone(),
-        Outcome::Reordered(r) | Outcome::Filtered { reply: r, .. } => r.clone(),
-    }
-}
-
-fn can_work(v: &Verdicts, addrs: &[IpAddr]) -> bool {
-    addrs
-        .iter()
-        .any(|&a| judge(v, a).standing != Standing::Cannot)
-}
-
-proptest! {
-    #[test]
-    fn rewrites_only_remove_or_reorder_and_never_strand_a_name(
-        v in arb_verdicts(),
-        a_reply in arb_answer(rtype::A),
-        aaaa_reply in arb_answer(rtype::AAAA),
-        do_bit in any::<bool>(),
-        filter_on in any::<bool>(),
-    ) {
-        let c = Context {
-            verdicts: &v,
-            filter: if filter_on { Filter::Auto } else { Filter::Off },
-            break_dnssec: false,
-        };
-        let mut after = Vec::new();
-        for (r, qtype, other) in [(&a_reply, rtype::A, &aaaa_reply), (&aaaa_reply, rtype::AAAA, &a_reply)] {
-            let o = rewrite(r, qtype, do_bit, &c, Other::Reply(other));
-            prop_assert_ne!(&o, &Outcome::NeedOther);
-            let out = result(&o, r);
-            // It parses and its other records are the upstream's.
-            prop_assert!(Reply::parse(out.bytes()).is_ok());
-            prop_assert_eq!(non_address_records(&out), non_address_records(r));
-            let (before, now) = (r.addresses(), out.addresses());
-            match &o {
-                Outcome::Filtered { removed, nodata, .. } => {
-                    prop_assert!(filter_on);
-                    // A sub-multiset, smaller by `removed`, and every
-                    // address removed is one that cannot work.
-                    let mut rest = before.clone();
-                    for x in &now {
-                        let i = rest.iter().position(|y| y == x);
-                        prop_assert!(i.is_some(), "{} was added", x);
-                        rest.remove(i.unwrap());
-                    }
-                    prop_assert_eq!(rest.len(), *removed);
-                    prop_assert!(rest.iter().all(|&x| judge(&v, x).standing == Standing::Cannot));
-                    prop_assert_eq!(*nodata, now.is_empty());
-                    if *nodata {
-                        prop_assert!(out.negative_ttl().is_some(), "NODATA carries an SOA");
-                    }
-                    prop_assert!(extended_errors(out.bytes()).iter().any(|e| e.0 == EDE_FILTERED));
-                }
-                _ => prop_assert_eq!(sorted(before.clone()), sorted(now.clone())),
-            }
-            after.push(now);
-        }
-        // Never strand a name: if some address of it could work, some
-        // still does.
-        let all_before: Vec<IpAddr> = a_reply.addresses().into_iter().chain(aaaa_reply.addresses()).collect();
-        let all_after: Vec<IpAddr> = after.concat();
-        if can_work(&v, &all_before) {
-            prop_assert!(can_work(&v, &all_after), "stranded: {:?} -> {:?}", all_before, all_after);
-        }
-    }
-
-    #[test]
-    fn orders_by_standing_then_rtt(v in arb_verdicts(), r in arb_answer(rtype::A)) {
-        let c = Context { verdicts: &v, filter: Filter::Off, break_dnssec: false };
-        let out = result(&rewrite(&r, rtype::A, false, &c, Other::Unasked), &r);
-        let ranks: Vec<_> = out.addresses().iter().map(|&a| judge(&v, a).rank()).collect();
-        prop_assert!(ranks.windows(2).all(|w| w[0] <= w[1]), "{:?}", ranks);
-    }
 }
