@@ -23,21 +23,6 @@ pub enum Source {
 
 impl Config {
     /// Parses and validates TOML text. Errors carry a position but no path.
-    /// The fuzz target's entry point (`fuzz/fuzz_targets/config.rs`,
-    /// replayed by `tests/fuzz_corpus.rs`): any bytes, read as text, give a
-    /// config or an error with a position, never a panic; a config that
-    /// parses parses again to the same.
-    #[doc(hidden)]
-    pub fn exercise(data: &[u8]) {
-        let text = String::from_utf8_lossy(data);
-        match Config::parse(&text) {
-            Ok(config) => assert_eq!(Config::parse(&text).ok(), Some(config)),
-            Err(e) => {
-                let _ = e.to_string();
-            }
-        }
-    }
-
     pub fn parse(text: &str) -> Result<Config, Error> {
         let raw: RawConfig = toml::from_str(text).map_err(|e| Error {
             path: None,

@@ -15,27 +15,22 @@
 //! rest is what the outside sends.
 
 mod api;
+mod config;
 mod query;
 mod reply_cache;
+mod rewrite;
 mod scene;
 mod stun;
 mod tcp_framing;
 mod verdicts;
+mod wire;
 
 pub use api::api;
+pub use config::config;
 pub use query::query;
 pub use reply_cache::reply_cache;
+pub use rewrite::rewrite;
 pub use stun::stun;
 pub use tcp_framing::tcp_framing;
 pub use verdicts::verdicts;
-
-// The entry points that live beside the code they drive, under the names
-// of their targets, so that every target calls `fuzzing::NAME`.
-pub use crate::dns::rewrite::exercise as rewrite;
-pub use crate::dns::wire::exercise as wire;
-
-/// The `config` target: the config parser over arbitrary bytes (see
-/// [`Config::exercise`](crate::config::Config::exercise)).
-pub fn config(data: &[u8]) {
-    crate::config::Config::exercise(data);
-}
+pub use wire::wire;

@@ -60,7 +60,7 @@ pub mod procfs;
 pub mod system;
 mod watch;
 
-pub use class::{classify, classify_v4, classify_v6};
+pub use class::{classify, classify_v4, classify_v6, is_global};
 pub use system::System;
 pub use watch::{POLL, watch};
 

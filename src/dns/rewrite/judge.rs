@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
-use crate::inventory::{Class, classify};
+use crate::inventory::is_global;
 use crate::metrics::FilterReason;
 use crate::probe::nat64;
 use crate::probe::verdicts::{State, Verdicts, prefix_of};
@@ -93,22 +93,21 @@ impl Judgement {
 /// module doc](super)).
 pub fn judge(v: &Verdicts, addr: IpAddr) -> Judgement {
     let via_nat64 = nat64::behind(&v.nat64_prefixes, addr).is_some();
-    if let Some(d) = v.destination(addr) {
-        match d.state {
-            State::Ok => {
-                let rtt = (d.paths.iter())
-                    .filter(|p| p.state == State::Ok)
-                    .filter_map(|p| p.rtt)
-                    .min();
-                return Judgement {
-                    standing: Standing::Works,
-                    rtt,
-                    why: None,
-                };
-            }
-            State::Failed if d.learned => return Judgement::cannot(Why::Dead),
-            _ => {}
-        }
+    if v.is_dead(addr) {
+        return Judgement::cannot(Why::Dead);
+    }
+    if let Some(d) = v.destination(addr)
+        && d.state == State::Ok
+    {
+        let rtt = (d.paths.iter())
+            .filter(|p| p.state == State::Ok)
+            .filter_map(|p| p.rtt)
+            .min();
+        return Judgement {
+            standing: Standing::Works,
+            rtt,
+            why: None,
+        };
     }
     // The family first: when it has no working source, its prefixes fail
     // too, but the family is the reason to give.
@@ -140,7 +139,7 @@ pub fn judge(v: &Verdicts, addr: IpAddr) -> Judgement {
 
 /// A global address outside every subnet of the host.
 fn is_internet(v: &Verdicts, addr: IpAddr) -> bool {
-    matches!(classify(addr), Class::Gua | Class::Global4)
+    is_global(addr)
         && !v
             .host
             .addresses

@@ -13,6 +13,7 @@ use hickory_proto::rr::{Name, RData, Record as HRecord, RecordType};
 use proptest::prelude::*;
 
 use super::*;
+use crate::dns::wire;
 use crate::inventory::{Address, Snapshot, classify};
 use crate::probe::verdicts::State;
 use crate::probe::verdicts::{DestinationVerdict, Families, PathVerdict, PrefixVerdict};
@@ -127,9 +128,9 @@ fn hmsg(r: &Reply) -> HMessage {
     HMessage::from_vec(r.bytes()).unwrap()
 }
 
-fn filtered(o: Outcome) -> (Reply, usize, bool, String) {
+fn filtered(o: Rewritten) -> (Reply, usize, bool, String) {
     match o {
-        Outcome::Filtered {
+        Rewritten::Filtered {
             reply,
             removed,
             nodata,
@@ -168,14 +169,14 @@ fn nothing_known_leaves_the_reply_as_it_is() {
     for other in [Other::Unasked, Other::Failed, Other::Reply(&dual_a())] {
         assert_eq!(
             rewrite(&r, rtype::AAAA, false, &ctx(&v), other),
-            Outcome::Same
+            Rewritten::Same
         );
     }
     // Families known and fine: still nothing to change.
     let v = verdicts(State::Ok, State::Ok);
     assert_eq!(
         rewrite(&r, rtype::AAAA, false, &ctx(&v), Other::Unasked),
-        Outcome::Same
+        Rewritten::Same
     );
 }
 
@@ -185,7 +186,7 @@ fn broken_ipv6_turns_aaaa_into_nodata_with_soa_and_ede_when_ipv4_works() {
     let r = dual_aaaa();
     assert_eq!(
         rewrite(&r, rtype::AAAA, false, &ctx(&v), Other::Unasked),
-        Outcome::NeedOther,
+        Rewritten::NeedOther,
         "every address would go: the A answer decides"
     );
     let a_reply = dual_a();
@@ -226,7 +227,7 @@ fn broken_ipv6_turns_aaaa_into_nodata_with_soa_and_ede_when_ipv4_works() {
     // The A answer itself is untouched.
     assert_eq!(
         rewrite(&a_reply, rtype::A, false, &ctx(&v), Other::Reply(&r)),
-        Outcome::Same
+        Rewritten::Same
     );
 }
 
@@ -238,24 +239,24 @@ fn nothing_is_removed_when_no_address_of_the_name_could_work() {
     let v = verdicts(State::Failed, State::Failed);
     assert_eq!(
         rewrite(&r, rtype::AAAA, false, &ctx(&v), Other::Reply(&dual_a())),
-        Outcome::Same
+        Rewritten::Same
     );
     let v = verdicts(State::Ok, State::Failed);
     assert_eq!(
         rewrite(&r, rtype::AAAA, false, &ctx(&v), Other::Failed),
-        Outcome::Same
+        Rewritten::Same
     );
     let empty = reply(DUAL, rtype::A, vec![]);
     assert_eq!(
         rewrite(&r, rtype::AAAA, false, &ctx(&v), Other::Reply(&empty)),
-        Outcome::Same
+        Rewritten::Same
     );
     let mut nx = message(DUAL, rtype::A, vec![a(DUAL, "203.0.113.80", 300)], true);
     nx.metadata.response_code = ResponseCode::NXDomain;
     let nx = Reply::parse(&nx.to_vec().unwrap()).unwrap();
     assert_eq!(
         rewrite(&r, rtype::AAAA, false, &ctx(&v), Other::Reply(&nx)),
-        Outcome::Same
+        Rewritten::Same
     );
     // An IPv6-only name keeps its AAAA.
     let v6only = reply(
@@ -266,7 +267,7 @@ fn nothing_is_removed_when_no_address_of_the_name_could_work() {
     let no_a = reply("v6.example.com.", rtype::A, vec![]);
     assert_eq!(
         rewrite(&v6only, rtype::AAAA, false, &ctx(&v), Other::Reply(&no_a)),
-        Outcome::Same
+        Rewritten::Same
     );
 }
 
@@ -304,7 +305,7 @@ fn a_dead_destination_goes_and_the_rest_is_ordered_by_standing_then_rtt() {
         filter: Filter::Off,
         ..ctx(&v)
     };
-    let Outcome::Reordered(out) = rewrite(&r, rtype::A, false, &off, Other::Unasked) else {
+    let Rewritten::Reordered(out) = rewrite(&r, rtype::A, false, &off, Other::Unasked) else {
         panic!("reordered only")
     };
     assert_eq!(
@@ -383,7 +384,7 @@ fn lan_and_private_destinations_survive_a_dead_uplink() {
     assert_eq!(judge(&v, ip("2001:db8:2::99")).standing, Standing::Cannot);
     assert_eq!(
         rewrite(&r, rtype::A, false, &ctx(&v), Other::Unasked),
-        Outcome::Same
+        Rewritten::Same
     );
 }
 
@@ -440,7 +441,7 @@ fn signed_answers_to_do_queries_are_only_reordered_unless_break_dnssec() {
     let a_reply = dual_a();
     assert_eq!(
         rewrite(&r, rtype::AAAA, true, &ctx(&v), Other::Reply(&a_reply)),
-        Outcome::Same,
+        Rewritten::Same,
         "DO + RRSIG: untouched"
     );
     // Without DO the RRSIG is nobody's concern.
@@ -493,7 +494,7 @@ fn nat64_answers_are_judged_by_ipv6_and_not_by_the_translator_prefix() {
     );
     assert_eq!(
         rewrite(&synth, rtype::AAAA, false, &ctx(&v), Other::Reply(&a_reply)),
-        Outcome::Same,
+        Rewritten::Same,
         "synthesized AAAA kept"
     );
     let (out, _, nodata, _) = filtered(rewrite(
@@ -526,12 +527,12 @@ fn only_a_aaaa_and_svcb_answers_and_noerror_are_touched() {
     let nx = Reply::parse(&nx.to_vec().unwrap()).unwrap();
     assert_eq!(
         rewrite(&nx, rtype::AAAA, false, &ctx(&v), Other::Unasked),
-        Outcome::Same
+        Rewritten::Same
     );
     let txt = reply(DUAL, rtype::TXT, vec![]);
     assert_eq!(
         rewrite(&txt, rtype::TXT, false, &ctx(&v), Other::Unasked),
-        Outcome::Same
+        Rewritten::Same
     );
     // SERVFAIL with stray records is not touched either.
     let mut sf = message(
@@ -544,7 +545,7 @@ fn only_a_aaaa_and_svcb_answers_and_noerror_are_touched() {
     let sf = Reply::parse(&sf.to_vec().unwrap()).unwrap();
     assert_eq!(
         rewrite(&sf, rtype::AAAA, false, &ctx(&v), Other::Reply(&dual_a())),
-        Outcome::Same
+        Rewritten::Same
     );
 }
 
@@ -600,7 +601,8 @@ fn https_hints_are_ordered_and_filtered_like_addresses() {
             ],
         )],
     );
-    let Outcome::Reordered(out) = rewrite(&r, rtype::HTTPS, false, &ctx(&v), Other::Unasked) else {
+    let Rewritten::Reordered(out) = rewrite(&r, rtype::HTTPS, false, &ctx(&v), Other::Unasked)
+    else {
         panic!("reordered")
     };
     assert_eq!(
@@ -633,7 +635,7 @@ fn https_hints_are_ordered_and_filtered_like_addresses() {
     );
     assert_eq!(
         rewrite(&r, rtype::HTTPS, false, &ctx(&v), Other::Unasked),
-        Outcome::Same
+        Rewritten::Same
     );
     // A mandatory hint is never emptied.
     let mandatory = (
@@ -653,9 +655,9 @@ fn https_hints_are_ordered_and_filtered_like_addresses() {
         )],
     );
     let kept = match rewrite(&r, rtype::HTTPS, false, &ctx(&v), Other::Unasked) {
-        Outcome::Same => r.hints(),
-        Outcome::Filtered { reply, .. } | Outcome::Reordered(reply) => reply.hints(),
-        Outcome::NeedOther => unreachable!(),
+        Rewritten::Same => r.hints(),
+        Rewritten::Filtered { reply, .. } | Rewritten::Reordered(reply) => reply.hints(),
+        Rewritten::NeedOther => unreachable!(),
     };
     assert!(
         kept.contains(&(wire::IPV4HINT, ip("203.0.113.3"))),
@@ -672,7 +674,7 @@ fn https_hints_are_ordered_and_filtered_like_addresses() {
     );
     assert_eq!(
         rewrite(&r, rtype::HTTPS, true, &ctx(&v), Other::Unasked),
-        Outcome::Same
+        Rewritten::Same
     );
 }
 
@@ -704,7 +706,7 @@ fn a_mandatory_hint_kept_whole_is_not_counted_as_removed() {
     );
     let o = rewrite(&r, rtype::HTTPS, false, &ctx(&v), Other::Unasked);
     assert!(
-        !matches!(o, Outcome::Filtered { .. }),
+        !matches!(o, Rewritten::Filtered { .. }),
         "nothing was removed: {o:?}"
     );
     // A dead IPv6 hint address beside it does go: the count and the EDE
@@ -831,10 +833,10 @@ fn sorted(mut v: Vec<IpAddr>) -> Vec<IpAddr> {
     v
 }
 
-fn result(o: &Outcome, upstream: &Reply) -> Reply {
+fn result(o: &Rewritten, upstream: &Reply) -> Reply {
     match o {
-        Outcome::Same | Outcome::NeedOther => upstream.clone(),
-        Outcome::Reordered(r) | Outcome::Filtered { reply: r, .. } => r.clone(),
+        Rewritten::Same | Rewritten::NeedOther => upstream.clone(),
+        Rewritten::Reordered(r) | Rewritten::Filtered { reply: r, .. } => r.clone(),
     }
 }
 
@@ -861,14 +863,14 @@ proptest! {
         let mut after = Vec::new();
         for (r, qtype, other) in [(&a_reply, rtype::A, &aaaa_reply), (&aaaa_reply, rtype::AAAA, &a_reply)] {
             let o = rewrite(r, qtype, do_bit, &c, Other::Reply(other));
-            prop_assert_ne!(&o, &Outcome::NeedOther);
+            prop_assert_ne!(&o, &Rewritten::NeedOther);
             let out = result(&o, r);
             // It parses and its other records are the upstream's.
             prop_assert!(Reply::parse(out.bytes()).is_ok());
             prop_assert_eq!(non_address_records(&out), non_address_records(r));
             let (before, now) = (r.addresses(), out.addresses());
             match &o {
-                Outcome::Filtered { removed, nodata, .. } => {
+                Rewritten::Filtered { removed, nodata, .. } => {
                     prop_assert!(filter_on);
                     // A sub-multiset, smaller by `removed`, and every
                     // address removed is one that cannot work.

@@ -546,18 +546,18 @@ fn error_replies() {
 
 proptest! {
     #[test]
-    fn exercise_never_panics(data in proptest::collection::vec(any::<u8>(), 0..600)) {
-        exercise(&data);
+    fn the_fuzz_entry_never_panics(data in proptest::collection::vec(any::<u8>(), 0..600)) {
+        crate::fuzzing::wire(&data);
     }
 
     #[test]
-    fn exercise_on_mutated_replies(flips in proptest::collection::vec((0usize..200, any::<u8>()), 0..6)) {
+    fn the_fuzz_entry_on_mutated_replies(flips in proptest::collection::vec((0usize..200, any::<u8>()), 0..6)) {
         let mut m = reply(&[[192, 0, 2, 1], [192, 0, 2, 2]], 300, true);
         for (at, v) in flips {
             let n = m.len();
             m[at % n] = v;
         }
-        exercise(&m);
+        crate::fuzzing::wire(&m);
     }
 
     #[test]
