@@ -11,7 +11,7 @@ pub(super) struct RewriteLabels {
 }
 
 /// What the rewrite did to an answer that was sent (see
-/// [`crate::dns::rewrite::Outcome`]).
+/// [`crate::dns::rewrite::Rewritten`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Rewrite {
     /// Addresses put in the order the verdicts give.
