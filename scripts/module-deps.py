@@ -18,8 +18,8 @@ for dp, _, fs in os.walk(root):
         if re.search(r"/tests(_\w+)?\.rs$", path) or path.endswith("testutil.rs"): continue
         u = unit_of(path)
         src = open(path).read()
-        # strip #[cfg(test)] mod tests {...} roughly: cut at '#[cfg(test)]\nmod tests'
-        i = src.find("#[cfg(test)]\nmod tests")
+        # leave out an inline test module (`#[cfg(test)] mod tests { ... }` at the end)
+        i = src.find("#[cfg(test)]\nmod tests {")
         if i >= 0: src = src[:i]
         src = re.sub(r"//.*", "", src)
         for m in re.finditer(r"crate::(\w+)(?:::(\w+))?", src):
