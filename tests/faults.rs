@@ -5,7 +5,7 @@
 //! Every test is one row of the fault table: it asserts the behaviour and
 //! a bound, and records what it measured with [`row`] (printed, and
 //! appended to `$CARGO_TARGET_TMPDIR/faults.txt`, which `.ci/run` shows).
-//! Bounds are the where it gives one; the measured figures are the
+//! Bounds are the documented ones where there is one; the measured figures are the
 //! evidence, the bounds only catch a regression on a loaded machine.
 
 mod common;

@@ -106,10 +106,10 @@ fn plan(
 // ---------------------------------------------------------------------------
 // 1. Identical queries pile up.
 
-/// The load: one name, fresh IDs, for two seconds.
+/// The load: one name at 40,000 qps, fresh IDs, for two seconds.
 const IDENTICAL_RATE: u64 = 40_000;
 const IDENTICAL_FOR: Duration = Duration::from_secs(2);
-/// When "after" is read: the ten seconds after the flood.
+/// When "after" is read: ten seconds after the flood.
 const SETTLE: Duration = Duration::from_secs(10);
 
 #[test]
@@ -345,7 +345,7 @@ const SPARE_FDS: u64 = 400;
 fn tcp_squatters_leave_a_legit_client_answered() {
     let _one = serial();
     // The daemon inherits the raised limit. Where the hard limit is too
-    // low for the counts, they are scaled down, and the table
+    // low for the counts below, they are scaled down, and the table
     // says so.
     let limit = raise_nofile();
     let wanted = (IDLE + SLOWLORIS + REFUSED) as u64;

@@ -21,14 +21,14 @@ fn corpus(target: &str) -> Vec<(String, Vec<u8>)> {
         .collect()
 }
 
-/// Runs `exercise` over every seed of `target`'s corpus, which must still
+/// Runs the target's entry point over every seed of its corpus, which must still
 /// hold at least five; a panic names the file through the test output.
-fn replay(target: &str, exercise: impl Fn(&[u8])) {
+fn replay(target: &str, entry: impl Fn(&[u8])) {
     let seeds = corpus(target);
     assert!(seeds.len() >= 5, "the {target} corpus lost its seeds");
     for (name, data) in seeds {
         eprintln!("replaying {name}");
-        exercise(&data);
+        entry(&data);
     }
 }
 

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use super::verdicts;
 use crate::config::Filter;
 use crate::dns::cache::{self, Cache, Key};
-use crate::dns::rewrite::{self, Context, Other, Outcome};
+use crate::dns::rewrite::{self, Context, Other, Rewritten};
 use crate::dns::wire::{CLASSIC_UDP_SIZE, ClientEdns, Message, Reply, Shape, rcode, rtype};
 
 /// An upstream's reply (`data[2..]`) as the server keeps and serves it:
@@ -53,8 +53,8 @@ pub fn reply_cache(data: &[u8]) {
         _ => Other::Unasked,
     };
     let view = match rewrite::rewrite(&upstream, qtype, do_bit, &ctx, other) {
-        Outcome::Reordered(r) | Outcome::Filtered { reply: r, .. } => r,
-        Outcome::Same | Outcome::NeedOther => upstream.clone(),
+        Rewritten::Reordered(r) | Rewritten::Filtered { reply: r, .. } => r,
+        Rewritten::Same | Rewritten::NeedOther => upstream.clone(),
     };
     let Some(lifetime) = cache::lifetime(&upstream) else {
         // Not cached: served once, fresh.

@@ -3,7 +3,7 @@
 use std::net::IpAddr;
 
 use crate::config::Filter;
-use crate::dns::rewrite::{self, Context, Other, Outcome};
+use crate::dns::rewrite::{self, Context, Other, Rewritten};
 use crate::dns::wire::{self, Reply, rtype};
 
 /// Runs [`rewrite::rewrite`] over arbitrary bytes (a reply, after one byte that
@@ -49,8 +49,8 @@ pub fn rewrite(data: &[u8]) {
             for do_bit in [false, true] {
                 for other in [Other::Unasked, Other::Failed, Other::Reply(&reply)] {
                     let got = match rewrite::rewrite(&reply, qtype, do_bit, &ctx, other) {
-                        Outcome::Reordered(r) | Outcome::Filtered { reply: r, .. } => r,
-                        Outcome::Same | Outcome::NeedOther => continue,
+                        Rewritten::Reordered(r) | Rewritten::Filtered { reply: r, .. } => r,
+                        Rewritten::Same | Rewritten::NeedOther => continue,
                     };
                     if let Err(e) = Reply::parse(got.bytes()) {
                         panic!("a rewritten reply must parse: {e}");

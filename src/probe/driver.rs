@@ -15,7 +15,7 @@ use tokio::net::{TcpSocket, UdpSocket};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
-use super::engine::{Engine, Kind, Probe, ProbeResult};
+use super::engine::{Engine, Kind, ProbeRequest, ProbeResult};
 use super::stun;
 use super::verdicts::Verdicts;
 use crate::inventory::Snapshot;
@@ -117,7 +117,7 @@ fn log_changes(old: &Verdicts, new: &Verdicts) {
 }
 
 /// Sends one probe and waits for its outcome (bounded by its deadline).
-async fn send(probe: Probe) -> ProbeResult {
+async fn send(probe: ProbeRequest) -> ProbeResult {
     let timeout = probe.deadline.saturating_duration_since(Instant::now());
     let source = scoped(probe.source, 0, probe.scope_id);
     match probe.kind {

@@ -104,7 +104,7 @@ pub struct Context<'a> {
 /// The other family's answer for the name, as far as the caller has it.
 #[derive(Debug, Clone, Copy)]
 pub enum Other<'a> {
-    /// Not looked at yet: [`rewrite`] says [`Outcome::NeedOther`] when it
+    /// Not looked at yet: [`rewrite`] says [`Rewritten::NeedOther`] when it
     /// would need it.
     Unasked,
     Reply(&'a Reply),
@@ -114,7 +114,7 @@ pub enum Other<'a> {
 
 /// What a rewrite did, for the counters and logs.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
+pub enum Rewritten {
     /// Nothing to change: serve the upstream's reply.
     Same,
     /// The same records in another order.
@@ -159,12 +159,12 @@ pub fn rewrite(
     do_bit: bool,
     ctx: &Context<'_>,
     other: Other<'_>,
-) -> Outcome {
+) -> Rewritten {
     let is_svcb = qtype == rtype::SVCB || qtype == rtype::HTTPS;
     // Generation 0: the engine has published nothing (or is not running),
     // so every address is unknown and nothing could move.
     if (qtype != rtype::A && qtype != rtype::AAAA && !is_svcb) || ctx.verdicts.generation == 0 {
-        return Outcome::Same;
+        return Rewritten::Same;
     }
     let msg = reply.message();
     let signed = do_bit
@@ -177,7 +177,7 @@ pub fn rewrite(
     drop(msg);
     if is_svcb {
         return if untouchable {
-            Outcome::Same
+            Rewritten::Same
         } else {
             rewrite_hints(reply, ctx, may_filter)
         };
@@ -185,7 +185,7 @@ pub fn rewrite(
     let v = ctx.verdicts;
     let addrs: Vec<IpAddr> = answer_addresses(reply, qtype);
     if addrs.is_empty() {
-        return Outcome::Same;
+        return Rewritten::Same;
     }
     let judged: Vec<Judgement> = addrs.iter().map(|&a| judge(v, a)).collect();
     let mut filtered = None;
@@ -193,7 +193,7 @@ pub fn rewrite(
         let keeps_one = judged.iter().any(|j| j.standing != Standing::Cannot);
         let go = keeps_one
             || match other {
-                Other::Unasked => return Outcome::NeedOther,
+                Other::Unasked => return Rewritten::NeedOther,
                 Other::Failed => false,
                 Other::Reply(o) => {
                     o.rcode() == rcode::NOERROR
@@ -225,7 +225,7 @@ fn finish(
     filtered: Option<Cut>,
     nodata: bool,
     reorder: impl Fn(&mut Reply) -> bool,
-) -> Outcome {
+) -> Rewritten {
     match filtered {
         Some(Cut {
             mut reply,
@@ -234,7 +234,7 @@ fn finish(
             why,
         }) => {
             reorder(&mut reply);
-            Outcome::Filtered {
+            Rewritten::Filtered {
                 reply,
                 removed,
                 nodata,
@@ -245,9 +245,9 @@ fn finish(
         None => {
             let mut copy = upstream.clone();
             if reorder(&mut copy) {
-                Outcome::Reordered(copy)
+                Rewritten::Reordered(copy)
             } else {
-                Outcome::Same
+                Rewritten::Same
             }
         }
     }
@@ -263,7 +263,7 @@ fn answer_addresses(reply: &Reply, qtype: u16) -> Vec<IpAddr> {
 }
 
 /// SVCB/HTTPS: filter and order the hints of each record (module doc).
-fn rewrite_hints(reply: &Reply, ctx: &Context<'_>, may_filter: bool) -> Outcome {
+fn rewrite_hints(reply: &Reply, ctx: &Context<'_>, may_filter: bool) -> Rewritten {
     let v = ctx.verdicts;
     let mut filtered = None;
     if may_filter {

@@ -107,9 +107,9 @@ pub(super) fn hmsg(r: &Reply) -> HMessage {
     HMessage::from_vec(r.bytes()).unwrap()
 }
 
-pub(super) fn filtered(o: Outcome) -> (Reply, usize, bool, String) {
+pub(super) fn filtered(o: Rewritten) -> (Reply, usize, bool, String) {
     match o {
-        Outcome::Filtered {
+        Rewritten::Filtered {
             reply,
             removed,
             nodata,
@@ -148,14 +148,14 @@ fn nothing_known_leaves_the_reply_as_it_is() {
     for other in [Other::Unasked, Other::Failed, Other::Reply(&dual_a())] {
         assert_eq!(
             rewrite(&r, rtype::AAAA, false, &ctx(&v), other),
-            Outcome::Same
+            Rewritten::Same
         );
     }
     // Families known and fine: still nothing to change.
     let v = verdicts(State::Ok, State::Ok);
     assert_eq!(
         rewrite(&r, rtype::AAAA, false, &ctx(&v), Other::Unasked),
-        Outcome::Same
+        Rewritten::Same
     );
 }
 
@@ -165,7 +165,7 @@ fn broken_ipv6_turns_aaaa_into_nodata_with_soa_and_ede_when_ipv4_works() {
     let r = dual_aaaa();
     assert_eq!(
         rewrite(&r, rtype::AAAA, false, &ctx(&v), Other::Unasked),
-        Outcome::NeedOther,
+        Rewritten::NeedOther,
         "every address would go: the A answer decides"
     );
     let a_reply = dual_a();
@@ -206,7 +206,7 @@ fn broken_ipv6_turns_aaaa_into_nodata_with_soa_and_ede_when_ipv4_works() {
     // The A answer itself is untouched.
     assert_eq!(
         rewrite(&a_reply, rtype::A, false, &ctx(&v), Other::Reply(&r)),
-        Outcome::Same
+        Rewritten::Same
     );
 }
 
@@ -218,24 +218,24 @@ fn nothing_is_removed_when_no_address_of_the_name_could_work() {
     let v = verdicts(State::Failed, State::Failed);
     assert_eq!(
         rewrite(&r, rtype::AAAA, false, &ctx(&v), Other::Reply(&dual_a())),
-        Outcome::Same
+        Rewritten::Same
     );
     let v = verdicts(State::Ok, State::Failed);
     assert_eq!(
         rewrite(&r, rtype::AAAA, false, &ctx(&v), Other::Failed),
-        Outcome::Same
+        Rewritten::Same
     );
     let empty = reply(DUAL, rtype::A, vec![]);
     assert_eq!(
         rewrite(&r, rtype::AAAA, false, &ctx(&v), Other::Reply(&empty)),
-        Outcome::Same
+        Rewritten::Same
     );
     let mut nx = message(DUAL, rtype::A, vec![a(DUAL, "203.0.113.80", 300)], true);
     nx.metadata.response_code = ResponseCode::NXDomain;
     let nx = Reply::parse(&nx.to_vec().unwrap()).unwrap();
     assert_eq!(
         rewrite(&r, rtype::AAAA, false, &ctx(&v), Other::Reply(&nx)),
-        Outcome::Same
+        Rewritten::Same
     );
     // An IPv6-only name keeps its AAAA.
     let v6only = reply(
@@ -246,7 +246,7 @@ fn nothing_is_removed_when_no_address_of_the_name_could_work() {
     let no_a = reply("v6.example.com.", rtype::A, vec![]);
     assert_eq!(
         rewrite(&v6only, rtype::AAAA, false, &ctx(&v), Other::Reply(&no_a)),
-        Outcome::Same
+        Rewritten::Same
     );
 }
 
@@ -284,7 +284,7 @@ fn a_dead_destination_goes_and_the_rest_is_ordered_by_standing_then_rtt() {
         filter: Filter::Off,
         ..ctx(&v)
     };
-    let Outcome::Reordered(out) = rewrite(&r, rtype::A, false, &off, Other::Unasked) else {
+    let Rewritten::Reordered(out) = rewrite(&r, rtype::A, false, &off, Other::Unasked) else {
         panic!("reordered only")
     };
     assert_eq!(
@@ -363,7 +363,7 @@ fn lan_and_private_destinations_survive_a_dead_uplink() {
     assert_eq!(judge(&v, ip("2001:db8:2::99")).standing, Standing::Cannot);
     assert_eq!(
         rewrite(&r, rtype::A, false, &ctx(&v), Other::Unasked),
-        Outcome::Same
+        Rewritten::Same
     );
 }
 
@@ -420,7 +420,7 @@ fn signed_answers_to_do_queries_are_only_reordered_unless_break_dnssec() {
     let a_reply = dual_a();
     assert_eq!(
         rewrite(&r, rtype::AAAA, true, &ctx(&v), Other::Reply(&a_reply)),
-        Outcome::Same,
+        Rewritten::Same,
         "DO + RRSIG: untouched"
     );
     // Without DO the RRSIG is nobody's concern.
@@ -473,7 +473,7 @@ fn nat64_answers_are_judged_by_ipv6_and_not_by_the_translator_prefix() {
     );
     assert_eq!(
         rewrite(&synth, rtype::AAAA, false, &ctx(&v), Other::Reply(&a_reply)),
-        Outcome::Same,
+        Rewritten::Same,
         "synthesized AAAA kept"
     );
     let (out, _, nodata, _) = filtered(rewrite(
@@ -506,12 +506,12 @@ fn only_a_aaaa_and_svcb_answers_and_noerror_are_touched() {
     let nx = Reply::parse(&nx.to_vec().unwrap()).unwrap();
     assert_eq!(
         rewrite(&nx, rtype::AAAA, false, &ctx(&v), Other::Unasked),
-        Outcome::Same
+        Rewritten::Same
     );
     let txt = reply(DUAL, rtype::TXT, vec![]);
     assert_eq!(
         rewrite(&txt, rtype::TXT, false, &ctx(&v), Other::Unasked),
-        Outcome::Same
+        Rewritten::Same
     );
     // SERVFAIL with stray records is not touched either.
     let mut sf = message(
@@ -524,7 +524,7 @@ fn only_a_aaaa_and_svcb_answers_and_noerror_are_touched() {
     let sf = Reply::parse(&sf.to_vec().unwrap()).unwrap();
     assert_eq!(
         rewrite(&sf, rtype::AAAA, false, &ctx(&v), Other::Reply(&dual_a())),
-        Outcome::Same
+        Rewritten::Same
     );
 }
 

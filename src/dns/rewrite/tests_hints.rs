@@ -44,7 +44,8 @@ fn https_hints_are_ordered_and_filtered_like_addresses() {
             ],
         )],
     );
-    let Outcome::Reordered(out) = rewrite(&r, rtype::HTTPS, false, &ctx(&v), Other::Unasked) else {
+    let Rewritten::Reordered(out) = rewrite(&r, rtype::HTTPS, false, &ctx(&v), Other::Unasked)
+    else {
         panic!("reordered")
     };
     assert_eq!(
@@ -77,7 +78,7 @@ fn https_hints_are_ordered_and_filtered_like_addresses() {
     );
     assert_eq!(
         rewrite(&r, rtype::HTTPS, false, &ctx(&v), Other::Unasked),
-        Outcome::Same
+        Rewritten::Same
     );
     // A mandatory hint is never emptied.
     let mandatory = (
@@ -97,9 +98,9 @@ fn https_hints_are_ordered_and_filtered_like_addresses() {
         )],
     );
     let kept = match rewrite(&r, rtype::HTTPS, false, &ctx(&v), Other::Unasked) {
-        Outcome::Same => r.hints(),
-        Outcome::Filtered { reply, .. } | Outcome::Reordered(reply) => reply.hints(),
-        Outcome::NeedOther => unreachable!(),
+        Rewritten::Same => r.hints(),
+        Rewritten::Filtered { reply, .. } | Rewritten::Reordered(reply) => reply.hints(),
+        Rewritten::NeedOther => unreachable!(),
     };
     assert!(
         kept.contains(&(wire::IPV4HINT, ip("203.0.113.3"))),
@@ -116,7 +117,7 @@ fn https_hints_are_ordered_and_filtered_like_addresses() {
     );
     assert_eq!(
         rewrite(&r, rtype::HTTPS, true, &ctx(&v), Other::Unasked),
-        Outcome::Same
+        Rewritten::Same
     );
 }
 
@@ -148,7 +149,7 @@ fn a_mandatory_hint_kept_whole_is_not_counted_as_removed() {
     );
     let o = rewrite(&r, rtype::HTTPS, false, &ctx(&v), Other::Unasked);
     assert!(
-        !matches!(o, Outcome::Filtered { .. }),
+        !matches!(o, Rewritten::Filtered { .. }),
         "nothing was removed: {o:?}"
     );
     // A dead IPv6 hint address beside it does go: the count and the EDE

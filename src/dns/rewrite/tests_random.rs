@@ -103,10 +103,10 @@ fn sorted(mut v: Vec<IpAddr>) -> Vec<IpAddr> {
     v
 }
 
-fn result(o: &Outcome, upstream: &Reply) -> Reply {
+fn result(o: &Rewritten, upstream: &Reply) -> Reply {
     match o {
-        Outcome::Same | Outcome::NeedOther => upstream.clone(),
-        Outcome::Reordered(r) | Outcome::Filtered { reply: r, .. } => r.clone(),
+        Rewritten::Same | Rewritten::NeedOther => upstream.clone(),
+        Rewritten::Reordered(r) | Rewritten::Filtered { reply: r, .. } => r.clone(),
     }
 }
 
@@ -133,14 +133,14 @@ proptest! {
         let mut after = Vec::new();
         for (r, qtype, other) in [(&a_reply, rtype::A, &aaaa_reply), (&aaaa_reply, rtype::AAAA, &a_reply)] {
             let o = rewrite(r, qtype, do_bit, &c, Other::Reply(other));
-            prop_assert_ne!(&o, &Outcome::NeedOther);
+            prop_assert_ne!(&o, &Rewritten::NeedOther);
             let out = result(&o, r);
             // It parses and its other records are the upstream's.
             prop_assert!(Reply::parse(out.bytes()).is_ok());
             prop_assert_eq!(non_address_records(&out), non_address_records(r));
             let (before, now) = (r.addresses(), out.addresses());
             match &o {
-                Outcome::Filtered { removed, nodata, .. } => {
+                Rewritten::Filtered { removed, nodata, .. } => {
                     prop_assert!(filter_on);
                     // A sub-multiset, smaller by `removed`, and every
                     // address removed is one that cannot work.

@@ -49,7 +49,7 @@ pub use lookup::LookupError;
 pub use pipeline::Step;
 pub use view::Cached;
 use waiters::Flights;
-pub use waiters::{Outcome, Sink, Waiter};
+pub use waiters::{Resolution, Sink, Waiter};
 
 /// What the listeners read on every query; replaced whole on reload.
 #[derive(Debug)]

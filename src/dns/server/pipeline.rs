@@ -15,7 +15,7 @@ use tokio::sync::oneshot;
 use super::Shared;
 use super::lookup::DAEMON;
 use super::view::{Cached, Stamp, View, context, view_from_cache};
-use super::waiters::{Outcome, Sink, Waiter};
+use super::waiters::{Resolution, Sink, Waiter};
 use crate::dns::cache::{self, Key};
 use crate::dns::flight::{Admission, Limits};
 use crate::dns::upstream::{Failure, Pool};
@@ -341,7 +341,7 @@ impl Shared {
     /// failed less than `dns.failure_cache_s` ago fails again at once,
     /// without a query (RFC 9520 §3: no retry storm against dead
     /// upstreams).
-    async fn resolve(&self, pool: &Pool, key: &Key, packet: &[u8]) -> Outcome {
+    async fn resolve(&self, pool: &Pool, key: &Key, packet: &[u8]) -> Resolution {
         let hold = {
             let settings = self.settings.load();
             if self.failed_recently(key, Instant::now(), &settings) {

@@ -89,11 +89,11 @@ pub(super) fn view_from_cache(
     }
     let (qtype, do_bit) = (key.qtype(), key.do_bit());
     let mut outcome = if rewrite::exempt(key.qname()) {
-        rewrite::Outcome::Same
+        rewrite::Rewritten::Same
     } else {
         rewrite::rewrite(upstream, qtype, do_bit, ctx, Other::Unasked)
     };
-    if outcome == rewrite::Outcome::NeedOther {
+    if outcome == rewrite::Rewritten::NeedOther {
         let other_type = rewrite::other_type(qtype)?;
         // The other family as a client asked it (same DO and CD), else as
         // the daemon asks it.
@@ -114,11 +114,11 @@ pub(super) fn view_from_cache(
     Some(view)
 }
 
-fn into_view(outcome: rewrite::Outcome, upstream: &Arc<Reply>, key: &Key) -> View {
+fn into_view(outcome: rewrite::Rewritten, upstream: &Arc<Reply>, key: &Key) -> View {
     let (reply, rewrite) = match outcome {
-        rewrite::Outcome::Same | rewrite::Outcome::NeedOther => (Arc::clone(upstream), None),
-        rewrite::Outcome::Reordered(r) => (Arc::new(r), Some(Rewrite::Reordered)),
-        rewrite::Outcome::Filtered {
+        rewrite::Rewritten::Same | rewrite::Rewritten::NeedOther => (Arc::clone(upstream), None),
+        rewrite::Rewritten::Reordered(r) => (Arc::new(r), Some(Rewrite::Reordered)),
+        rewrite::Rewritten::Filtered {
             reply,
             removed,
             nodata,

@@ -50,7 +50,7 @@ pub enum Sink {
         udp: bool,
     },
     /// The daemon's own lookup: the upstream's reply as it came.
-    Lookup(oneshot::Sender<Outcome>),
+    Lookup(oneshot::Sender<Resolution>),
 }
 
 impl Sink {
@@ -70,7 +70,7 @@ impl Sink {
 }
 
 /// A lookup's end, shared by every waiter of its flight.
-pub type Outcome = Result<Arc<Reply>, Arc<Failure>>;
+pub type Resolution = Result<Arc<Reply>, Arc<Failure>>;
 
 /// The flight table of [`Shared`](super::Shared); a flight's task is stopped by sending
 /// it the waiters it is to answer.

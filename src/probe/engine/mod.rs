@@ -86,7 +86,7 @@ mod tests;
 mod tests_random;
 
 pub use config::EngineConfig;
-pub use probe::{Kind, Probe, ProbeResult};
+pub use probe::{Kind, ProbeRequest, ProbeResult};
 
 use addresses::{forbidden, local_scope};
 use state::{InFlight, Path, Role, Source, SourceKey};

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 /// A probe the driver must send now.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Probe {
+pub struct ProbeRequest {
     /// Quote it in [`Engine::handle`](super::Engine::handle).
     pub id: u64,
     /// Bind to this address (and scope id, non-zero only for link-local).

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use super::addresses::{forbidden, routable};
 use super::state::{InFlight, Role, Round, Source, SourceKey};
-use super::{Engine, Kind, Probe};
+use super::{Engine, Kind, ProbeRequest};
 
 /// The port probed on a gateway: most home routers run their DNS forwarder
 /// on it, and any other router answers a closed port with a RST, which
@@ -18,7 +18,7 @@ impl Engine {
     /// Expires probes past their deadline, then returns the probes due now:
     /// rounds of the sources whose time has come, and learned-destination
     /// tries as far as the token bucket allows.
-    pub fn poll(&mut self, now: Instant) -> Vec<Probe> {
+    pub fn poll(&mut self, now: Instant) -> Vec<ProbeRequest> {
         let mut expired: Vec<u64> = self
             .in_flight
             .iter()
@@ -59,7 +59,7 @@ impl Engine {
         deadlines.chain(rounds).chain(tries).min()
     }
 
-    fn start_round(&mut self, now: Instant, key: SourceKey, out: &mut Vec<Probe>) {
+    fn start_round(&mut self, now: Instant, key: SourceKey, out: &mut Vec<ProbeRequest>) {
         let Some(src) = self.sources.get(&key) else {
             return;
         };
@@ -116,7 +116,7 @@ impl Engine {
     }
 
     /// Learned-destination tries, as far as the token bucket allows.
-    fn start_tries(&mut self, now: Instant, out: &mut Vec<Probe>) {
+    fn start_tries(&mut self, now: Instant, out: &mut Vec<ProbeRequest>) {
         while let Some(dest) = self
             .learned
             .next_try(now, |ip| try_sources(&self.sources, ip).len())
@@ -127,7 +127,13 @@ impl Engine {
         }
     }
 
-    fn send(&mut self, now: Instant, source: SourceKey, dest: SocketAddr, role: Role) -> Probe {
+    fn send(
+        &mut self,
+        now: Instant,
+        source: SourceKey,
+        dest: SocketAddr,
+        role: Role,
+    ) -> ProbeRequest {
         let id = self.next_id;
         self.next_id += 1;
         let deadline = now + self.config.timeout;
@@ -145,7 +151,7 @@ impl Engine {
         } else {
             Kind::Tcp(dest)
         };
-        Probe {
+        ProbeRequest {
             id,
             source: source.addr,
             scope_id: source.scope_id,

@@ -59,7 +59,7 @@ pub(super) fn snapshot(addresses: &[(&str, Class)], gw4: &[&str], gw6: &[&str]) 
     }
 }
 
-pub(super) fn dest(p: &Probe) -> SocketAddr {
+pub(super) fn dest(p: &ProbeRequest) -> SocketAddr {
     match p.kind {
         Kind::Tcp(d) | Kind::Stun(d) => d,
     }
@@ -74,7 +74,7 @@ pub(super) struct Lab {
     pub(super) e: Engine,
     pub(super) t0: Instant,
     pub(super) now: Instant,
-    sent: Vec<(Instant, Probe)>,
+    sent: Vec<(Instant, ProbeRequest)>,
 }
 
 impl Lab {
@@ -101,7 +101,7 @@ impl Lab {
     /// The event loop up to `until`: wake when the engine asks, poll,
     /// and let `net` answer each probe at once (`None`: no answer, so
     /// it expires at its deadline).
-    fn run(&mut self, until: f64, mut net: impl FnMut(f64, &Probe) -> Option<ProbeResult>) {
+    fn run(&mut self, until: f64, mut net: impl FnMut(f64, &ProbeRequest) -> Option<ProbeResult>) {
         let end = self.at(until);
         for _ in 0..1_000_000 {
             match self.e.next_wakeup() {
@@ -218,7 +218,7 @@ fn one_answered_target_is_enough_and_resets_the_count() {
     c.targets.push(sa("[2001:db8:eeee::1]:443"));
     let snap = snapshot(&[("2001:db8:1::2", Class::Gua)], &[], &[]);
     let mut lab = Lab::new(c, &snap);
-    let first_only = |_: f64, p: &Probe| {
+    let first_only = |_: f64, p: &ProbeRequest| {
         (dest(p) == sa(V6_TARGET)).then(|| ProbeResult::Reachable { rtt: ms(5) })
     };
     lab.run(5.0, |_, _| None);
@@ -333,7 +333,7 @@ pub(super) fn home() -> (EngineConfig, Snapshot) {
     (c, snap)
 }
 
-fn stun_maps_to(to: &str) -> impl FnMut(f64, &Probe) -> Option<ProbeResult> {
+fn stun_maps_to(to: &str) -> impl FnMut(f64, &ProbeRequest) -> Option<ProbeResult> {
     let to = sa(to);
     move |_, p| match p.kind {
         Kind::Stun(_) => Some(ProbeResult::StunMapped {
@@ -473,7 +473,7 @@ fn gateways_are_link_evidence_not_internet() {
     let (mut c, snap) = home();
     c.stun.clear();
     let mut lab = Lab::new(c, &snap);
-    let gateways_only = |_: f64, p: &Probe| {
+    let gateways_only = |_: f64, p: &ProbeRequest| {
         (dest(p).port() == GATEWAY_PORT).then(|| ProbeResult::Reachable { rtt: ms(1) })
     };
     lab.run(25.0, gateways_only);

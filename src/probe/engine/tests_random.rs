@@ -46,7 +46,7 @@ proptest! {
             ("fe80::2", Class::Lla),
         ];
         let mut lab = Lab::new(c, &snapshot(&all, &["192.168.1.1"], &["fe80::1"]));
-        let mut out: Vec<Probe> = Vec::new();
+        let mut out: Vec<ProbeRequest> = Vec::new();
         let mut succeeded: HashSet<(IpAddr, u32)> = HashSet::new();
         let mut generation = 0;
         let dests = ["198.51.100.7", "10.0.0.9", "2001:db8:77::1", "fd00::9", "127.0.0.1", "203.0.113.50"];

@@ -1,0 +1,212 @@
+//! One UDP try of one upstream: retransmission timed by the upstream's
+//! measured RTT, receive buffers sized to the query's EDNS offer, and what
+//! counts as its reply.
+
+use std::io;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::net::UdpSocket;
+
+use super::{Pool, Server, new_id};
+use crate::dns::wire::{self, Query, Reply, flag, rcode};
+use crate::sync::lock;
+
+/// What a UDP try got.
+pub(super) enum Udp {
+    Reply(Reply),
+    /// A reply too large for the receive buffer, so not read whole, or
+    /// cut by its sender.
+    Oversize,
+}
+
+impl Pool {
+    /// One UDP try: the query is sent again (same port and ID, so a late
+    /// reply to an earlier send still counts) each time the retransmission
+    /// timeout passes, doubling it, until the try's timeout.
+    pub(super) async fn udp(&self, server: &Server, packet: &mut [u8]) -> io::Result<Udp> {
+        let addr = server.addr;
+        let id = new_id(packet);
+        let local: SocketAddr = match addr {
+            SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
+            SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
+        };
+        let sock = UdpSocket::bind(local).await?;
+        sock.connect(addr).await?;
+        sock.send(packet).await?;
+        let query = Query::parse(packet).ok();
+        let question = query.as_ref().map_or(&[][..], |q| q.question());
+        let offered = query
+            .as_ref()
+            .and_then(|q| q.edns())
+            .map_or(0, |e| e.udp_size);
+        let mut buffer = Buffer::get(&self.buffers, usize::from(offered));
+        let buf = buffer.bytes();
+        let sent = tokio::time::Instant::now();
+        let deadline = sent + self.timeout;
+        let mut rto = lock(&server.rtt).rto(self.timeout);
+        let mut resend = sent + rto;
+        let mut sends = 1u32;
+        loop {
+            let Ok(received) =
+                tokio::time::timeout_at(resend.min(deadline), sock.recv_from(buf)).await
+            else {
+                if resend >= deadline {
+                    return Err(io::Error::new(io::ErrorKind::TimedOut, "timed out"));
+                }
+                sock.send(packet).await?;
+                sends += 1;
+                rto *= 2;
+                resend = tokio::time::Instant::now() + rto;
+                continue;
+            };
+            let (n, from) = received?;
+            // A reply from anyone else, or to another query, is ignored and
+            // the wait goes on: a spoofed packet must not end the exchange.
+            let got = &buf[..n];
+            if from != addr || !wire::answers(got, id, question) {
+                continue;
+            }
+            if n == buf.len() {
+                // Larger than offered and than the buffer (RFC 6891 §7
+                // forbids it): what arrived is cut, so ask over TCP.
+                return Ok(Udp::Oversize);
+            }
+            match Reply::parse(got) {
+                Ok(r) => {
+                    if sends == 1 {
+                        lock(&server.rtt).sample(sent.elapsed());
+                    }
+                    return Ok(Udp::Reply(r));
+                }
+                Err(_) if is_bare_formerr(got) => return Ok(Udp::Reply(bare_formerr(got))),
+                // As large as a datagram over IPv4 can be, and broken: its
+                // sender cut a larger answer to fit (a buffer sized to a
+                // large offer took it whole). No later datagram will be
+                // whole either, so ask over TCP rather than wait.
+                Err(_) if n >= MAX_UDP_PAYLOAD => return Ok(Udp::Oversize),
+                Err(_) => continue,
+            }
+        }
+    }
+}
+
+/// The first retransmission of a UDP query to an upstream not measured
+/// yet (Unbound starts from 376 ms).
+pub(super) const INITIAL_RTO: Duration = Duration::from_millis(400);
+/// The least wait before a retransmission, however close the upstream.
+pub(super) const MIN_RTO: Duration = Duration::from_millis(100);
+
+/// An upstream's smoothed round-trip time and its variation, as TCP keeps
+/// them (RFC 6298 §2), to time retransmissions of a lost UDP query within
+/// one try: a lost datagram costs about one retransmission timeout, not
+/// the whole `dns.timeout_ms`. A recursive upstream's time includes its
+/// own resolution, so cold names push the timeout up, as they should.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Rtt {
+    /// `None` until the first sample.
+    smoothed: Option<(Duration, Duration)>,
+}
+
+impl Rtt {
+    /// The retransmission timeout: SRTT + 4 RTTVAR, at least [`MIN_RTO`],
+    /// at most `ceiling` (the try's timeout).
+    pub(super) fn rto(self, ceiling: Duration) -> Duration {
+        let rto = self
+            .smoothed
+            .map_or(INITIAL_RTO, |(srtt, var)| (srtt + 4 * var).max(MIN_RTO));
+        rto.min(ceiling)
+    }
+
+    /// Takes a sample from a reply to a query sent once (Karn's algorithm:
+    /// after a retransmission nobody knows which send was answered).
+    pub(super) fn sample(&mut self, r: Duration) {
+        self.smoothed = Some(match self.smoothed {
+            None => (r, r / 2),
+            Some((srtt, var)) => ((srtt * 7 + r) / 8, (var * 3 + srtt.abs_diff(r)) / 4),
+        });
+    }
+}
+
+/// Receive buffers kept for reuse; beyond this many exchanges in flight at
+/// once, buffers are freed after use.
+///
+/// A UDP reply may be as large as the EDNS size the query offered, so the
+/// buffer is sized to that, but never under [`SMALL_REPLY`]: nearly every
+/// query offers 1232 bytes or less (or has no EDNS: 512), and those
+/// buffers are the ones kept. A buffer allocated per cache miss and freed
+/// between the small allocations of the cache entries it produced would
+/// fragment the heap, and a 64 KiB buffer per exchange would let a burst
+/// of 1,000 misses in flight take 64 MiB. Eight kept buffers are 32 KiB.
+const KEEP_BUFFERS: usize = 8;
+
+/// The least a receive buffer holds: a reply to a query that offers up
+/// to 4096 bytes, or none, fits.
+const SMALL_REPLY: usize = 4096;
+
+/// The largest UDP payload over IPv4 (65,535 − 20 − 8); over IPv6 it is
+/// 65,527.
+const MAX_UDP_PAYLOAD: usize = 65_507;
+
+/// A receive buffer that goes back to its pool when dropped.
+struct Buffer<'a> {
+    pool: &'a Mutex<Vec<Box<[u8]>>>,
+    bytes: Option<Box<[u8]>>,
+}
+
+impl Buffer<'_> {
+    /// Room for a reply of `size` bytes (at least [`SMALL_REPLY`]) and one
+    /// byte more: the kernel cuts a larger datagram to the buffer, so a
+    /// full buffer tells a reply too large to have been read whole.
+    fn get(pool: &Mutex<Vec<Box<[u8]>>>, size: usize) -> Buffer<'_> {
+        let len = size.max(SMALL_REPLY) + 1;
+        let kept = if len == SMALL_REPLY + 1 {
+            lock(pool).pop()
+        } else {
+            None
+        };
+        Buffer {
+            pool,
+            bytes: Some(kept.unwrap_or_else(|| vec![0u8; len].into_boxed_slice())),
+        }
+    }
+
+    fn bytes(&mut self) -> &mut [u8] {
+        self.bytes.as_deref_mut().unwrap_or(&mut [])
+    }
+}
+
+impl Drop for Buffer<'_> {
+    fn drop(&mut self) {
+        if let Some(bytes) = self.bytes.take().filter(|b| b.len() == SMALL_REPLY + 1) {
+            let mut pool = lock(self.pool);
+            if pool.len() < KEEP_BUFFERS {
+                pool.push(bytes);
+            }
+        }
+    }
+}
+
+/// An old server's FORMERR may carry no question (RFC 6891 §7).
+fn is_bare_formerr(msg: &[u8]) -> bool {
+    wire::Header::parse(msg).is_some_and(|h| h.qdcount == 0 && h.rcode() == rcode::FORMERR)
+}
+
+fn bare_formerr(msg: &[u8]) -> Reply {
+    // Rebuild it with the question so the caller can handle it like any
+    // reply; only the rcode matters, it is never cached or relayed as is.
+    let mut b = msg.get(..wire::HEADER_LEN).unwrap_or(&[]).to_vec();
+    b.resize(wire::HEADER_LEN, 0);
+    b[2..4].copy_from_slice(&(flag::QR | rcode::FORMERR).to_be_bytes());
+    b[4..12].copy_from_slice(&[0, 1, 0, 0, 0, 0, 0, 0]);
+    b.extend_from_slice(&[0, 0, 1, 0, 1]);
+    Reply::parse(&b).unwrap_or_else(|_| unreachable_reply())
+}
+
+fn unreachable_reply() -> Reply {
+    // A fixed, valid message: root NS query reply header.
+    #[allow(clippy::expect_used)]
+    Reply::parse(&[0, 0, 0x81, 0x82, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 1])
+        .expect("a fixed valid reply parses")
+}
