@@ -1,5 +1,6 @@
 //! The DNS server: the UDP and TCP listeners, and the path a query takes
 //! from its bytes to the answer a client gets.
+//!
 //! `pipeline` is the path itself, in reading order; `listen` the sockets
 //! and framing around it; the other files hold one stage's details each.
 
