@@ -1,28 +1,37 @@
 //! getapr: a forwarding DNS stub that knows which address pairs really work.
 //!
-//! The module map (see `ARCHITECTURE.md` for the why):
+//! This is the one module map; `ARCHITECTURE.md` has the data flow and the
+//! rules the code keeps, `docs/interface.md` the public contract. "Pure"
+//! means no clock, socket or file: `now` and bytes come in as arguments.
 //!
 //! | module | owns | I/O |
 //! |---|---|---|
-//! | [`client`] | `getapr pairs` / `getapr status`: GET the sidecar, print tables | yes |
-//! | [`config`] | raw TOML → validated [`config::Config`] | no |
-//! | [`dns::wire`] | views over DNS wire bytes, in-place edits | no |
-//! | [`dns::cache`] | O(1) LRU with TTL expiry | no |
-//! | [`dns::flight`] | lookups in flight: merged identical queries, bounded fair slots | no |
-//! | [`dns::rewrite`] | A/AAAA/SVCB answers ordered and filtered by the verdicts | no |
-//! | [`dns::upstream`] | forwarding to upstream resolvers, retransmission, TCP fallback | yes |
-//! | [`dns::server`] | UDP/TCP listeners, ACL, limits, serve-stale, failure cache | yes |
-//! | [`notify`] | systemd readiness and watchdog (`sd_notify`) | yes |
-//! | [`inventory`] | interfaces, addresses and classes, default gateways | yes, behind a trait |
-//! | [`probe`] | the probe engine (pure), verdicts, STUN, NAT64, the driver that sends probes | engine no, driver yes |
-//! | [`metrics`] | the Prometheus families of `/metrics` | no |
-//! | [`policy`] | RFC 6724 source and destination selection + verdicts, family interleave | no |
-//! | [`api`] | the HTTP sidecar: routes, Host/Origin guard, JSON | yes |
-//! | `fuzzing` | the fuzz targets' entry points, one per target (hidden; no production module uses it) | no (in-memory pipes) |
-//! | `slots` | connection caps of DNS over TCP and the sidecar: who gives way at the cap (stalled, then idle; never busy) | no |
-//! | `sync` | `lock`: the crate's one way to lock a mutex (a poisoned lock is still taken) | no |
-//! | `testutil` | the builders unit tests share: addresses, verdicts, DNS names and records (tests only) | no |
-//! | [`daemon`] | wiring, signals, reload | yes |
+//! | [`config`] | the config file: `raw` (serde structs with spans) and its validation, `values` (one-value parsers), `types` (the validated [`config::Config`] the crate reads), `load` (file, embedded default), `addresses` (`allows`, `is_own`), `error` (`FILE:LINE:COL`) | reads the file |
+//! | [`dns::wire`] | views over DNS wire bytes and in-place edits: `message`, `name`, `query` (a client's query, the [`Shape`](dns::wire::Shape) of its answer), `reply` (validated upstream bytes, rendering), `order` (A/AAAA and hint order), `svcb` (hints), `ede` (Extended DNS Errors) | pure |
+//! | [`dns::cache`] | `lru` (O(1) LRU with TTL expiry and a stale window), `key` (name, type, class, DO, CD), `lifetime` (what may be cached, how long: RFC 2308) | pure |
+//! | [`dns::flight`] | lookups in flight: identical queries joined as bounded waiters, fair upstream slots (longest-queue drop) | pure |
+//! | [`dns::rewrite`] | the verdicts applied to a reply: `judge` (an address: works, likely, unknown, cannot, and why), `filter` (removal re-encoded with hickory-proto: SOA, EDE 17), the decision and the order in `mod.rs` | pure |
+//! | [`dns::upstream`] | the [`Pool`](dns::upstream::Pool): upstreams in order, failover, TCP on TC; `udp` (one try: fresh socket, RTO from the smoothed RTT), `addresses` (config and resolv.conf) | yes |
+//! | [`dns::server`] | `listen` (UDP loop, TCP accept and framing, slots), `pipeline` (a query's path top to bottom: triage, cache, flight, upstreams, rewrite, render, serve-stale), `view` (the rewritten view cached beside a reply, the other family), `waiters`, `failures` (RFC 9520), `lookup` (the daemon's own queries), `learn` (answers to the probe engine) | yes |
+//! | [`inventory`] | the host's interfaces, addresses and gateways: `class` (IANA special-purpose registries; the one notion of a global address), `netlink` and `procfs` (pure, total parsers), `system` (the real host), `watch` (publishes changes) | `system`, `watch` |
+//! | [`probe::verdicts`] | the immutable [`Verdicts`](probe::verdicts::Verdicts) snapshot readers load: sources, families, prefixes, destinations, flags; `is_dead`, `source` | pure |
+//! | [`probe::engine`] | which sources, families, prefixes and destinations work: `config`, `addresses` (what is probed), `state` (hysteresis), `schedule` (rounds, learned tries), `results`, `publish`, `probe` ([`ProbeRequest`](probe::engine::ProbeRequest) / [`ProbeResult`](probe::engine::ProbeResult)) | pure |
+//! | `probe::learned` | destinations seen in answers: LRU, tries, token bucket | pure |
+//! | [`probe::stun`], [`probe::nat64`] | STUN Binding codec (RFC 8489); RFC 6052 mapping and RFC 7050 discovery | pure |
+//! | [`probe::driver`] | sockets bound to one source (TCP handshake, STUN exchange) and the loop that feeds the engine and publishes its verdicts | yes |
+//! | [`policy`] | RFC 6724 with the verdicts: `table` (precedence, label, scope), `source` (§5), `destination` (§6 and the RTT rule), `pairs` (`/pairs`, RFC 8305 interleave) | pure |
+//! | [`api`] | the HTTP sidecar: `guard` (Host/Origin), `query` (`/pairs` query string), `json`, `routes`; limits | yes |
+//! | [`client`] | `getapr pairs` / `getapr status`: [`ApiUrl`](client::ApiUrl), `http` (a blocking GET, a total response parser), `render` (tables) | yes |
+//! | [`metrics`] | the Prometheus families, registered in `mod.rs`: `queries` (per-answer table), `limits`, `rewrites`, `upstreams`, `probes`, `verdicts` (gauges read at scrape time) | pure |
+//! | `slots` | connection caps of DNS over TCP and the sidecar: `table` (pure: who gives way, stalled then idle, never busy), the guards in `mod.rs` | pure |
+//! | `sync` | `lock`: the crate's one way to lock a mutex (a poisoned lock is still taken) | pure |
+//! | [`notify`] | systemd's `sd_notify`: readiness, reload, watchdog | yes |
+//! | [`daemon`] | wiring: `listeners` (binding), `probes` (engine, NAT64, STUN), `reload` (all or nothing), `signals`, `error`; run and drain in `mod.rs` | yes |
+//! | `fuzzing` | the fuzz targets' entry points, one file per target, and the scene and verdict picker they share (hidden; only `fuzz/` and `tests/` use it) | in-memory |
+//! | `testutil` | the builders unit tests share (`cfg(test)`): addresses and snapshots, verdicts, DNS names, records and cache keys | — |
+//!
+//! Unit tests sit beside their code: `tests.rs` (or `tests_*.rs`) in a
+//! module's folder, or a `mod tests` at the end of a small file.
 #![forbid(unsafe_code)]
 
 pub mod api;

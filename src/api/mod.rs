@@ -1,13 +1,6 @@
 //! The HTTP sidecar: `GET /pairs`, `/status`, `/metrics` and `/healthz` on
 //! every `http.listen` address (docs/interface.md, "HTTP sidecar").
 //!
-//! | file | what |
-//! |---|---|
-//! | [`guard`] | the `Host`/`Origin` check against DNS rebinding (pure) |
-//! | [`query`] | the query string of `/pairs` (pure) |
-//! | `routes` | the four routes: resolution, pairs, status, metrics |
-//! | [`json`] | the JSON writer |
-//!
 //! # Why hyper, and no router
 //!
 //! hyper 1 with only its `http1` and `server` features (plus hyper-util's

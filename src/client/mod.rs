@@ -1,13 +1,6 @@
 //! The command-line clients of the HTTP sidecar: `getapr pairs` and
 //! `getapr status` ask the running daemon and print what it says.
 //!
-//! | part | what | I/O |
-//! |---|---|---|
-//! | [`ApiUrl`] | where the sidecar is (`--api`, else the default config) | reads the config file |
-//! | [`pairs`], [`status`] | one GET each, the body checked and rendered | yes |
-//! | `http` | a blocking HTTP/1.1 GET over `std::net`; a pure, total response parser | yes |
-//! | `render` | the aligned tables and the flag summary | no |
-//!
 //! Blocking `std::net` rather than the daemon's tokio and no HTTP client
 //! crate: one GET to a loopback address needs neither, and the binary stays
 //! as small as it is.

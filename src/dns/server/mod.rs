@@ -1,19 +1,8 @@
 //! The DNS server: the UDP and TCP listeners, and the path a query takes
 //! from its bytes to the answer a client gets.
 //!
-//! - `listen`: sockets and framing: the UDP loop, TCP accept behind the ACL
-//!   and the connection slots, RFC 7766 connections and their framing. It
-//!   hands each message to the pipeline and sends or frames what comes back.
-//! - `pipeline`: a query's path, top to bottom: triage (ACL, error
-//!   answers, cache hits), the flight a miss joins or leads, the upstreams,
-//!   the answer rewritten under the verdicts and rendered for each client,
-//!   serve-stale on failure.
-//! - `view`: what the verdicts make of an upstream reply (the rewrite),
-//!   cached beside it, and the other family's answer the rewrite may need.
-//! - `waiters`: who waits on a flight and where each answer goes.
-//! - `failures`: the failure cache (RFC 9520).
-//! - `lookup`: the daemon's own lookups through the same cache and flights.
-//! - `learn`: the addresses of answers handed to the probe engine.
+//! `pipeline` is the path itself, in reading order; `listen` the sockets
+//! and framing around it; the other files hold one stage's details each.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -5,16 +5,6 @@
 //! holds us to it). Nothing is re-encoded: a reply is forwarded and cached as
 //! the upstream's bytes, and the edits (ID, question case, TTL decrement, OPT
 //! removal, A/AAAA slot swaps) patch fixed-size fields or cut a tail.
-//!
-//! | file | owns |
-//! |---|---|
-//! | `message` | [`Header`], [`Message`]: the records and the OPT located |
-//! | `name` | names: their end, a lower-cased copy, writing one from text |
-//! | `query` | [`Query`], the [`Shape`] of a client, the query sent upstream |
-//! | `reply` | [`Reply`]: validation, rendering for a client, our own answers |
-//! | `order` | the in-place order of A/AAAA records and of hint addresses |
-//! | `svcb` | the `ipv4hint`/`ipv6hint` of SVCB and HTTPS records |
-//! | `ede` | Extended DNS Errors: adding one, reading them |
 
 mod ede;
 mod message;
