@@ -621,11 +621,16 @@ impl Notified {
     }
     fn any(&self) -> String {
         let mut buf = [0u8; 1024];
-        let n = self
-            .sock
-            .recv(&mut buf)
-            .expect("no notification within 10 s");
-        text(&buf[..n])
+        loop {
+            // A socket with a receive timeout returns EINTR when any signal
+            // handler runs, SA_RESTART or not (signal(7)); the SIGCHLD
+            // handler tokio installs for other tests' children is one.
+            match self.sock.recv(&mut buf) {
+                Ok(n) => return text(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => panic!("no notification within 10 s: {e}"),
+            }
+        }
     }
 }
 
