@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
-use crate::inventory::{Class, Snapshot};
+use crate::inventory::{Address, Class, Snapshot, is_global};
 
 /// A verdict. For a destination, `Failed` is what the design calls dead.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
@@ -114,6 +114,15 @@ pub struct DestinationVerdict {
     pub paths: Vec<PathVerdict>,
 }
 
+/// A destination's verdict from the paths that still speak for it
+/// ([`Verdicts::reach`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Reach {
+    pub state: State,
+    /// The lowest RTT of those paths that are ok.
+    pub rtt: Option<Duration>,
+}
+
 /// One (source, destination) pair.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PathVerdict {
@@ -215,22 +224,101 @@ impl Verdicts {
         self.destinations.get(i)
     }
 
-    /// A dead destination: a learned one whose verdict is `Failed`, so an
-    /// answer need not offer it. A configured target (or STUN server) that
-    /// fails is not dead in this sense: it was not taken from an answer, and
-    /// its failure speaks for the sources, not for what DNS returns.
+    /// A dead destination: a learned one whose [`Verdicts::reach`] is
+    /// `Failed`, so an answer need not offer it. A configured target (or
+    /// STUN server) that fails is not dead in this sense: it was not taken
+    /// from an answer, and its failure speaks for the sources, not for what
+    /// DNS returns.
     pub fn is_dead(&self, addr: IpAddr) -> bool {
         self.destination(addr)
-            .is_some_and(|d| d.learned && d.state == State::Failed)
+            .is_some_and(|d| d.learned && self.reach_of(d).state == State::Failed)
+    }
+
+    /// An Internet destination: an IPv4 destination behind a discovered
+    /// NAT64 prefix (RFC 6052), or a global address (by the IANA
+    /// registries, [`is_global`]) outside every subnet of the host. A LAN
+    /// server or a private address keeps working when the uplink dies; an
+    /// Internet destination needs a source that reaches the Internet.
+    pub fn is_internet(&self, addr: IpAddr) -> bool {
+        crate::probe::nat64::behind(&self.nat64_prefixes, addr).is_some()
+            || (is_global(addr) && !self.host.addresses.iter().any(|a| in_subnet(a, addr)))
+    }
+
+    /// The verdict on `addr` as a destination, from the paths that still
+    /// speak for it (the published [`DestinationVerdict::state`] counts
+    /// every path); unknown if it was never probed.
+    ///
+    /// A path's probes tell whether its destination answered *through its
+    /// source*. When that source is now judged not to reach the Internet
+    /// (its state is `Failed`), what its paths to Internet destinations
+    /// said, ok or failed, was learned through something that no longer
+    /// works: an ok there would keep an address the host cannot reach, a
+    /// failure would blame the destination for the source's fault. Such
+    /// paths say nothing until their source works again; the rest decide
+    /// as usual. The source's state and the path are in the same snapshot,
+    /// so a reader follows a failed source (and so a failed family, which
+    /// is failed only when all its sources are) in the very snapshot that
+    /// reports it. Paths to other destinations (on-link, private) are
+    /// their own evidence: a dead uplink does not stop them.
+    pub fn reach(&self, addr: IpAddr) -> Reach {
+        self.destination(addr)
+            .map_or_else(Reach::default, |d| self.reach_of(d))
+    }
+
+    fn reach_of(&self, d: &DestinationVerdict) -> Reach {
+        let internet = self.is_internet(d.address);
+        let speaks = |p: &&PathVerdict| !internet || !self.source_failed(p.source, p.scope_id);
+        let ok_rtt = |paths: &mut dyn Iterator<Item = &PathVerdict>| {
+            paths
+                .filter(|p| p.state == State::Ok)
+                .filter_map(|p| p.rtt)
+                .min()
+        };
+        if d.paths.iter().all(|p| speaks(&p)) {
+            return Reach {
+                state: d.state,
+                rtt: ok_rtt(&mut d.paths.iter()),
+            };
+        }
+        Reach {
+            state: State::any_ok(d.paths.iter().filter(speaks).map(|p| p.state)),
+            rtt: ok_rtt(&mut d.paths.iter().filter(speaks)),
+        }
+    }
+
+    /// Whether the source `addr` with `scope_id` is judged not to reach
+    /// the Internet. A source without a verdict is not: nothing says so.
+    fn source_failed(&self, addr: IpAddr, scope_id: u32) -> bool {
+        self.source(addr, scope_id)
+            .is_some_and(|s| s.state == State::Failed)
     }
 
     /// The verdict on the prefix [`prefix_of`] `addr`; unknown if unprobed.
+    /// It is the published one ([`Verdicts::prefixes`]) unless a
+    /// destination in the prefix has a path [`Verdicts::reach`] leaves
+    /// out; then it is taken again from the destinations' reach (ok if one
+    /// is ok, failed if all failed), for the same reason.
     pub fn prefix_state(&self, addr: IpAddr) -> State {
         let p = prefix_of(addr);
-        match self.prefixes.binary_search_by(|v| v.prefix.cmp(&p)) {
+        let published = match self.prefixes.binary_search_by(|v| v.prefix.cmp(&p)) {
             Ok(i) => self.prefixes[i].state,
             Err(_) => State::Unknown,
+        };
+        let start = self
+            .destinations
+            .partition_point(|d| d.address < p.network());
+        let within: Vec<&DestinationVerdict> = self.destinations[start..]
+            .iter()
+            .take_while(|d| p.contains(&d.address))
+            // A translated address's /64 is the translator's, shared by
+            // every IPv4 destination behind it: not a verdict of the prefix.
+            .filter(|d| crate::probe::nat64::behind(&self.nat64_prefixes, d.address).is_none())
+            .collect();
+        let reaches: Vec<Reach> = within.iter().map(|d| self.reach_of(d)).collect();
+        if within.iter().zip(&reaches).all(|(d, r)| r.state == d.state) {
+            return published;
         }
+        State::any_ok(reaches.iter().map(|r| r.state))
     }
 
     /// Where `self` and the published `old` differ in an RTT by 20 % or
@@ -272,6 +360,12 @@ impl DestinationVerdict {
             .ok()?;
         self.paths.get(i)
     }
+}
+
+/// Whether `addr` is inside the subnet of the host's address `a` (its
+/// prefix length, as the kernel has it).
+fn in_subnet(a: &Address, addr: IpAddr) -> bool {
+    IpNet::new(a.addr.to_canonical(), a.prefix_len).is_ok_and(|n| n.contains(&addr))
 }
 
 /// The destination prefix verdicts are kept for: /24 for IPv4, /64 for IPv6
