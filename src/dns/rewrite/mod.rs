@@ -77,6 +77,8 @@ mod judge;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_follow;
+#[cfg(test)]
 mod tests_hints;
 #[cfg(test)]
 mod tests_random;
