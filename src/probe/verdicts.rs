@@ -504,6 +504,130 @@ mod tests {
         assert_eq!(rtt(4), None);
     }
 
+    /// A host on 2001:db8:1::/64 and 2001:db8:2::/64 (two uplinks) and
+    /// 192.168.1.0/24, with the 2001:db8:1::2 source failed and the others
+    /// ok, and the NAT64 prefix 64:ff9b::/96.
+    fn two_uplinks(destinations: Vec<DestinationVerdict>) -> Verdicts {
+        let addrs = ["2001:db8:1::2", "2001:db8:2::2", "192.168.1.2"].map(address);
+        let states = [State::Failed, State::Ok, State::Ok];
+        let sources = (addrs.iter().zip(states))
+            .map(|(a, s)| source_verdict(a, s, Some(5)))
+            .collect();
+        let mut v = verdicts(sources, destinations);
+        v.host = Arc::new(crate::testutil::host(addrs.to_vec()));
+        v.nat64_prefixes = vec!["64:ff9b::/96".parse().unwrap()];
+        v
+    }
+
+    #[test]
+    fn internet_destinations_are_global_off_link_or_behind_nat64() {
+        let v = two_uplinks(vec![]);
+        for (addr, internet) in [
+            ("2001:db8:ffff::80", true),
+            ("203.0.113.80", true),
+            // On a subnet of the host, or private: not the Internet.
+            ("2001:db8:1::99", false),
+            ("2001:db8:2::99", false),
+            ("192.168.1.10", false),
+            ("10.0.0.7", false),
+            ("fd00::1", false),
+            // 192.0.2.33 behind the NAT64 prefix.
+            ("64:ff9b::c000:221", true),
+        ] {
+            assert_eq!(v.is_internet(address(addr).addr), internet, "{addr}");
+        }
+    }
+
+    #[test]
+    fn reach_leaves_out_paths_through_a_failed_source() {
+        let d = |addr: &str, paths| destination_verdict(addr, true, State::Ok, paths);
+        let v = two_uplinks(vec![
+            // Ok only through the failed source.
+            d(
+                "2001:db8:ffff::80",
+                vec![path("2001:db8:1::2", State::Ok, Some(5))],
+            ),
+            // Ok through both: the working source's RTT.
+            d(
+                "2001:db8:ffff::81",
+                vec![
+                    path("2001:db8:1::2", State::Ok, Some(5)),
+                    path("2001:db8:2::2", State::Ok, Some(40)),
+                ],
+            ),
+            // Ok through the failed one, failed through the working one.
+            d(
+                "2001:db8:ffff::82",
+                vec![
+                    path("2001:db8:1::2", State::Ok, Some(5)),
+                    path("2001:db8:2::2", State::Failed, None),
+                ],
+            ),
+            // On-link: its path is its own evidence.
+            d(
+                "2001:db8:1::99",
+                vec![path("2001:db8:1::2", State::Ok, Some(1))],
+            ),
+            // From a source the snapshot has no verdict on.
+            d(
+                "2001:db8:ffff::83",
+                vec![path("2001:db8:3::2", State::Ok, Some(7))],
+            ),
+        ]);
+        let reach = |addr: &str| v.reach(address(addr).addr);
+        let of = |state, ms: Option<u64>| Reach {
+            state,
+            rtt: ms.map(Duration::from_millis),
+        };
+        assert_eq!(reach("2001:db8:ffff::80"), of(State::Unknown, None));
+        assert_eq!(reach("2001:db8:ffff::81"), of(State::Ok, Some(40)));
+        assert_eq!(reach("2001:db8:ffff::82"), of(State::Failed, None));
+        assert_eq!(reach("2001:db8:1::99"), of(State::Ok, Some(1)));
+        assert_eq!(reach("2001:db8:ffff::83"), of(State::Ok, Some(7)));
+        assert_eq!(reach("2001:db8:ffff::99"), Reach::default());
+        // Dead is judged on the reach: failed from the working source.
+        assert!(v.is_dead(address("2001:db8:ffff::82").addr));
+        assert!(!v.is_dead(address("2001:db8:ffff::80").addr));
+    }
+
+    #[test]
+    fn a_failure_through_a_failed_source_kills_neither_destination_nor_prefix() {
+        let failed_through_failed = destination_verdict(
+            "2001:db8:ffff::80",
+            true,
+            State::Failed,
+            vec![path("2001:db8:1::2", State::Failed, None)],
+        );
+        let mut v = two_uplinks(vec![failed_through_failed]);
+        v.prefixes = vec![PrefixVerdict {
+            prefix: "2001:db8:ffff::/64".parse().unwrap(),
+            state: State::Failed,
+        }];
+        assert!(!v.is_dead(address("2001:db8:ffff::80").addr));
+        assert_eq!(
+            v.prefix_state(address("2001:db8:ffff::1").addr),
+            State::Unknown
+        );
+        // With the source working again the failure speaks: the published
+        // prefix verdict is the one.
+        let gua = address("2001:db8:1::2").addr;
+        for s in v.sources.iter_mut().filter(|s| s.address == gua) {
+            s.state = State::Ok;
+        }
+        assert!(v.is_dead(address("2001:db8:ffff::80").addr));
+        assert_eq!(
+            v.prefix_state(address("2001:db8:ffff::1").addr),
+            State::Failed
+        );
+        // A prefix with no destination listed keeps its published verdict.
+        v.prefixes.push(PrefixVerdict {
+            prefix: "2001:db8:eeee::/64".parse().unwrap(),
+            state: State::Ok,
+        });
+        v.prefixes.sort_by_key(|p| p.prefix);
+        assert_eq!(v.prefix_state(address("2001:db8:eeee::1").addr), State::Ok);
+    }
+
     #[test]
     fn rtts_within_20_percent_are_the_same_to_readers() {
         let old = with_rtt(100);
