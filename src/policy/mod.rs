@@ -65,7 +65,6 @@ mod tests_pairs;
 pub use destination::sort_destinations;
 pub use pairs::{Options, Pair, interleave, pairs};
 pub use source::{Route, select_source};
-pub(crate) use table::in_subnet;
 pub use table::{PolicyTable, Table, scope};
 
 /// `Less` when `a` holds and `b` does not: "prefer the one that has it".

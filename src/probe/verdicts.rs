@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
-use crate::inventory::{Class, Snapshot};
+use crate::inventory::{Address, Class, Snapshot, is_global};
 
 /// A verdict. For a destination, `Failed` is what the design calls dead.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
@@ -114,6 +114,15 @@ pub struct DestinationVerdict {
     pub paths: Vec<PathVerdict>,
 }
 
+/// A destination's verdict from the paths that still speak for it
+/// ([`Verdicts::reach`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Reach {
+    pub state: State,
+    /// The lowest RTT of those paths that are ok.
+    pub rtt: Option<Duration>,
+}
+
 /// One (source, destination) pair.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PathVerdict {
@@ -215,22 +224,101 @@ impl Verdicts {
         self.destinations.get(i)
     }
 
-    /// A dead destination: a learned one whose verdict is `Failed`, so an
-    /// answer need not offer it. A configured target (or STUN server) that
-    /// fails is not dead in this sense: it was not taken from an answer, and
-    /// its failure speaks for the sources, not for what DNS returns.
+    /// A dead destination: a learned one whose [`Verdicts::reach`] is
+    /// `Failed`, so an answer need not offer it. A configured target (or
+    /// STUN server) that fails is not dead in this sense: it was not taken
+    /// from an answer, and its failure speaks for the sources, not for what
+    /// DNS returns.
     pub fn is_dead(&self, addr: IpAddr) -> bool {
         self.destination(addr)
-            .is_some_and(|d| d.learned && d.state == State::Failed)
+            .is_some_and(|d| d.learned && self.reach_of(d).state == State::Failed)
+    }
+
+    /// An Internet destination: an IPv4 destination behind a discovered
+    /// NAT64 prefix (RFC 6052), or a global address (by the IANA
+    /// registries, [`is_global`]) outside every subnet of the host. A LAN
+    /// server or a private address keeps working when the uplink dies; an
+    /// Internet destination needs a source that reaches the Internet.
+    pub fn is_internet(&self, addr: IpAddr) -> bool {
+        crate::probe::nat64::behind(&self.nat64_prefixes, addr).is_some()
+            || (is_global(addr) && !self.host.addresses.iter().any(|a| in_subnet(a, addr)))
+    }
+
+    /// The verdict on `addr` as a destination, from the paths that still
+    /// speak for it (the published [`DestinationVerdict::state`] counts
+    /// every path); unknown if it was never probed.
+    ///
+    /// A path's probes tell whether its destination answered *through its
+    /// source*. When that source is now judged not to reach the Internet
+    /// (its state is `Failed`), what its paths to Internet destinations
+    /// said, ok or failed, was learned through something that no longer
+    /// works: an ok there would keep an address the host cannot reach, a
+    /// failure would blame the destination for the source's fault. Such
+    /// paths say nothing until their source works again; the rest decide
+    /// as usual. The source's state and the path are in the same snapshot,
+    /// so a reader follows a failed source (and so a failed family, which
+    /// is failed only when all its sources are) in the very snapshot that
+    /// reports it. Paths to other destinations (on-link, private) are
+    /// their own evidence: a dead uplink does not stop them.
+    pub fn reach(&self, addr: IpAddr) -> Reach {
+        self.destination(addr)
+            .map_or_else(Reach::default, |d| self.reach_of(d))
+    }
+
+    fn reach_of(&self, d: &DestinationVerdict) -> Reach {
+        let internet = self.is_internet(d.address);
+        let speaks = |p: &&PathVerdict| !internet || !self.source_failed(p.source, p.scope_id);
+        let ok_rtt = |paths: &mut dyn Iterator<Item = &PathVerdict>| {
+            paths
+                .filter(|p| p.state == State::Ok)
+                .filter_map(|p| p.rtt)
+                .min()
+        };
+        if d.paths.iter().all(|p| speaks(&p)) {
+            return Reach {
+                state: d.state,
+                rtt: ok_rtt(&mut d.paths.iter()),
+            };
+        }
+        Reach {
+            state: State::any_ok(d.paths.iter().filter(speaks).map(|p| p.state)),
+            rtt: ok_rtt(&mut d.paths.iter().filter(speaks)),
+        }
+    }
+
+    /// Whether the source `addr` with `scope_id` is judged not to reach
+    /// the Internet. A source without a verdict is not: nothing says so.
+    fn source_failed(&self, addr: IpAddr, scope_id: u32) -> bool {
+        self.source(addr, scope_id)
+            .is_some_and(|s| s.state == State::Failed)
     }
 
     /// The verdict on the prefix [`prefix_of`] `addr`; unknown if unprobed.
+    /// It is the published one ([`Verdicts::prefixes`]) unless a
+    /// destination in the prefix has a path [`Verdicts::reach`] leaves
+    /// out; then it is taken again from the destinations' reach (ok if one
+    /// is ok, failed if all failed), for the same reason.
     pub fn prefix_state(&self, addr: IpAddr) -> State {
         let p = prefix_of(addr);
-        match self.prefixes.binary_search_by(|v| v.prefix.cmp(&p)) {
+        let published = match self.prefixes.binary_search_by(|v| v.prefix.cmp(&p)) {
             Ok(i) => self.prefixes[i].state,
             Err(_) => State::Unknown,
+        };
+        let start = self
+            .destinations
+            .partition_point(|d| d.address < p.network());
+        let within: Vec<&DestinationVerdict> = self.destinations[start..]
+            .iter()
+            .take_while(|d| p.contains(&d.address))
+            // A translated address's /64 is the translator's, shared by
+            // every IPv4 destination behind it: not a verdict of the prefix.
+            .filter(|d| crate::probe::nat64::behind(&self.nat64_prefixes, d.address).is_none())
+            .collect();
+        let reaches: Vec<Reach> = within.iter().map(|d| self.reach_of(d)).collect();
+        if within.iter().zip(&reaches).all(|(d, r)| r.state == d.state) {
+            return published;
         }
+        State::any_ok(reaches.iter().map(|r| r.state))
     }
 
     /// Where `self` and the published `old` differ in an RTT by 20 % or
@@ -272,6 +360,12 @@ impl DestinationVerdict {
             .ok()?;
         self.paths.get(i)
     }
+}
+
+/// Whether `addr` is inside the subnet of the host's address `a` (its
+/// prefix length, as the kernel has it).
+fn in_subnet(a: &Address, addr: IpAddr) -> bool {
+    IpNet::new(a.addr.to_canonical(), a.prefix_len).is_ok_and(|n| n.contains(&addr))
 }
 
 /// The destination prefix verdicts are kept for: /24 for IPv4, /64 for IPv6
@@ -408,6 +502,130 @@ mod tests {
         assert_eq!(rtt(2), Some(Duration::from_millis(5)));
         assert_eq!(rtt(3), Some(Duration::from_millis(7)));
         assert_eq!(rtt(4), None);
+    }
+
+    /// A host on 2001:db8:1::/64 and 2001:db8:2::/64 (two uplinks) and
+    /// 192.168.1.0/24, with the 2001:db8:1::2 source failed and the others
+    /// ok, and the NAT64 prefix 64:ff9b::/96.
+    fn two_uplinks(destinations: Vec<DestinationVerdict>) -> Verdicts {
+        let addrs = ["2001:db8:1::2", "2001:db8:2::2", "192.168.1.2"].map(address);
+        let states = [State::Failed, State::Ok, State::Ok];
+        let sources = (addrs.iter().zip(states))
+            .map(|(a, s)| source_verdict(a, s, Some(5)))
+            .collect();
+        let mut v = verdicts(sources, destinations);
+        v.host = Arc::new(crate::testutil::host(addrs.to_vec()));
+        v.nat64_prefixes = vec!["64:ff9b::/96".parse().unwrap()];
+        v
+    }
+
+    #[test]
+    fn internet_destinations_are_global_off_link_or_behind_nat64() {
+        let v = two_uplinks(vec![]);
+        for (addr, internet) in [
+            ("2001:db8:ffff::80", true),
+            ("203.0.113.80", true),
+            // On a subnet of the host, or private: not the Internet.
+            ("2001:db8:1::99", false),
+            ("2001:db8:2::99", false),
+            ("192.168.1.10", false),
+            ("10.0.0.7", false),
+            ("fd00::1", false),
+            // 192.0.2.33 behind the NAT64 prefix.
+            ("64:ff9b::c000:221", true),
+        ] {
+            assert_eq!(v.is_internet(address(addr).addr), internet, "{addr}");
+        }
+    }
+
+    #[test]
+    fn reach_leaves_out_paths_through_a_failed_source() {
+        let d = |addr: &str, paths| destination_verdict(addr, true, State::Ok, paths);
+        let v = two_uplinks(vec![
+            // Ok only through the failed source.
+            d(
+                "2001:db8:ffff::80",
+                vec![path("2001:db8:1::2", State::Ok, Some(5))],
+            ),
+            // Ok through both: the working source's RTT.
+            d(
+                "2001:db8:ffff::81",
+                vec![
+                    path("2001:db8:1::2", State::Ok, Some(5)),
+                    path("2001:db8:2::2", State::Ok, Some(40)),
+                ],
+            ),
+            // Ok through the failed one, failed through the working one.
+            d(
+                "2001:db8:ffff::82",
+                vec![
+                    path("2001:db8:1::2", State::Ok, Some(5)),
+                    path("2001:db8:2::2", State::Failed, None),
+                ],
+            ),
+            // On-link: its path is its own evidence.
+            d(
+                "2001:db8:1::99",
+                vec![path("2001:db8:1::2", State::Ok, Some(1))],
+            ),
+            // From a source the snapshot has no verdict on.
+            d(
+                "2001:db8:ffff::83",
+                vec![path("2001:db8:3::2", State::Ok, Some(7))],
+            ),
+        ]);
+        let reach = |addr: &str| v.reach(address(addr).addr);
+        let of = |state, ms: Option<u64>| Reach {
+            state,
+            rtt: ms.map(Duration::from_millis),
+        };
+        assert_eq!(reach("2001:db8:ffff::80"), of(State::Unknown, None));
+        assert_eq!(reach("2001:db8:ffff::81"), of(State::Ok, Some(40)));
+        assert_eq!(reach("2001:db8:ffff::82"), of(State::Failed, None));
+        assert_eq!(reach("2001:db8:1::99"), of(State::Ok, Some(1)));
+        assert_eq!(reach("2001:db8:ffff::83"), of(State::Ok, Some(7)));
+        assert_eq!(reach("2001:db8:ffff::99"), Reach::default());
+        // Dead is judged on the reach: failed from the working source.
+        assert!(v.is_dead(address("2001:db8:ffff::82").addr));
+        assert!(!v.is_dead(address("2001:db8:ffff::80").addr));
+    }
+
+    #[test]
+    fn a_failure_through_a_failed_source_kills_neither_destination_nor_prefix() {
+        let failed_through_failed = destination_verdict(
+            "2001:db8:ffff::80",
+            true,
+            State::Failed,
+            vec![path("2001:db8:1::2", State::Failed, None)],
+        );
+        let mut v = two_uplinks(vec![failed_through_failed]);
+        v.prefixes = vec![PrefixVerdict {
+            prefix: "2001:db8:ffff::/64".parse().unwrap(),
+            state: State::Failed,
+        }];
+        assert!(!v.is_dead(address("2001:db8:ffff::80").addr));
+        assert_eq!(
+            v.prefix_state(address("2001:db8:ffff::1").addr),
+            State::Unknown
+        );
+        // With the source working again the failure speaks: the published
+        // prefix verdict is the one.
+        let gua = address("2001:db8:1::2").addr;
+        for s in v.sources.iter_mut().filter(|s| s.address == gua) {
+            s.state = State::Ok;
+        }
+        assert!(v.is_dead(address("2001:db8:ffff::80").addr));
+        assert_eq!(
+            v.prefix_state(address("2001:db8:ffff::1").addr),
+            State::Failed
+        );
+        // A prefix with no destination listed keeps its published verdict.
+        v.prefixes.push(PrefixVerdict {
+            prefix: "2001:db8:eeee::/64".parse().unwrap(),
+            state: State::Ok,
+        });
+        v.prefixes.sort_by_key(|p| p.prefix);
+        assert_eq!(v.prefix_state(address("2001:db8:eeee::1").addr), State::Ok);
     }
 
     #[test]

@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
-use crate::inventory::is_global;
 use crate::metrics::FilterReason;
 use crate::probe::nat64;
 use crate::probe::verdicts::{State, Verdicts, prefix_of};
@@ -91,27 +90,18 @@ impl Judgement {
 
 /// What the verdicts say of `addr` as a destination (the table in [the
 /// module doc](super)).
+///
+/// Everything comes from the one snapshot `v`: the family, then the
+/// destination's own paths as far as they still speak for it
+/// ([`Verdicts::reach`]: not through a source now judged failed), then its
+/// prefix. So an answer follows a source or family verdict in the same
+/// generation that `/status` shows it, without waiting for the
+/// destination's own re-probe.
 pub fn judge(v: &Verdicts, addr: IpAddr) -> Judgement {
-    let via_nat64 = nat64::behind(&v.nat64_prefixes, addr).is_some();
-    if v.is_dead(addr) {
-        return Judgement::cannot(Why::Dead);
-    }
-    if let Some(d) = v.destination(addr)
-        && d.state == State::Ok
-    {
-        let rtt = (d.paths.iter())
-            .filter(|p| p.state == State::Ok)
-            .filter_map(|p| p.rtt)
-            .min();
-        return Judgement {
-            standing: Standing::Works,
-            rtt,
-            why: None,
-        };
-    }
-    // The family first: when it has no working source, its prefixes fail
-    // too, but the family is the reason to give.
-    if via_nat64 || is_internet(v, addr) {
+    // The family first: when it has no working source, no path to an
+    // Internet destination speaks for it and its prefixes fail too, but
+    // the family is the reason to give.
+    if v.is_internet(addr) {
         let ipv4 = addr.is_ipv4();
         let family = if ipv4 {
             v.families.ipv4
@@ -122,7 +112,20 @@ pub fn judge(v: &Verdicts, addr: IpAddr) -> Judgement {
             return Judgement::cannot(Why::NoSource { ipv4 });
         }
     }
-    let prefix = if via_nat64 {
+    if v.is_dead(addr) {
+        return Judgement::cannot(Why::Dead);
+    }
+    let reach = v.reach(addr);
+    if reach.state == State::Ok {
+        return Judgement {
+            standing: Standing::Works,
+            rtt: reach.rtt,
+            why: None,
+        };
+    }
+    // An address inside a NAT64 prefix is judged by the IPv6 family only:
+    // its /64 is the translator's.
+    let prefix = if nat64::behind(&v.nat64_prefixes, addr).is_some() {
         State::Unknown
     } else {
         v.prefix_state(addr)
@@ -135,14 +138,4 @@ pub fn judge(v: &Verdicts, addr: IpAddr) -> Judgement {
     } else {
         Standing::Unknown
     })
-}
-
-/// A global address outside every subnet of the host.
-fn is_internet(v: &Verdicts, addr: IpAddr) -> bool {
-    is_global(addr)
-        && !v
-            .host
-            .addresses
-            .iter()
-            .any(|a| crate::policy::in_subnet(a, addr))
 }

@@ -8,14 +8,19 @@
 //!
 //! # Judging an address ([`judge()`])
 //!
-//! | verdict | standing |
+//! | verdict, first that applies | standing |
 //! |---|---|
-//! | the destination was probed and some path to it is ok | works (with its RTT) |
-//! | a destination seen in answers, probed from every source and failed (dead) | cannot |
-//! | every probed destination in its /24 or /64 failed | cannot |
 //! | an Internet destination whose family has no working source | cannot |
+//! | a destination seen in answers, probed from every source and failed (dead) | cannot |
+//! | the destination was probed and some path to it is ok | works (with its RTT) |
+//! | every probed destination in its /24 or /64 failed | cannot |
 //! | something in its /24 or /64 answered | likely |
 //! | otherwise | unknown |
+//!
+//! A path to an Internet destination counts only while its source is not
+//! judged failed ([`Verdicts::reach`]): what a source found before it
+//! failed says nothing now, so an answer follows a failed source in the
+//! same snapshot (and generation) that reports it.
 //!
 //! An *Internet destination* is a global address (by the IANA registries,
 //! [`crate::inventory::classify`]) outside every subnet of the host: a LAN
@@ -76,6 +81,8 @@ mod filter;
 mod judge;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_follow;
 #[cfg(test)]
 mod tests_hints;
 #[cfg(test)]
