@@ -161,6 +161,7 @@ impl Api {
         let options = Options {
             table: policy_config.table,
             first_family_count: policy_config.first_family_count,
+            rtt_margin: policy_config.rtt_margin,
         };
         let pairs = policy::pairs(&unique, &host, &verdicts, &options);
         let mut out = String::with_capacity(256 + 160 * pairs.len());

@@ -17,13 +17,21 @@ pub struct Options {
     /// RFC 8305 §4 "First Address Family Count": how many addresses of the
     /// first family come before the other family gets a turn. 0 counts as 1.
     pub first_family_count: usize,
+    /// A pair whose RTT exceeds that of a pair of the other family by more
+    /// than this goes after it, ahead of RFC 6724's precedence rule.
+    pub rtt_margin: Duration,
 }
+
+/// The default of `policy.rtt_margin_ms` (docs/interface.md says why this
+/// value).
+pub const DEFAULT_RTT_MARGIN: Duration = Duration::from_millis(25);
 
 impl Default for Options {
     fn default() -> Self {
         Options {
             table: Table::Rfc6724,
             first_family_count: 1,
+            rtt_margin: DEFAULT_RTT_MARGIN,
         }
     }
 }
@@ -68,7 +76,7 @@ pub fn pairs(
             ))
         })
         .collect();
-    let sorted = sort_ranked(ranked);
+    let sorted = sort_ranked(ranked, options.rtt_margin);
     let pairs = sorted
         .into_iter()
         .filter_map(|r| {
