@@ -90,8 +90,8 @@ impl Getapr {
             .join("\n")
     }
 
-    /// Waits for a log line holding every word of `words`.
-    fn wait(&self, words: &[&str], within: Duration) {
+    /// Waits for a log line holding every word of `words`; returns it.
+    fn wait(&self, words: &[&str], within: Duration) -> String {
         let deadline = Instant::now() + within;
         loop {
             let found = self
@@ -99,9 +99,10 @@ impl Getapr {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .iter()
-                .any(|(_, line)| words.iter().all(|w| has_word(line, w)));
-            if found {
-                return;
+                .find(|(_, line)| words.iter().all(|w| has_word(line, w)))
+                .map(|(_, line)| line.clone());
+            if let Some(line) = found {
+                return line;
             }
             assert!(
                 Instant::now() < deadline,
@@ -113,9 +114,9 @@ impl Getapr {
     }
 }
 
-/// `curl -s -m 2` of a sidecar path in the host namespace: the parsed JSON
-/// of a 200, else `None`.
-fn get(lab: &Lab, path: &str) -> Option<serde_json::Value> {
+/// `curl -s -m 2` of a sidecar path in the host namespace: the body of a
+/// 200, else `None`.
+fn get_text(lab: &Lab, path: &str) -> Option<String> {
     let url = format!("http://127.0.0.1:{HTTP_PORT}{path}");
     let out = lab.exec(
         Ns::Host,
@@ -131,10 +132,12 @@ fn get(lab: &Lab, path: &str) -> Option<serde_json::Value> {
     );
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let (body, code) = text.rsplit_once('\n')?;
-    if code.trim() != "200" {
-        return None;
-    }
-    serde_json::from_str(body).ok()
+    (code.trim() == "200").then(|| body.to_owned())
+}
+
+/// [`get_text`] parsed as JSON.
+fn get(lab: &Lab, path: &str) -> Option<serde_json::Value> {
+    serde_json::from_str(&get_text(lab, path)?).ok()
 }
 
 /// One pair of `/pairs`: family, source, destination, RTT in ms.
@@ -297,6 +300,25 @@ fn slow_ipv6_puts_ipv4_first_and_keeps_the_aaaa() {
         show(&settled)
     );
     assert_eq!(status["families"]["ipv6"], "ok", "a slow family works");
+
+    // Why the order moved: a log line and a metric.
+    let line = getapr.wait(&["pairs:", "IPv4", "leads"], PATIENCE);
+    eprintln!("log: {line}");
+    let metrics = get_text(&lab, "/metrics").unwrap_or_default();
+    let counted = metrics
+        .lines()
+        .find(|l| l.starts_with(r#"getapr_pairs_rtt_first_total{family="ipv4"}"#))
+        .unwrap_or("none");
+    eprintln!("metric: {counted}");
+    let count: f64 = counted
+        .rsplit(' ')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0.0);
+    assert!(
+        count >= 1.0,
+        "no /pairs answer counted as led by IPv4's RTT: {counted}"
+    );
 
     // DNS keeps the AAAA (and the A): slow is not broken.
     let server = SocketAddr::from(([127, 0, 0, 53], 53));

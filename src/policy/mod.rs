@@ -82,7 +82,7 @@ mod tests;
 mod tests_pairs;
 
 pub use destination::sort_destinations;
-pub use pairs::{DEFAULT_RTT_MARGIN, Options, Pair, interleave, pairs};
+pub use pairs::{DEFAULT_RTT_MARGIN, Options, Pair, RttLead, interleave, pairs, ranked_pairs};
 pub use source::{Route, select_source};
 pub(crate) use table::in_subnet;
 pub use table::{PolicyTable, Table, scope};

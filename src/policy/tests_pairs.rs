@@ -253,6 +253,31 @@ fn slower_family_by_more_than_the_margin_goes_after() {
 }
 
 #[test]
+fn the_lead_is_reported_only_when_the_rtt_rule_changed_it() {
+    let lead = |v6: Option<u64>, v4: Option<u64>| {
+        let (h, v) = source_rtts(v6, v4);
+        ranked_pairs(&dsts(&DUAL), &h, &v, &Options::default()).1
+    };
+    assert_eq!(
+        lead(Some(300), Some(1)),
+        Some(RttLead {
+            ipv4: true,
+            rtt: Duration::from_millis(1),
+            other_rtt: Duration::from_millis(300),
+        })
+    );
+    // RFC 6724 puts IPv6 first anyway: the rule changed nothing.
+    assert_eq!(lead(Some(1), Some(300)), None);
+    // Within the margin, or unmeasured.
+    assert_eq!(lead(Some(20), Some(1)), None);
+    assert_eq!(lead(None, Some(1)), None);
+    // One family only: nothing to lead over.
+    let (h, v) = source_rtts(Some(300), Some(1));
+    let v4_only = dsts(&["198.51.100.1", "198.51.100.2"]);
+    assert_eq!(ranked_pairs(&v4_only, &h, &v, &Options::default()).1, None);
+}
+
+#[test]
 fn faster_family_beats_precedence_both_ways() {
     // RFC 6724 puts IPv4 (precedence 35) before a ULA (3); a ULA path
     // faster by more than the margin leads.
@@ -267,8 +292,9 @@ fn faster_family_beats_precedence_both_ways() {
         ],
         vec![],
     );
-    let got = pairs(&list, &h, &v, &Options::default());
+    let (got, lead) = ranked_pairs(&list, &h, &v, &Options::default());
     assert_eq!(destinations(&got), ["fd00:9::1", "198.51.100.1"]);
+    assert_eq!(lead.map(|l| l.ipv4), Some(false));
 }
 
 #[test]
