@@ -5,6 +5,10 @@
 //! RTT is lower by far more than `policy.rtt_margin_ms`), while DNS keeps
 //! the AAAA: a slow family works and is not filtered.
 //!
+//! The name is looked up by an application first, so its addresses have
+//! path RTTs of their own, measured while the path was fast: `/pairs` must
+//! not rank with those once they are stale.
+//!
 //! Run with `--nocapture` to see the RTTs of `/status` and the orders.
 
 mod common;
@@ -233,6 +237,15 @@ fn slow_ipv6_puts_ipv4_first_and_keeps_the_aaaa() {
     let getapr = Getapr::start(&lab, &dns);
     let (host4, host6) = (IpAddr::from(HOST4), IpAddr::from(HOST6));
 
+    // An application's lookup (a cache miss) makes the engine probe the
+    // name's addresses: their paths get RTTs of their own, measured while
+    // healthy. Later answers come from the cache, so only `/pairs` asking
+    // again keeps those path RTTs fresh.
+    let server = SocketAddr::from(([127, 0, 0, 53], 53));
+    for qtype in [RecordType::AAAA, RecordType::A] {
+        let reply = labdns::ask(&lab, Ns::Host, server, &query(&dual(), qtype));
+        eprintln!("first {qtype} {}: {}", dual(), labdns::summary(&reply));
+    }
     // Healthy: both families measured, RFC 6724 puts IPv6 first.
     let start = Instant::now();
     let (t, healthy, status) = poll(&lab, &getapr, start, "healthy pairs", |p, s| {
@@ -321,7 +334,6 @@ fn slow_ipv6_puts_ipv4_first_and_keeps_the_aaaa() {
     );
 
     // DNS keeps the AAAA (and the A): slow is not broken.
-    let server = SocketAddr::from(([127, 0, 0, 53], 53));
     for (qtype, want) in [
         (RecordType::AAAA, IpAddr::from(DUAL6)),
         (RecordType::A, IpAddr::from(DUAL4)),

@@ -129,7 +129,10 @@ impl Api {
         let (destinations, zone) = match &asked.target {
             Target::Ip { addr, zone } => (vec![*addr], zone.as_deref()),
             Target::Name(name) => match self.resolve(name).await {
-                Ok(addrs) => (addrs, None),
+                Ok(addrs) => {
+                    self.shared.learn_resolved(name, &addrs);
+                    (addrs, None)
+                }
                 Err(answer) => return answer,
             },
         };
