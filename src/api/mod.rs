@@ -98,6 +98,7 @@ mod routes;
 use std::convert::Infallible;
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU8;
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
@@ -164,6 +165,10 @@ pub struct Api {
     interfaces: ArcSwap<(Vec<String>, Vec<String>)>,
     /// That inventory, read at most every [`INVENTORY_TTL`].
     inventory: tokio::sync::Mutex<Option<(Instant, Arc<Snapshot>)>>,
+    /// The family the RTT rule put first in the last `/pairs` answer that
+    /// had both (4 or 6; 0: RFC 6724 chose), so that a change is logged
+    /// once, not with every answer.
+    rtt_lead: AtomicU8,
 }
 
 /// How long `/pairs` reuses the host's inventory when it reads it itself
@@ -184,6 +189,7 @@ impl Api {
             allow: ArcSwap::from_pointee(Vec::new()),
             interfaces: ArcSwap::from_pointee((Vec::new(), Vec::new())),
             inventory: tokio::sync::Mutex::new(None),
+            rtt_lead: AtomicU8::new(0),
         }
     }
 

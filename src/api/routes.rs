@@ -3,7 +3,8 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
@@ -19,7 +20,7 @@ use crate::dns::server::LookupError;
 use crate::dns::wire::{rcode, rtype};
 use crate::inventory::{self, Inventory, Snapshot};
 use crate::metrics::Limit;
-use crate::policy::{self, Options};
+use crate::policy::{self, Options, Pair, RttLead};
 use crate::probe::verdicts::Verdicts;
 
 type Answer = Response<Full<Bytes>>;
@@ -128,7 +129,10 @@ impl Api {
         let (destinations, zone) = match &asked.target {
             Target::Ip { addr, zone } => (vec![*addr], zone.as_deref()),
             Target::Name(name) => match self.resolve(name).await {
-                Ok(addrs) => (addrs, None),
+                Ok(addrs) => {
+                    self.shared.learn_resolved(name, &addrs);
+                    (addrs, None)
+                }
                 Err(answer) => return answer,
             },
         };
@@ -161,8 +165,10 @@ impl Api {
         let options = Options {
             table: policy_config.table,
             first_family_count: policy_config.first_family_count,
+            rtt_margin: policy_config.rtt_margin,
         };
-        let pairs = policy::pairs(&unique, &host, &verdicts, &options);
+        let (pairs, lead) = policy::ranked_pairs(&unique, &host, &verdicts, &options);
+        self.note_rtt_lead(&asked.given, &pairs, lead, options.rtt_margin);
         let mut out = String::with_capacity(256 + 160 * pairs.len());
         let list = json::array(&pairs, |o, p| {
             let family = if p.destination.is_ipv4() {
@@ -186,6 +192,50 @@ impl Api {
             .raw("pairs", &list)
             .finish();
         json_answer(StatusCode::OK, out)
+    }
+
+    /// Counts and logs an answer whose leading family the RTT rule chose;
+    /// logs at info only when that changes from the last answer with both
+    /// families, so that a user sees why the order moved without a line per
+    /// request.
+    fn note_rtt_lead(&self, host: &str, pairs: &[Pair], lead: Option<RttLead>, margin: Duration) {
+        let has = |v4: bool| pairs.iter().any(|p| p.destination.is_ipv4() == v4);
+        if !(has(true) && has(false)) {
+            return;
+        }
+        let now = match lead {
+            None => 0,
+            Some(l) if l.ipv4 => 4,
+            Some(_) => 6,
+        };
+        let changed = self.rtt_lead.swap(now, Ordering::Relaxed) != now;
+        let Some(lead) = lead else {
+            if changed {
+                tracing::info!(
+                    "pairs: RFC 6724 orders the families again for {host:?}: no measured \
+                     RTTs set them more than {margin:?} (policy.rtt_margin_ms) apart"
+                );
+            }
+            return;
+        };
+        self.shared.metrics.pairs_rtt_first(lead.ipv4);
+        let (fast, slow) = if lead.ipv4 {
+            ("IPv4", "IPv6")
+        } else {
+            ("IPv6", "IPv4")
+        };
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        let line = format!(
+            "pairs: {fast} leads for {host:?}: RTT {:.1} ms, {slow}'s {:.1} ms is more than \
+             {margin:?} (policy.rtt_margin_ms) slower",
+            ms(lead.rtt),
+            ms(lead.other_rtt)
+        );
+        if changed {
+            tracing::info!("{line}");
+        } else {
+            tracing::debug!("{line}");
+        }
     }
 
     /// A and AAAA of `name` at once, one lookup each through the daemon's

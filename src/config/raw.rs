@@ -71,6 +71,7 @@ pub(super) struct RawPolicy {
     pub(super) break_dnssec: Option<bool>,
     pub(super) table: Option<Spanned<String>>,
     pub(super) first_family_count: Option<Spanned<i64>>,
+    pub(super) rtt_margin_ms: Option<Spanned<i64>>,
 }
 
 // ---- stage 2: validation --------------------------------------------------
@@ -211,6 +212,14 @@ impl RawConfig {
                 1..=16,
             )?
             .unwrap_or(d.policy.first_family_count),
+            // No RTT exceeds the longest probe timeout (60 s), so a larger
+            // margin could never matter.
+            rtt_margin: ranged(
+                "policy.rtt_margin_ms",
+                &self.policy.rtt_margin_ms,
+                0..=60_000,
+            )?
+            .map_or(d.policy.rtt_margin, Duration::from_millis),
         };
 
         Ok(Config {

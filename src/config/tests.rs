@@ -82,6 +82,7 @@ fn default_file_states_every_key() {
         break_dnssec,
         table,
         first_family_count,
+        rtt_margin_ms,
     } = policy;
     let present = [
         ("dns.listen", listen.is_some()),
@@ -109,6 +110,7 @@ fn default_file_states_every_key() {
         ("policy.break_dnssec", break_dnssec.is_some()),
         ("policy.table", table.is_some()),
         ("policy.first_family_count", first_family_count.is_some()),
+        ("policy.rtt_margin_ms", rtt_margin_ms.is_some()),
     ];
     for (key, is_present) in present {
         assert!(is_present, "config/getapr.toml does not state {key}");
@@ -148,6 +150,7 @@ filter = "off"
 break_dnssec = true
 table = "update"
 first_family_count = 2
+rtt_margin_ms = 0
 "#,
     )
     .unwrap();
@@ -204,6 +207,7 @@ first_family_count = 2
             break_dnssec: true,
             table: crate::policy::Table::Update,
             first_family_count: 2,
+            rtt_margin: Duration::ZERO,
         },
     };
     assert_eq!(config, expected);
@@ -277,7 +281,7 @@ fn toml_errors_keep_position_and_first_line() {
         ("[dns]\nlisten = [\"127.0.0.1:53\"]\nbogus = 3\n",
          "3:1: unknown field `bogus`, expected one of `listen`, `upstreams`, `resolv_conf`, \
           `timeout_ms`, `cache_size`, `allow`, `udp_max_size`, `max_inflight`, `tcp_max_connections`, `workers`, `serve_stale_s`, `failure_cache_s`"),
-        ("[policy]\n\n  colour = 1\n", "3:3: unknown field `colour`, expected one of `filter`, `break_dnssec`, `table`, `first_family_count`"),
+        ("[policy]\n\n  colour = 1\n", "3:3: unknown field `colour`, expected one of `filter`, `break_dnssec`, `table`, `first_family_count`, `rtt_margin_ms`"),
         ("[http]\nallowed = []\n", "2:1: unknown field `allowed`, expected `listen` or `allow`"),
         ("[http]\nallow = \"127.0.0.1\"\n", "2:9: invalid type: string \"127.0.0.1\", expected a sequence"),
         ("[dns]\ntimeout_ms = \"fast\"\n", "2:14: invalid type: string \"fast\", expected i64"),
@@ -349,6 +353,9 @@ fn validation_errors_name_key_input_and_position() {
         ("[policy]\nfilter = \"on\"\n", r#"2:10: policy.filter: "on" is not "off" or "auto""#),
         ("[policy]\ntable = \"rfc3484\"\n", r#"2:9: policy.table: "rfc3484" is not "rfc6724" or "update""#),
         ("[policy]\nfirst_family_count = 0\n", "2:22: policy.first_family_count: 0 is outside 1..=16"),
+        ("[policy]\nrtt_margin_ms = -1\n", "2:17: policy.rtt_margin_ms: -1 is outside 0..=60000"),
+        ("[policy]\nrtt_margin_ms = 60001\n", "2:17: policy.rtt_margin_ms: 60001 is outside 0..=60000"),
+        ("[policy]\nrtt_margin_ms = 2.5\n", "2:17: invalid type: floating point `2.5`, expected i64"),
     ]);
 }
 

@@ -93,6 +93,9 @@ pub struct Policy {
     pub table: crate::policy::Table,
     /// RFC 8305 §4 "First Address Family Count" of `/pairs` (1..=16).
     pub first_family_count: usize,
+    /// How much slower (RTT) than the other family's pair a pair of
+    /// `/pairs` must be to go after it despite RFC 6724 precedence.
+    pub rtt_margin: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -157,6 +160,7 @@ impl Default for Config {
                 break_dnssec: false,
                 table: crate::policy::Table::Rfc6724,
                 first_family_count: 1,
+                rtt_margin: crate::policy::DEFAULT_RTT_MARGIN,
             },
         }
     }

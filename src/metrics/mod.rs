@@ -47,6 +47,12 @@ struct BuildLabels {
     version: &'static str,
 }
 
+/// `getapr_pairs_rtt_first`: the family put first.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct FamilyLabels {
+    family: &'static str,
+}
+
 /// Every metric family of the daemon.
 #[derive(Debug)]
 pub struct Metrics {
@@ -70,6 +76,8 @@ pub struct Metrics {
     pub probes: Probes,
     /// `limits_hit` by [`Limit`]: every series exists from the start.
     limits: [Counter; Limit::ALL.len()],
+    /// `pairs_rtt_first`, IPv4 then IPv6; both exist from the start.
+    pairs_rtt_first: [Counter; 2],
 }
 
 impl Metrics {
@@ -154,6 +162,15 @@ impl Metrics {
             "Times a bound on what clients can make the daemon hold gave way, by limit",
             limited,
         );
+        let rtt_first = Family::<FamilyLabels, Counter>::default();
+        let pairs_rtt_first = ["ipv4", "ipv6"]
+            .map(|family| rtt_first.get_or_create(&FamilyLabels { family }).clone());
+        registry.register(
+            "pairs_rtt_first",
+            "/pairs answers led by this family because the other family's best pair was \
+             slower by more than policy.rtt_margin_ms (RFC 6724 alone would have led with it)",
+            rtt_first,
+        );
         let build = Family::<BuildLabels, Gauge>::default();
         build
             .get_or_create(&BuildLabels {
@@ -173,7 +190,14 @@ impl Metrics {
             rewrites,
             probes,
             limits,
+            pairs_rtt_first,
         }
+    }
+
+    /// Counts a `/pairs` answer whose leading family the RTT rule chose
+    /// ([`crate::policy::RttLead`]).
+    pub fn pairs_rtt_first(&self, ipv4: bool) {
+        self.pairs_rtt_first[usize::from(!ipv4)].inc();
     }
 
     /// Counts one bite of a limit (see [`Limit`]).

@@ -125,6 +125,20 @@ fn limits_start_at_zero_and_count_each_bite() {
 }
 
 #[test]
+fn pairs_rtt_first_counts_by_family() {
+    let m = metrics();
+    let text = m.encode();
+    has(&text, r#"getapr_pairs_rtt_first_total{family="ipv4"} 0"#);
+    has(&text, r#"getapr_pairs_rtt_first_total{family="ipv6"} 0"#);
+    m.pairs_rtt_first(true);
+    m.pairs_rtt_first(true);
+    m.pairs_rtt_first(false);
+    let text = m.encode();
+    has(&text, r#"getapr_pairs_rtt_first_total{family="ipv4"} 2"#);
+    has(&text, r#"getapr_pairs_rtt_first_total{family="ipv6"} 1"#);
+}
+
+#[test]
 fn upstreams_and_probes_by_label() {
     let m = metrics();
     let up: SocketAddr = "[2001:db8::53]:53".parse().unwrap();

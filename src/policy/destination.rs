@@ -1,5 +1,6 @@
-//! RFC 6724 §6 destination address ordering, with RFC 8305 §4's RTT rule
-//! between rules 8 and 9, and the stable sort that applies them.
+//! RFC 6724 §6 destination address ordering, with getapr's two RTT rules
+//! (the faster family before rule 6, RFC 8305 §4's lower RTT between rules
+//! 8 and 9), and the stable sort that applies them.
 
 use std::cmp::Ordering;
 use std::net::IpAddr;
@@ -26,7 +27,8 @@ pub fn sort_destinations<'a>(
             Ranked::new(d, source, None, policy)
         })
         .collect();
-    sort_ranked(ranked)
+    // No RTTs, so the margin of the faster-family rule never matters.
+    sort_ranked(ranked, Duration::ZERO)
         .into_iter()
         .map(|r| (r.destination, r.source))
         .collect()
@@ -77,8 +79,14 @@ impl<'a> Ranked<'a> {
     }
 }
 
-/// `Less` when `da` should be tried before `db`.
-pub(super) fn compare_destinations(da: &Ranked<'_>, db: &Ranked<'_>) -> Ordering {
+/// `Less` when `da` should be tried before `db`; `rtt_margin` is how much
+/// slower than the other family's pair a pair must be to go after it
+/// ([`faster_family`]).
+pub(super) fn compare_destinations(
+    da: &Ranked<'_>,
+    db: &Ranked<'_>,
+    rtt_margin: Duration,
+) -> Ordering {
     let by_rule_1 = usable(da, db);
     if by_rule_1 != Ordering::Equal || da.source.is_none() {
         // Rules 2–9 need a source on both sides.
@@ -89,6 +97,7 @@ pub(super) fn compare_destinations(da: &Ranked<'_>, db: &Ranked<'_>) -> Ordering
         // RFC 6724 §6 rule 4: prefer home addresses. Never decides here
         // (no Mobile IPv6).
         .then_with(|| matching_label(da, db))
+        .then_with(|| faster_family(da, db, rtt_margin))
         .then_with(|| higher_precedence(da, db))
         .then_with(|| native_transport(da, db))
         .then_with(|| smaller_scope(da, db))
@@ -116,6 +125,23 @@ pub(super) fn avoid_deprecated(da: &Ranked<'_>, db: &Ranked<'_>) -> Ordering {
 // RFC 6724 §6 rule 5: prefer matching label.
 pub(super) fn matching_label(da: &Ranked<'_>, db: &Ranked<'_>) -> Ordering {
     prefer(da.label == da.source_label, db.label == db.source_label)
+}
+
+// getapr, before rule 6: of two pairs of different families, the one whose
+// measured RTT exceeds the other's by more than `margin` goes after it, so
+// a slow family no longer leads just because its precedence is higher.
+// Within the margin, or with an RTT unknown on either side, the rule ties
+// and RFC 6724 decides: an unknown RTT never demotes. Pairs of one family
+// tie here; the lower-RTT rule after rule 8 orders them.
+pub(super) fn faster_family(da: &Ranked<'_>, db: &Ranked<'_>, margin: Duration) -> Ordering {
+    if da.ipv6 == db.ipv6 {
+        return Ordering::Equal;
+    }
+    match (da.rtt, db.rtt) {
+        (Some(a), Some(b)) if b > a.saturating_add(margin) => Ordering::Less,
+        (Some(a), Some(b)) if a > b.saturating_add(margin) => Ordering::Greater,
+        _ => Ordering::Equal,
+    }
 }
 
 // RFC 6724 §6 rule 6: prefer higher precedence.
@@ -155,19 +181,22 @@ pub(super) fn longest_prefix(da: &Ranked<'_>, db: &Ranked<'_>) -> Ordering {
 /// Stable merge sort by [`compare_destinations`]. It never panics on a
 /// comparator that is not a total order (ours is not: see the `policy`
 /// module doc), and keeps equal elements in their original order (rule 10).
-pub(super) fn sort_ranked(v: Vec<Ranked<'_>>) -> Vec<Ranked<'_>> {
+pub(super) fn sort_ranked(v: Vec<Ranked<'_>>, rtt_margin: Duration) -> Vec<Ranked<'_>> {
     if v.len() <= 1 {
         return v;
     }
     let mut left = v;
     let right = left.split_off(left.len() / 2);
-    let (left, right) = (sort_ranked(left), sort_ranked(right));
+    let (left, right) = (
+        sort_ranked(left, rtt_margin),
+        sort_ranked(right, rtt_margin),
+    );
     let mut out = Vec::with_capacity(left.len() + right.len());
     let mut left = left.into_iter().peekable();
     let mut right = right.into_iter().peekable();
     loop {
         let take_right = match (left.peek(), right.peek()) {
-            (Some(l), Some(r)) => compare_destinations(r, l) == Ordering::Less,
+            (Some(l), Some(r)) => compare_destinations(r, l, rtt_margin) == Ordering::Less,
             (Some(_), None) => false,
             (None, Some(_)) => true,
             (None, None) => break,

@@ -16,10 +16,20 @@
 //! 2. Picks a source for each destination with the rules of RFC 6724 §5
 //!    ([`select_source`]); a destination with no candidate source is dropped
 //!    (§6 rule 1 would sort it last; `/pairs` only lists what can be tried).
-//! 3. Orders the pairs with RFC 6724 §6 rules 1–10, plus RFC 8305 §4's RTT
-//!    rule between rules 8 and 9: when both pairs have a measured RTT (per
-//!    path to that destination, else per source), the lower one wins.
-//! 4. Interleaves the families ([`interleave`]).
+//! 3. Orders the pairs with RFC 6724 §6 rules 1–10 and two RTT rules. A
+//!    pair's RTT is the measured one of its path (source to that
+//!    destination), else its source's RTT to the probe targets; unknown RTTs
+//!    never decide anything.
+//!    - **Faster family**, before rule 6 (precedence): of two pairs of
+//!      different families, the one whose RTT exceeds the other's by more
+//!      than [`Options::rtt_margin`] goes after it. Within the margin,
+//!      RFC 6724 decides (a GUA IPv6 pair before an IPv4 one). Rules 1–5
+//!      still come first: they reject pairs that cannot work well at all
+//!      (no source, scope or label mismatch, a deprecated source).
+//!    - **Lower RTT**, RFC 8305 §4, between rules 8 and 9: of two pairs that
+//!      tie up to rule 8, the lower RTT wins (no margin).
+//! 4. Interleaves the families ([`interleave`]), starting with the family of
+//!    the best pair: the faster family when the first RTT rule decided.
 //!
 //! # Choices
 //!
@@ -47,8 +57,17 @@
 //!   169.254/16) only for a destination of link-local scope; for such a
 //!   destination, only sources on its interface when the interface is known.
 //! - **Sorting** uses a stable merge sort of our own, not `slice::sort_by`:
-//!   the RTT rule and rule 9 compare only some pairs, so the order is not
+//!   the RTT rules and rule 9 compare only some pairs, so the order is not
 //!   total, and the standard sorts may panic on such a comparator.
+//! - **The faster-family rule compares pairs, not family averages**: the
+//!   RTTs are per path when known, so the best pair of each family meets
+//!   the best of the other. The margin keeps jitter and the 20 % the
+//!   published RTTs may lag (the generation rule) from flipping the order.
+//!   A pair without an RTT ties with every pair of the other family, so
+//!   while a family is only partly measured (a path measured, its source
+//!   not yet) the order is not total and an unmeasured pair may land after
+//!   the other family's faster pairs; that lasts until the source's first
+//!   probe round gives it an RTT.
 
 use std::cmp::Ordering;
 
@@ -63,7 +82,7 @@ mod tests;
 mod tests_pairs;
 
 pub use destination::sort_destinations;
-pub use pairs::{Options, Pair, interleave, pairs};
+pub use pairs::{DEFAULT_RTT_MARGIN, Options, Pair, RttLead, interleave, pairs, ranked_pairs};
 pub use source::{Route, select_source};
 pub use table::{PolicyTable, Table, scope};
 

@@ -1,10 +1,11 @@
 //! The pairs `/pairs` lists: RFC 6724 selection with getapr's verdicts
 //! applied, then the families interleaved as RFC 8305 §4 asks.
 
+use std::cmp::Ordering;
 use std::net::IpAddr;
 use std::time::Duration;
 
-use super::destination::{Ranked, sort_ranked};
+use super::destination::{Ranked, compare_destinations, faster_family, sort_ranked};
 use super::source::{Route, select_source};
 use super::table::{PolicyTable, Table};
 use crate::inventory::{Address, Snapshot};
@@ -17,13 +18,21 @@ pub struct Options {
     /// RFC 8305 §4 "First Address Family Count": how many addresses of the
     /// first family come before the other family gets a turn. 0 counts as 1.
     pub first_family_count: usize,
+    /// A pair whose RTT exceeds that of a pair of the other family by more
+    /// than this goes after it, ahead of RFC 6724's precedence rule.
+    pub rtt_margin: Duration,
 }
+
+/// The default of `policy.rtt_margin_ms` (docs/interface.md says why this
+/// value).
+pub const DEFAULT_RTT_MARGIN: Duration = Duration::from_millis(25);
 
 impl Default for Options {
     fn default() -> Self {
         Options {
             table: Table::Rfc6724,
             first_family_count: 1,
+            rtt_margin: DEFAULT_RTT_MARGIN,
         }
     }
 }
@@ -38,6 +47,18 @@ pub struct Pair {
     pub rtt: Option<Duration>,
 }
 
+/// The faster-family rule decided which family leads `/pairs`: RFC 6724
+/// alone would have put the other family's best pair first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RttLead {
+    /// The family that leads now.
+    pub ipv4: bool,
+    /// The RTT of its best pair.
+    pub rtt: Duration,
+    /// The RTT of the other family's best pair, which RFC 6724 preferred.
+    pub other_rtt: Duration,
+}
+
 /// The pairs to try for `destinations`, best first (see the
 /// `policy` module doc).
 pub fn pairs(
@@ -46,6 +67,17 @@ pub fn pairs(
     verdicts: &Verdicts,
     options: &Options,
 ) -> Vec<Pair> {
+    ranked_pairs(destinations, host, verdicts, options).0
+}
+
+/// [`pairs`], and whether the faster-family rule chose the leading family
+/// (for the sidecar's log line and metric).
+pub fn ranked_pairs(
+    destinations: &[IpAddr],
+    host: &Snapshot,
+    verdicts: &Verdicts,
+    options: &Options,
+) -> (Vec<Pair>, Option<RttLead>) {
     let policy = PolicyTable::new(options.table, host);
     // getapr: a failed source is never part of a pair.
     let usable: Vec<Address> = host
@@ -68,7 +100,8 @@ pub fn pairs(
             ))
         })
         .collect();
-    let sorted = sort_ranked(ranked);
+    let sorted = sort_ranked(ranked, options.rtt_margin);
+    let lead = rtt_lead(&sorted, options.rtt_margin);
     let pairs = sorted
         .into_iter()
         .filter_map(|r| {
@@ -79,8 +112,27 @@ pub fn pairs(
             })
         })
         .collect();
-    interleave(pairs, options.first_family_count, |p| {
+    let pairs = interleave(pairs, options.first_family_count, |p| {
         p.destination.to_canonical().is_ipv4()
+    });
+    (pairs, lead)
+}
+
+/// Whether the faster-family rule put the first pair ahead of the other
+/// family's best one where RFC 6724 (the same comparison without that rule:
+/// an infinite margin) would have put it after.
+fn rtt_lead(sorted: &[Ranked<'_>], margin: Duration) -> Option<RttLead> {
+    let first = sorted.first()?;
+    let other = sorted.iter().find(|r| r.ipv6 != first.ipv6)?;
+    let decided = faster_family(first, other, margin) == Ordering::Less
+        && compare_destinations(first, other, Duration::MAX) == Ordering::Greater;
+    if !decided {
+        return None;
+    }
+    Some(RttLead {
+        ipv4: !first.ipv6,
+        rtt: first.rtt?,
+        other_rtt: other.rtt?,
     })
 }
 

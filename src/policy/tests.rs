@@ -4,6 +4,7 @@
 
 use std::cmp::Ordering;
 use std::net::IpAddr;
+use std::time::Duration;
 
 use super::destination::{
     Ranked, avoid_deprecated, compare_destinations, higher_precedence, longest_prefix,
@@ -642,7 +643,7 @@ fn destination_rules_on_hand_built_pairs() {
         assert_eq!(f(&worse, &better), Ordering::Greater, "rule {rule}");
         assert_eq!(f(&better, &better), Ordering::Equal, "rule {rule}");
         assert_eq!(
-            compare_destinations(&better, &worse),
+            compare_destinations(&better, &worse, Duration::ZERO),
             Ordering::Less,
             "rule {rule}"
         );

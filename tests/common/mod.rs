@@ -13,6 +13,7 @@
 //! | [`http`] | the daemon with its HTTP sidecar; raw HTTP/1.1 requests and responses |
 //! | [`lab`] | the network-namespace lab (root) |
 //! | [`labdns`] | Knot, Unbound (DNS64) and getapr in the lab; DNS clients there |
+//! | [`delay`] | a userspace delay box for one family in a lab router (no netem needed) |
 //!
 //! Everything binds `127.0.0.1` only; nothing needs root or the network.
 
@@ -40,6 +41,7 @@ pub mod bin;
 pub mod client;
 pub mod compare;
 pub mod daemon;
+pub mod delay;
 pub mod fake;
 pub mod flood;
 pub mod http;

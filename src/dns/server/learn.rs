@@ -1,6 +1,8 @@
 //! Learning: the addresses of fresh answers handed to the probe engine,
 //! marked by whether the name asked was a public one.
 
+use std::net::IpAddr;
+
 use super::Shared;
 use crate::dns::cache::Key;
 use crate::dns::wire::{self, Reply};
@@ -20,6 +22,28 @@ impl Shared {
         };
         let public_name = is_public_name(key.qname());
         for addr in reply.addresses() {
+            if tx.try_send(Input::Learn { addr, public_name }).is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Hands the addresses `/pairs` resolved for `name` to the probe engine,
+    /// as a client's answer would be: an application asked for them, so the
+    /// RTTs of their paths are worth measuring, and worth measuring again
+    /// while it keeps asking (at most once per probe interval). Otherwise a
+    /// path measured once would rank `/pairs` with an RTT as old as the
+    /// last client's cache miss.
+    pub fn learn_resolved(&self, name: &str, addrs: &[IpAddr]) {
+        let mut wire_name = Vec::with_capacity(name.len() + 2);
+        if wire::write_name(&name.to_ascii_lowercase(), &mut wire_name).is_none() {
+            return;
+        }
+        let Some(tx) = self.probe_inputs.load_full() else {
+            return;
+        };
+        let public_name = is_public_name(&wire_name);
+        for &addr in addrs {
             if tx.try_send(Input::Learn { addr, public_name }).is_err() {
                 return;
             }
