@@ -74,6 +74,7 @@ use crate::inventory::{Gateway, Snapshot};
 
 mod addresses;
 mod config;
+mod confirm;
 mod probe;
 mod publish;
 mod results;
@@ -83,12 +84,16 @@ mod state;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_confirm;
+#[cfg(test)]
 mod tests_random;
 
 pub use config::EngineConfig;
+pub use confirm::{EarlyRound, Trigger};
 pub use probe::{Kind, ProbeRequest, ProbeResult};
 
 use addresses::{forbidden, local_scope};
+use confirm::StuckBudget;
 use state::{InFlight, Path, Role, Source, SourceKey};
 
 /// The engine. See the module doc for the rules.
@@ -107,6 +112,9 @@ pub struct Engine {
     nat64: Vec<Ipv6Net>,
     published: Arc<Verdicts>,
     dirty: bool,
+    /// Rounds started by stuck connects, per family (IPv4, IPv6).
+    stuck_budget: [StuckBudget; 2],
+    early_rounds: Vec<EarlyRound>,
 }
 
 impl Engine {
@@ -126,6 +134,12 @@ impl Engine {
     /// probes and paths; new ones start unknown and are probed at the next
     /// `poll`, without waiting for an interval.
     pub fn set_inventory(&mut self, now: Instant, snapshot: &Snapshot) {
+        // A family whose default gateways changed (a new uplink, a lost
+        // one, a router's address moved) is probed again at once.
+        let moved = [
+            self.inventory_known && self.gateways4 != snapshot.gateways4,
+            self.inventory_known && self.gateways6 != snapshot.gateways6,
+        ];
         self.inventory_known = true;
         self.host = Arc::new(snapshot.clone());
         self.gateways4 = snapshot.gateways4.clone();
@@ -166,6 +180,13 @@ impl Engine {
         self.paths.retain(|(s, d), p| {
             self.sources.contains_key(s) && (!p.gateway || gateways.contains(d))
         });
+        let again: Vec<SourceKey> = (self.sources.iter())
+            .filter(|(k, s)| moved[usize::from(k.addr.is_ipv6())] && s.round.is_none())
+            .map(|(k, _)| *k)
+            .collect();
+        for key in again {
+            self.start_early(now, key, confirm::Trigger::Gateway);
+        }
         self.dirty = true;
     }
 

@@ -5,9 +5,11 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use super::addresses::routable;
+use super::confirm::{CONFIRM_GAP, Trigger};
 use super::state::{InFlight, Role, smooth, tally};
 use super::{Engine, ProbeResult};
 use crate::inventory::class::is_global;
+use crate::probe::verdicts::State;
 
 impl Engine {
     /// Takes the outcome of probe `id`. Unknown ids (expired, or their
@@ -88,8 +90,12 @@ impl Engine {
         let round = std::mem::take(round);
         src.round = None;
         src.rounds_done += 1;
+        let mut confirm = None;
         if round.verdict == Some(false) {
             src.health.miss();
+            if src.health.state != State::Failed {
+                confirm = round.started.map(|t| t + CONFIRM_GAP);
+            }
         }
         if round.link == Some(false) && !link_scoped {
             src.link.miss();
@@ -98,6 +104,9 @@ impl Engine {
             // The mapping is what this round's STUN answers said, or
             // nothing if none answered: present, not latched.
             src.mapped = round.mapped;
+        }
+        if let Some(at) = confirm {
+            self.start_early(at, f.source, Trigger::Miss);
         }
     }
 }
