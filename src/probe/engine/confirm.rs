@@ -79,14 +79,21 @@ impl StuckBudget {
 }
 
 impl Engine {
+    /// Whether the driver should watch for stuck connects at all: not
+    /// when the engine sends nothing.
+    pub fn wants_stuck_connects(&self) -> bool {
+        !self.config.silent()
+    }
+
     /// A connect from this host to `dest` has been in SYN-SENT for a while
     /// (the driver reads the kernel's socket table). When `dest` is a
     /// global address that is not one of the engine's own probe
-    /// destinations, every routable source of its family that is not
-    /// already failed and not in a round starts one now, as far as the
-    /// family's budget allows. Returns the sources that will; empty when
-    /// the signal was not taken.
-    pub fn syn_stuck(&mut self, now: Instant, dest: SocketAddr) -> Vec<IpAddr> {
+    /// destinations, it is a signal (`Some`): every routable source of its
+    /// family that is not already failed and not in a round starts one now,
+    /// as far as the family's budget allows, and those sources are
+    /// returned. `None`: no signal (a local or own destination, or a silent
+    /// engine).
+    pub fn syn_stuck(&mut self, now: Instant, dest: SocketAddr) -> Option<Vec<IpAddr>> {
         let ip = dest.ip();
         let own = (self.config.targets.iter())
             .chain(&self.config.stun)
@@ -97,7 +104,7 @@ impl Engine {
                 .chain(&self.gateways6)
                 .any(|g| g.addr == ip);
         if self.config.silent() || forbidden(ip) || !is_global(ip) || own {
-            return Vec::new();
+            return None;
         }
         let keys: Vec<SourceKey> = (self.sources.iter())
             .filter(|(k, s)| {
@@ -110,12 +117,12 @@ impl Engine {
             .collect();
         let family = usize::from(ip.is_ipv6());
         if keys.is_empty() || !self.stuck_budget[family].take(now, self.config.interval) {
-            return Vec::new();
+            return Some(Vec::new());
         }
         for key in &keys {
             self.start_early(now, *key, Trigger::SynSent);
         }
-        keys.into_iter().map(|k| k.addr).collect()
+        Some(keys.into_iter().map(|k| k.addr).collect())
     }
 
     /// The rounds started early since the last call.

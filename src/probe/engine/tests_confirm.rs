@@ -114,7 +114,7 @@ fn a_stuck_connect_starts_a_round_of_its_family_at_once() {
     let at = lab.now;
     assert_eq!(
         lab.e.syn_stuck(at, sa("[2001:db8:abcd::1]:443")),
-        vec![ip(GUA)]
+        Some(vec![ip(GUA)])
     );
     let failed =
         failed_at(&mut lab, GUA, 9.0, v6_breaks_at(3.0)).expect("fails before the next round");
@@ -165,31 +165,30 @@ fn stuck_connects_that_say_nothing_are_ignored() {
         "[2001:db8:ffff::3]:3478", // its STUN server
         "[2001:db8:1::1]:53",      // its gateway probe
     ] {
-        assert!(lab.e.syn_stuck(now, sa(d)).is_empty(), "{d}");
+        assert_eq!(lab.e.syn_stuck(now, sa(d)), None, "{d}");
     }
     // A failed family is not confirmed again: its rounds go on as usual.
     lab.run(30.0, v6_breaks_at(3.0));
     assert_eq!(lab.source(GUA).state, State::Failed);
     let now = lab.now;
-    assert!(
-        lab.e
-            .syn_stuck(now, sa("[2001:db8:abcd::1]:443"))
-            .is_empty()
+    assert_eq!(
+        lab.e.syn_stuck(now, sa("[2001:db8:abcd::1]:443")),
+        Some(vec![])
     );
     // A round in flight is not doubled.
     let snap = snapshot(&[(GUA, Class::Gua)], &[], &[]);
     let mut lab = Lab::new(config(), &snap);
     let t0 = lab.t0;
     assert!(!lab.e.poll(t0).is_empty());
-    assert!(lab.e.syn_stuck(t0, sa("[2001:db8:abcd::1]:443")).is_empty());
+    assert_eq!(
+        lab.e.syn_stuck(t0, sa("[2001:db8:abcd::1]:443")),
+        Some(vec![])
+    );
     // A silent engine takes no signal at all.
     let mut silent = Engine::new(EngineConfig::default());
     silent.set_inventory(t0, &snap);
-    assert!(
-        silent
-            .syn_stuck(t0, sa("[2001:db8:abcd::1]:443"))
-            .is_empty()
-    );
+    assert!(!silent.wants_stuck_connects());
+    assert_eq!(silent.syn_stuck(t0, sa("[2001:db8:abcd::1]:443")), None);
 }
 
 #[test]
@@ -203,11 +202,8 @@ fn stuck_connects_to_a_dead_server_cost_one_round_per_interval() {
     for s in 0..120 {
         lab.run(2.0 + f64::from(s), |_, _| up(5));
         let now = lab.now;
-        taken += usize::from(
-            !lab.e
-                .syn_stuck(now, sa("[2001:db8:dead::1]:443"))
-                .is_empty(),
-        );
+        let started = lab.e.syn_stuck(now, sa("[2001:db8:dead::1]:443"));
+        taken += usize::from(!started.expect("a signal").is_empty());
     }
     let rounds = lab.sent.len();
     eprintln!(
