@@ -91,7 +91,9 @@ impl Engine {
     /// destinations, it is a signal (`Some`): every routable source of its
     /// family that is not already failed and not in a round starts one now,
     /// as far as the family's budget allows, and those sources are
-    /// returned. `None`: no signal (a local or own destination, or a silent
+    /// returned; and when `dest` is a learned destination not yet found
+    /// dead, it is tried again at once (under the learned-destination
+    /// rate limit), since its own verdict would keep it in answers. `None`: no signal (a local or own destination, or a silent
     /// engine).
     pub fn syn_stuck(&mut self, now: Instant, dest: SocketAddr) -> Option<Vec<IpAddr>> {
         let ip = dest.ip();
@@ -105,6 +107,16 @@ impl Engine {
                 .any(|g| g.addr == ip);
         if self.config.silent() || forbidden(ip) || !is_global(ip) || own {
             return None;
+        }
+        // A learned destination that still counts as reachable is tried
+        // again now: its own verdict may keep it in answers otherwise.
+        let paths: Vec<State> = (self.paths.iter())
+            .filter(|((_, d), p)| *d == ip && !p.gateway)
+            .map(|(_, p)| p.health.state)
+            .collect();
+        let dead = !paths.is_empty() && paths.iter().all(|s| *s == State::Failed);
+        if !dead {
+            self.learned.hurry(ip);
         }
         let keys: Vec<SourceKey> = (self.sources.iter())
             .filter(|(k, s)| {

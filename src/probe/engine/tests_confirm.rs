@@ -1,7 +1,7 @@
 //! Unit tests of the early rounds in virtual time: the quick confirmation
 //! of a bad round, stuck connects, gateway changes, and what they cost.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use super::tests::{Lab, V6_TARGET, config, dest, fail_first, sa, snapshot, up};
 use super::*;
@@ -257,4 +257,42 @@ fn idle_healthy_host_sends_no_more_than_one_round_per_interval() {
     // One target per family: at most one probe per 9 s (the jitter's floor).
     assert!(v6 <= 600 / 9 + 1 && v4 <= 600 / 9 + 1, "{v6} {v4}");
     assert!(lab.e.take_early_rounds().is_empty());
+}
+
+#[test]
+fn a_stuck_connect_to_a_learned_destination_tries_it_again_at_once() {
+    let mut lab = dual();
+    let server = ip("2001:db8:abcd::80");
+    lab.e.learn(lab.t0, server, true);
+    lab.run(3.0, v6_breaks_at(3.0));
+    let v = lab.verdicts();
+    assert_eq!(v.destination(server).map(|d| d.state), Some(State::Ok));
+    let tries_before = lab
+        .sent
+        .iter()
+        .filter(|(_, p)| dest(p).ip() == server)
+        .count();
+    lab.run(4.2, v6_breaks_at(3.0));
+    let now = lab.now;
+    assert!(lab.e.syn_stuck(now, SocketAddr::new(server, 80)).is_some());
+    // 443 times out after 1 s, 80 follows at once and times out too.
+    lab.run(6.3, v6_breaks_at(3.0));
+    let v = lab.verdicts();
+    let tries: Vec<f64> = (lab.sent.iter())
+        .filter(|(_, p)| dest(p).ip() == server)
+        .map(|(t, _)| (*t - lab.t0).as_secs_f64())
+        .collect();
+    eprintln!("tries of the learned destination at {tries:?}");
+    assert_eq!(tries.len(), tries_before + 2, "{tries:?}");
+    assert_eq!(v.destination(server).map(|d| d.state), Some(State::Failed));
+    // Found dead: further stuck connects do not try it again.
+    let now = lab.now;
+    assert!(lab.e.syn_stuck(now, SocketAddr::new(server, 80)).is_some());
+    lab.run(8.0, v6_breaks_at(3.0));
+    let after = lab
+        .sent
+        .iter()
+        .filter(|(_, p)| dest(p).ip() == server)
+        .count();
+    assert_eq!(after, tries.len());
 }
