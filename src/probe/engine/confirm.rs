@@ -137,6 +137,25 @@ impl Engine {
         Some(keys.into_iter().map(|k| k.addr).collect())
     }
 
+    /// `source` works again after it had failed: the learned destinations
+    /// it found dead are tried again now. They died with it, most likely,
+    /// and a destination is otherwise tried again only when an answer is
+    /// learned anew, which a cached answer is not.
+    pub(super) fn revive_learned(&mut self, source: SourceKey) {
+        let dead: Vec<IpAddr> = (self.paths.iter())
+            .filter(|((s, d), p)| {
+                *s == source
+                    && !p.gateway
+                    && p.health.state == State::Failed
+                    && self.learned.contains(*d)
+            })
+            .map(|((_, d), _)| *d)
+            .collect();
+        for ip in dead {
+            self.learned.hurry(ip);
+        }
+    }
+
     /// The rounds started early since the last call.
     pub fn take_early_rounds(&mut self) -> Vec<EarlyRound> {
         std::mem::take(&mut self.early_rounds)

@@ -33,6 +33,17 @@ impl Engine {
         self.dirty = true;
         let ok = answer.is_some();
         let dest = f.dest.ip();
+        let revives = ok
+            && self.sources.get(&f.source).is_some_and(|s| {
+                let link_scoped = !routable(s.address.class);
+                s.health.state == State::Failed
+                    && !link_scoped
+                    && (matches!(f.role, Role::Target | Role::Stun)
+                        || (f.role == Role::Learned && is_global(dest)))
+            });
+        if revives {
+            self.revive_learned(f.source);
+        }
         let path = self.paths.entry((f.source, dest)).or_default();
         path.gateway = f.role == Role::Gateway;
         match answer {

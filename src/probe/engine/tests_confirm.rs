@@ -295,4 +295,31 @@ fn a_stuck_connect_to_a_learned_destination_tries_it_again_at_once() {
         .filter(|(_, p)| dest(p).ip() == server)
         .count();
     assert_eq!(after, tries.len());
+    // IPv6 is repaired at 8 s: the next round (10 s ± 10 % after 5.2 s) finds the
+    // source ok again, and the destination it found dead is tried at once,
+    // although no answer names it again.
+    let mut revived = None;
+    while lab.now < lab.at(17.0) {
+        let t = (lab.now - lab.t0).as_secs_f64() + 0.05;
+        lab.run(t, |_, _| up(5));
+        if revived.is_none()
+            && lab.verdicts().destination(server).map(|d| d.state) == Some(State::Ok)
+        {
+            revived = Some(t);
+        }
+    }
+    let source_ok = lab
+        .sent
+        .iter()
+        .rev()
+        .find(|(_, p)| dest(p) == sa(V6_TARGET))
+        .map(|(t, _)| (*t - lab.t0).as_secs_f64());
+    eprintln!("repaired at 8 s: source round at {source_ok:?}, destination ok at {revived:?}");
+    let (Some(round), Some(revived)) = (source_ok, revived) else {
+        panic!(
+            "the destination never came back: {:?}",
+            lab.verdicts().destination(server)
+        );
+    };
+    assert!(revived <= round + 0.1, "{revived} {round}");
 }
