@@ -107,7 +107,9 @@ impl Engine {
         if todo.is_empty() {
             return;
         }
-        if let Some(trigger) = early {
+        // The driver takes them after every poll; the cap only bounds an
+        // engine whose owner never does.
+        if let Some(trigger) = early.filter(|_| self.early_rounds.len() < 1024) {
             self.early_rounds.push(EarlyRound {
                 source: key.addr,
                 trigger,
