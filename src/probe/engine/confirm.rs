@@ -92,9 +92,9 @@ impl Engine {
     /// family that is not already failed and not in a round starts one now,
     /// as far as the family's budget allows, and those sources are
     /// returned; and when `dest` is a learned destination not yet found
-    /// dead, it is tried again at once (under the learned-destination
-    /// rate limit), since its own verdict would keep it in answers. `None`: no signal (a local or own destination, or a silent
-    /// engine).
+    /// dead, it is tried again at once (under the learned-destination rate
+    /// limit), since its own verdict would keep it in answers. `None`: no
+    /// signal (a local or own destination, or a silent engine).
     pub fn syn_stuck(&mut self, now: Instant, dest: SocketAddr) -> Option<Vec<IpAddr>> {
         let ip = dest.ip();
         let own = (self.config.targets.iter())
