@@ -15,10 +15,11 @@
 //! | [`dns::server`] | `listen` (UDP loop, TCP accept and framing, slots), `pipeline` (a query's path top to bottom: triage, cache, flight, upstreams, rewrite, render, serve-stale), `view` (the rewritten view cached beside a reply, the other family), `waiters`, `failures` (RFC 9520), `lookup` (the daemon's own queries), `learn` (answers to the probe engine) | yes |
 //! | [`inventory`] | the host's interfaces, addresses and gateways: `class` (IANA special-purpose registries; the one notion of a global address), `netlink` and `procfs` (pure, total parsers), `system` (the real host), `watch` (publishes changes) | `system`, `watch` |
 //! | [`probe::verdicts`] | the immutable [`Verdicts`](probe::verdicts::Verdicts) snapshot readers load: sources, families, prefixes, destinations, flags; `is_dead`, `source` | pure |
-//! | [`probe::engine`] | which sources, families, prefixes and destinations work: `config`, `addresses` (what is probed), `state` (hysteresis), `schedule` (rounds, learned tries), `results`, `publish`, `probe` ([`ProbeRequest`](probe::engine::ProbeRequest) / [`ProbeResult`](probe::engine::ProbeResult)) | pure |
+//! | [`probe::engine`] | which sources, families, prefixes and destinations work: `config`, `addresses` (what is probed), `state` (hysteresis), `schedule` (rounds, learned tries), `confirm` (rounds started early: a bad round confirmed, a stuck connect, a gateway change), `results`, `publish`, `probe` ([`ProbeRequest`](probe::engine::ProbeRequest) / [`ProbeResult`](probe::engine::ProbeResult)) | pure |
 //! | `probe::learned` | destinations seen in answers: LRU, tries, token bucket | pure |
 //! | [`probe::stun`], [`probe::nat64`] | STUN Binding codec (RFC 8489); RFC 6052 mapping and RFC 7050 discovery | pure |
-//! | [`probe::driver`] | sockets bound to one source (TCP handshake, STUN exchange) and the loop that feeds the engine and publishes its verdicts | yes |
+//! | [`probe::syn_sent`] | applications' connects stuck in SYN-SENT: a `NETLINK_SOCK_DIAG` dump, its pure, total parser | `dump` |
+//! | [`probe::driver`] | sockets bound to one source (TCP handshake, STUN exchange) and the loop that feeds the engine (probe results, stuck connects) and publishes its verdicts | yes |
 //! | [`policy`] | RFC 6724 with the verdicts: `table` (precedence, label, scope), `source` (§5), `destination` (§6 and the RTT rule), `pairs` (`/pairs`, RFC 8305 interleave) | pure |
 //! | [`api`] | the HTTP sidecar: `guard` (Host/Origin), `query` (`/pairs` query string), `json`, `routes`; limits | yes |
 //! | [`client`] | `getapr pairs` / `getapr status`: [`ApiUrl`](client::ApiUrl), `http` (a blocking GET, a total response parser), `render` (tables) | yes |

@@ -72,7 +72,7 @@ pub struct Metrics {
     /// `answers_rewritten` by [`Rewrite::index`]; all four series exist
     /// from the start, so `rate()` sees the first rewrite.
     rewrites: [Counter; 4],
-    /// Probes sent and failed, per source.
+    /// Probes sent and failed per source, early rounds, stuck connects.
     pub probes: Probes,
     /// `limits_hit` by [`Limit`]: every series exists from the start.
     limits: [Counter; Limit::ALL.len()],
@@ -148,6 +148,16 @@ impl Metrics {
             "probes_failed",
             "Probes that found no path (timeout, unreachable), by source address",
             probes.failed.clone(),
+        );
+        registry.register(
+            "probe_early_rounds",
+            "Probe rounds started before their interval, by trigger: miss (confirming a bad round), syn_sent (an application's connect stuck), gateway (default gateways changed)",
+            probes.early_rounds.clone(),
+        );
+        registry.register(
+            "stuck_connects",
+            "Applications' TCP connects seen stuck in SYN-SENT towards a global address, by family",
+            probes.stuck_connects.clone(),
         );
         let limited = Family::<LimitLabels, Counter>::default();
         let limits = Limit::ALL.map(|limit| {

@@ -5,6 +5,7 @@
 //! source-specific routes, RFC 8028), and a link-local source or target
 //! carries its scope id.
 
+use std::collections::HashSet;
 use std::io;
 use std::net::{IpAddr, SocketAddr, SocketAddrV6};
 use std::sync::Arc;
@@ -17,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::engine::{Engine, Kind, ProbeRequest, ProbeResult};
 use super::stun;
+use super::syn_sent::{self, SynSent};
 use super::verdicts::Verdicts;
 use crate::inventory::Snapshot;
 use crate::metrics::Probes;
@@ -32,9 +34,10 @@ pub enum Input {
 }
 
 /// Runs `engine` until `stop`: sends the probes it asks for, feeds their
-/// outcomes, inventory changes and `inputs` back, and publishes each new
-/// verdict snapshot into `verdicts` for lock-free readers. Counts each
-/// probe in `metrics` by its source.
+/// outcomes, inventory changes, applications' connects stuck in SYN-SENT
+/// and `inputs` back, and publishes each new verdict snapshot into
+/// `verdicts` for lock-free readers. Counts each probe in `metrics` by its
+/// source, and each round started early by its trigger.
 pub async fn run(
     mut engine: Engine,
     mut inventory: watch::Receiver<Arc<Snapshot>>,
@@ -44,9 +47,22 @@ pub async fn run(
     stop: CancellationToken,
 ) {
     let (tx, mut rx) = mpsc::channel::<(u64, ProbeResult)>(256);
+    let (stuck_tx, mut stuck_rx) = mpsc::channel::<Vec<SynSent>>(4);
+    if engine.wants_stuck_connects() {
+        tokio::spawn(watch_stuck_connects(stuck_tx, stop.clone()));
+    }
     engine.set_inventory(Instant::now(), &inventory.borrow_and_update());
     loop {
-        for probe in engine.poll(Instant::now()) {
+        let probes = engine.poll(Instant::now());
+        for early in engine.take_early_rounds() {
+            metrics.early_round(early.trigger.as_str());
+            tracing::info!(
+                source = %early.source,
+                "probe round started early: {}",
+                early.trigger.as_str()
+            );
+        }
+        for probe in probes {
             let tx = tx.clone();
             let metrics = metrics.clone();
             tokio::spawn(async move {
@@ -71,6 +87,21 @@ pub async fn run(
             () = stop.cancelled() => return,
             () = tokio::time::sleep_until(wake) => {}
             Some((id, outcome)) = rx.recv() => engine.handle(Instant::now(), id, outcome),
+            Some(stuck) = stuck_rx.recv() => {
+                for connect in stuck {
+                    let Some(started) = engine.syn_stuck(Instant::now(), connect.dest) else {
+                        continue;
+                    };
+                    metrics.stuck_connect(connect.dest.ip());
+                    if !started.is_empty() {
+                        tracing::info!(
+                            from = %connect.source,
+                            "connect to {} stuck in SYN-SENT: probing its family now",
+                            connect.dest
+                        );
+                    }
+                }
+            }
             Some(input) = inputs.recv() => match input {
                 Input::Learn { addr, public_name } => engine.learn(Instant::now(), addr, public_name),
                 Input::Nat64(prefixes) => engine.set_nat64_prefixes(prefixes),
@@ -81,6 +112,64 @@ pub async fn run(
                 }
                 engine.set_inventory(Instant::now(), &inventory.borrow_and_update());
             }
+        }
+    }
+}
+
+/// How often the kernel's table of connects in SYN-SENT is read. A connect
+/// counts as stuck after its first SYN retransmission (1 s); reading four
+/// times a second adds at most a quarter of a second to that. A read is
+/// one netlink dump of the sockets in that one state, filtered by the
+/// kernel: no network traffic, and little work on a busy host.
+const STUCK_POLL: Duration = Duration::from_millis(250);
+
+/// After a failed read (no sock_diag in this kernel, a seccomp filter),
+/// the next try waits this long.
+const STUCK_RETRY: Duration = Duration::from_secs(30);
+
+/// Reads the connects stuck in SYN-SENT every [`STUCK_POLL`] and sends the
+/// ones not seen stuck at the previous read to `tx`, until `stop` or until
+/// the driver is gone. A failed read is logged once per run of failures.
+async fn watch_stuck_connects(tx: mpsc::Sender<Vec<SynSent>>, stop: CancellationToken) {
+    let mut seen: HashSet<(SocketAddr, SocketAddr)> = HashSet::new();
+    let mut failing = false;
+    loop {
+        let read = tokio::task::spawn_blocking(syn_sent::dump)
+            .await
+            .unwrap_or_else(|join| Err(io::Error::other(format!("sock_diag task: {join}"))));
+        let wait = match read {
+            Ok(all) => {
+                if failing {
+                    tracing::info!("sock_diag: readable again");
+                    failing = false;
+                }
+                let stuck: Vec<SynSent> = all.into_iter().filter(SynSent::stuck).collect();
+                let now: HashSet<(SocketAddr, SocketAddr)> =
+                    stuck.iter().map(|s| (s.source, s.dest)).collect();
+                let new: Vec<SynSent> = (stuck.into_iter())
+                    .filter(|s| !seen.contains(&(s.source, s.dest)))
+                    .collect();
+                seen = now;
+                if !new.is_empty() && tx.send(new).await.is_err() {
+                    return;
+                }
+                STUCK_POLL
+            }
+            Err(e) => {
+                if !failing {
+                    tracing::warn!(
+                        "sock_diag: {e}; stuck connects are not watched (retrying every {}s)",
+                        STUCK_RETRY.as_secs()
+                    );
+                }
+                failing = true;
+                STUCK_RETRY
+            }
+        };
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tx.closed() => return,
+            () = tokio::time::sleep(wait) => {}
         }
     }
 }

@@ -100,6 +100,23 @@ impl Table {
         evicted
     }
 
+    /// Queues a try of `ip` at the front of the line now, whatever the
+    /// interval, unless one is queued or under way: an application's
+    /// connect to it is stuck. False when `ip` is not in the table or a
+    /// try is already coming.
+    pub(super) fn hurry(&mut self, ip: IpAddr) -> bool {
+        let Some(e) = self.entries.get_mut(&ip) else {
+            return false;
+        };
+        if e.queued || e.pending > 0 {
+            return false;
+        }
+        e.queued = true;
+        e.retry = true;
+        self.queue.push_front(ip);
+        true
+    }
+
     /// The next try the bucket can pay for now: its destination, after
     /// taking `width(ip)` tokens. An address with no source (`width` 0) is
     /// dropped from the queue. A try wider than the bucket borrows from the

@@ -5,4 +5,5 @@ pub mod engine;
 mod learned;
 pub mod nat64;
 pub mod stun;
+pub mod syn_sent;
 pub mod verdicts;

@@ -22,11 +22,22 @@
 //! learned destinations off the engine sends nothing at all, gateways
 //! included.
 //!
+//! Some rounds start early (`confirm`): a round that was a miss is
+//! followed by the next one 1 s after its start (`CONFIRM_GAP`)
+//! instead of an interval later; an application's connect stuck in SYN-SENT
+//! towards a global address ([`Engine::syn_stuck`]) starts a round of every
+//! routable source of its family that has not failed, at once (at most 3 in
+//! a row per family, then one per `interval`); a change of a family's
+//! default gateways starts a round of its sources. Each is reported by
+//! [`Engine::take_early_rounds`]. A healthy idle host sees none of them.
+//!
 //! Learned destinations are tried from every routable source of their
 //! family, on port 443; a try that reaches nothing is followed at once by
 //! one on port 80. They are retried only while they are being asked for:
 //! [`Engine::learn`] queues a try when the last one is older than
-//! `interval`. Tries share a token bucket (`rate` probes per second,
+//! `interval`, or at once when an application's connect to one not yet
+//! found dead is stuck, and when a source that had failed works again (for
+//! the destinations it found dead). Tries share a token bucket (`rate` probes per second,
 //! `burst` deep), and the table keeps the `max_destinations` most recently
 //! learned addresses.
 //!
@@ -42,8 +53,11 @@
 //! example, the benchmarking range 198.18.0.0/15). For a path a miss is one failed probe, so a
 //! learned destination is dead (`Failed`) once two tries (443, then 80)
 //! reached it from no source, and revives at the next success. One lost
-//! round therefore never flips an ok source; a dead path shows within two
-//! rounds plus the timeout, a repaired one at the first answer.
+//! round therefore never flips an ok source (its confirmation must fail
+//! too); a break shows one round plus its confirmation after the first
+//! round that sees it, that is within `2 × timeout` of a stuck connect, or
+//! of the next scheduled round on an idle host; a repair shows at the first
+//! answer, at the latest one interval later.
 //!
 //! # Generation rule
 //!
@@ -57,7 +71,8 @@
 //!
 //! `config` and `probe` hold the types the daemon and the driver see;
 //! `addresses` which addresses are probed; `state` the bookkeeping and the
-//! hysteresis; `schedule` rounds, tries and wakeups; `results` what a probe's
+//! hysteresis; `schedule` rounds, tries and wakeups; `confirm` the rounds
+//! started early and why; `results` what a probe's
 //! end changes; `publish` the snapshot and its flags. This file holds the
 //! engine and its inputs (inventory, learned addresses, NAT64 prefixes).
 
@@ -74,6 +89,7 @@ use crate::inventory::{Gateway, Snapshot};
 
 mod addresses;
 mod config;
+mod confirm;
 mod probe;
 mod publish;
 mod results;
@@ -83,12 +99,16 @@ mod state;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_confirm;
+#[cfg(test)]
 mod tests_random;
 
 pub use config::EngineConfig;
+pub use confirm::{EarlyRound, Trigger};
 pub use probe::{Kind, ProbeRequest, ProbeResult};
 
 use addresses::{forbidden, local_scope};
+use confirm::StuckBudget;
 use state::{InFlight, Path, Role, Source, SourceKey};
 
 /// The engine. See the module doc for the rules.
@@ -107,6 +127,9 @@ pub struct Engine {
     nat64: Vec<Ipv6Net>,
     published: Arc<Verdicts>,
     dirty: bool,
+    /// Rounds started by stuck connects, per family (IPv4, IPv6).
+    stuck_budget: [StuckBudget; 2],
+    early_rounds: Vec<EarlyRound>,
 }
 
 impl Engine {
@@ -126,6 +149,12 @@ impl Engine {
     /// probes and paths; new ones start unknown and are probed at the next
     /// `poll`, without waiting for an interval.
     pub fn set_inventory(&mut self, now: Instant, snapshot: &Snapshot) {
+        // A family whose default gateways changed (a new uplink, a lost
+        // one, a router's address moved) is probed again at once.
+        let moved = [
+            self.inventory_known && self.gateways4 != snapshot.gateways4,
+            self.inventory_known && self.gateways6 != snapshot.gateways6,
+        ];
         self.inventory_known = true;
         self.host = Arc::new(snapshot.clone());
         self.gateways4 = snapshot.gateways4.clone();
@@ -166,6 +195,13 @@ impl Engine {
         self.paths.retain(|(s, d), p| {
             self.sources.contains_key(s) && (!p.gateway || gateways.contains(d))
         });
+        let again: Vec<SourceKey> = (self.sources.iter())
+            .filter(|(k, s)| moved[usize::from(k.addr.is_ipv6())] && s.round.is_none())
+            .map(|(k, _)| *k)
+            .collect();
+        for key in again {
+            self.start_early(now, key, confirm::Trigger::Gateway);
+        }
         self.dirty = true;
     }
 

@@ -5,9 +5,11 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use super::addresses::routable;
+use super::confirm::{CONFIRM_GAP, Trigger};
 use super::state::{InFlight, Role, smooth, tally};
 use super::{Engine, ProbeResult};
 use crate::inventory::class::is_global;
+use crate::probe::verdicts::State;
 
 impl Engine {
     /// Takes the outcome of probe `id`. Unknown ids (expired, or their
@@ -31,6 +33,17 @@ impl Engine {
         self.dirty = true;
         let ok = answer.is_some();
         let dest = f.dest.ip();
+        let revives = ok
+            && self.sources.get(&f.source).is_some_and(|s| {
+                let link_scoped = !routable(s.address.class);
+                s.health.state == State::Failed
+                    && !link_scoped
+                    && (matches!(f.role, Role::Target | Role::Stun)
+                        || (f.role == Role::Learned && is_global(dest)))
+            });
+        if revives {
+            self.revive_learned(f.source);
+        }
         let path = self.paths.entry((f.source, dest)).or_default();
         path.gateway = f.role == Role::Gateway;
         match answer {
@@ -88,8 +101,12 @@ impl Engine {
         let round = std::mem::take(round);
         src.round = None;
         src.rounds_done += 1;
+        let mut confirm = None;
         if round.verdict == Some(false) {
             src.health.miss();
+            if src.health.state != State::Failed {
+                confirm = round.started.map(|t| t + CONFIRM_GAP);
+            }
         }
         if round.link == Some(false) && !link_scoped {
             src.link.miss();
@@ -98,6 +115,9 @@ impl Engine {
             // The mapping is what this round's STUN answers said, or
             // nothing if none answered: present, not latched.
             src.mapped = round.mapped;
+        }
+        if let Some(at) = confirm {
+            self.start_early(at, f.source, Trigger::Miss);
         }
     }
 }

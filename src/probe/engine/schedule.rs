@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use super::addresses::{forbidden, routable};
 use super::state::{InFlight, Role, Round, Source, SourceKey};
-use super::{Engine, Kind, ProbeRequest};
+use super::{EarlyRound, Engine, Kind, ProbeRequest};
 
 /// The port probed on a gateway: most home routers run their DNS forwarder
 /// on it, and any other router answers a closed port with a RST, which
@@ -103,10 +103,23 @@ impl Engine {
         };
         src.next_round = next;
         src.rounds_started += 1;
+        let early = src.early.take();
         if todo.is_empty() {
             return;
         }
+        // The driver takes them after every poll; the cap only bounds an
+        // engine whose owner never does.
+        if let Some(trigger) = early.filter(|_| self.early_rounds.len() < 1024) {
+            self.early_rounds.push(EarlyRound {
+                source: key.addr,
+                trigger,
+            });
+        }
+        let Some(src) = self.sources.get_mut(&key) else {
+            return;
+        };
         src.round = Some(Round {
+            started: Some(now),
             pending: todo.len(),
             ..Round::default()
         });

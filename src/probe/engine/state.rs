@@ -4,6 +4,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
+use super::confirm::Trigger;
 use crate::inventory::Address;
 use crate::probe::verdicts::State;
 
@@ -59,6 +60,8 @@ pub(super) struct Source {
     pub(super) round: Option<Round>,
     pub(super) mapped: Option<SocketAddr>,
     pub(super) stun_answered: bool,
+    /// Why `next_round` was brought forward, until that round starts.
+    pub(super) early: Option<Trigger>,
 }
 
 impl Source {
@@ -74,6 +77,7 @@ impl Source {
             round: None,
             mapped: None,
             stun_answered: false,
+            early: None,
         }
     }
 }
@@ -82,6 +86,7 @@ impl Source {
 /// until one ends, then whether any got through.
 #[derive(Debug, Default)]
 pub(super) struct Round {
+    pub(super) started: Option<Instant>,
     pub(super) pending: usize,
     pub(super) verdict: Option<bool>,
     pub(super) link: Option<bool>,

@@ -14,8 +14,8 @@ use crate::inventory::{Address, Class, Snapshot};
 use crate::probe::verdicts::{Families, Flags, SourceVerdict, State, Verdicts};
 use crate::testutil::{address, gateway, ip};
 
-const V4_TARGET: &str = "192.0.2.1:443";
-const V6_TARGET: &str = "[2001:db8:ffff::1]:443";
+pub(super) const V4_TARGET: &str = "192.0.2.1:443";
+pub(super) const V6_TARGET: &str = "[2001:db8:ffff::1]:443";
 const STUN4: &str = "192.0.2.3:3478";
 pub(super) const STUN6: &str = "[2001:db8:ffff::3]:3478";
 
@@ -27,7 +27,7 @@ pub(super) fn ms(n: u64) -> Duration {
 }
 
 /// 10 s rounds, 1 s timeout, one TCP target per family, no STUN.
-fn config() -> EngineConfig {
+pub(super) fn config() -> EngineConfig {
     EngineConfig {
         interval: Duration::from_secs(10),
         timeout: Duration::from_secs(1),
@@ -65,8 +65,21 @@ pub(super) fn dest(p: &ProbeRequest) -> SocketAddr {
     }
 }
 
-fn up(rtt: u64) -> Option<ProbeResult> {
+pub(super) fn up(rtt: u64) -> Option<ProbeResult> {
     Some(ProbeResult::Reachable { rtt: ms(rtt) })
+}
+
+/// A network that loses the first `n` probes it sees, then answers every
+/// one in `rtt` ms.
+pub(super) fn fail_first(
+    n: usize,
+    rtt: u64,
+) -> impl FnMut(f64, &ProbeRequest) -> Option<ProbeResult> {
+    let mut seen = 0;
+    move |_, _| {
+        seen += 1;
+        (seen > n).then(|| ProbeResult::Reachable { rtt: ms(rtt) })
+    }
 }
 
 /// An engine in virtual time: `t0` plus offsets in seconds.
@@ -74,7 +87,7 @@ pub(super) struct Lab {
     pub(super) e: Engine,
     pub(super) t0: Instant,
     pub(super) now: Instant,
-    sent: Vec<(Instant, ProbeRequest)>,
+    pub(super) sent: Vec<(Instant, ProbeRequest)>,
 }
 
 impl Lab {
@@ -90,7 +103,7 @@ impl Lab {
         }
     }
 
-    fn at(&self, secs: f64) -> Instant {
+    pub(super) fn at(&self, secs: f64) -> Instant {
         self.t0 + Duration::from_secs_f64(secs)
     }
 
@@ -101,7 +114,11 @@ impl Lab {
     /// The event loop up to `until`: wake when the engine asks, poll,
     /// and let `net` answer each probe at once (`None`: no answer, so
     /// it expires at its deadline).
-    fn run(&mut self, until: f64, mut net: impl FnMut(f64, &ProbeRequest) -> Option<ProbeResult>) {
+    pub(super) fn run(
+        &mut self,
+        until: f64,
+        mut net: impl FnMut(f64, &ProbeRequest) -> Option<ProbeResult>,
+    ) {
         let end = self.at(until);
         for _ in 0..1_000_000 {
             match self.e.next_wakeup() {
@@ -121,12 +138,12 @@ impl Lab {
         panic!("event loop does not advance at {}", self.secs());
     }
 
-    fn verdicts(&mut self) -> Arc<Verdicts> {
+    pub(super) fn verdicts(&mut self) -> Arc<Verdicts> {
         self.e.publish();
         self.e.verdicts()
     }
 
-    fn source(&mut self, s: &str) -> SourceVerdict {
+    pub(super) fn source(&mut self, s: &str) -> SourceVerdict {
         let v = self.verdicts();
         v.sources
             .iter()
@@ -179,13 +196,14 @@ fn fresh_engine_and_fresh_sources_are_unknown_never_failed() {
     );
     assert!(!v.flags.nat44_tried && !v.flags.nptv6_tried && !v.flags.gua_ok && !v.flags.ipv4_ok);
 
-    // One round with no answer at all is still no verdict.
-    lab.run(5.0, |_, _| None);
+    // One round with no answer at all is still no verdict (the first
+    // round ends at its 1 s timeout, its confirmation runs from 1 to 2 s).
+    lab.run(1.5, |_, _| None);
     let v = lab.verdicts();
     assert!(v.sources.iter().all(|s| s.state == State::Unknown), "{v:?}");
     assert_eq!(v.families.ipv6, State::Unknown);
     // The second makes it failed.
-    lab.run(15.0, |_, _| None);
+    lab.run(2.5, |_, _| None);
     assert_eq!(lab.source("2001:db8:1::2").state, State::Failed);
     assert_eq!(lab.verdicts().families.ipv6, State::Failed);
 }
@@ -198,7 +216,7 @@ fn hysteresis_fails_after_two_bad_rounds_and_recovers_at_the_first_success() {
     // the checks at 5, 15, 25, 35 s fall between rounds.
     lab.run(5.0, |_, _| up(10));
     assert_eq!(lab.source("2001:db8:1::2").state, State::Ok);
-    lab.run(15.0, |_, _| None);
+    lab.run(15.0, fail_first(1, 10));
     assert_eq!(
         lab.source("2001:db8:1::2").state,
         State::Ok,
@@ -221,10 +239,19 @@ fn one_answered_target_is_enough_and_resets_the_count() {
     let first_only = |_: f64, p: &ProbeRequest| {
         (dest(p) == sa(V6_TARGET)).then(|| ProbeResult::Reachable { rtt: ms(5) })
     };
-    lab.run(5.0, |_, _| None);
-    lab.run(15.0, first_only);
-    lab.run(25.0, |_, _| None);
-    // fail, success, fail: never two misses in a row.
+    // Every other round reaches the first target: fail, success (the
+    // quick confirmation), fail, success; never two misses in a row.
+    let mut rounds = 0;
+    lab.run(25.0, |t, p| {
+        if dest(p) == sa(V6_TARGET) {
+            rounds += 1;
+        }
+        if rounds % 2 == 0 {
+            first_only(t, p)
+        } else {
+            None
+        }
+    });
     assert_eq!(lab.source("2001:db8:1::2").state, State::Ok);
     let v = lab.verdicts();
     assert_eq!(
@@ -308,10 +335,11 @@ fn generation_moves_on_state_and_big_rtt_changes_only() {
     assert_eq!(v.generation, 3);
     assert!(v.sources[0].rtt > Some(ms(120)));
 
-    // A miss that changes no state publishes nothing; the failure does.
-    lab.run(45.0, |_, _| None);
+    // A miss that changes no state publishes nothing (its confirmation
+    // succeeds at about the same RTT); the failure does.
+    lab.run(45.0, fail_first(1, 160));
     assert!(lab.e.publish().is_none());
-    lab.run(55.0, |_, _| None);
+    lab.run(58.0, |_, _| None);
     let v = lab.e.publish().unwrap();
     assert_eq!((v.generation, v.sources[0].state), (4, State::Failed));
 }
