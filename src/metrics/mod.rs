@@ -151,7 +151,7 @@ impl Metrics {
         );
         registry.register(
             "probe_early_rounds",
-            "Probe rounds started before their interval, by trigger: miss (confirming a bad round), syn_sent (an application's connect stuck), gateway (default gateways changed)",
+            "Probe rounds started before their interval, by trigger: miss (confirming a bad round), syn_sent (an application's connect stuck), gateway (default gateways changed), path_mtu (confirming a stalled large probe)",
             probes.early_rounds.clone(),
         );
         registry.register(

@@ -199,6 +199,10 @@ fn verdict_gauges_read_the_published_snapshot() {
     );
     has(&text, r#"getapr_family_state{family="ipv6",state="ok"} 0"#);
     has(&text, r#"getapr_flag{name="GUA_ok"} 0"#);
+    has(
+        &text,
+        r#"getapr_path_mtu_state{family="ipv6",state="unknown"} 1"#,
+    );
 
     let mut v = Verdicts {
         generation: 7,
@@ -213,6 +217,7 @@ fn verdict_gauges_read_the_published_snapshot() {
     ];
     v.families.ipv4 = State::Failed;
     v.families.ipv6 = State::Ok;
+    v.path_mtu.ipv6 = crate::probe::verdicts::Mtu::Blackhole;
     v.flags.gua_ok = true;
     v.flags.rfc1918 = false;
     verdicts.store(Arc::new(v));
@@ -221,6 +226,16 @@ fn verdict_gauges_read_the_published_snapshot() {
     let text = m.encode();
     has(&text, "# TYPE getapr_verdict_generation gauge");
     has(&text, "getapr_verdict_generation 7");
+    for (state, value) in [("unknown", 0), ("ok", 0), ("blackhole", 1)] {
+        has(
+            &text,
+            &format!(r#"getapr_path_mtu_state{{family="ipv6",state="{state}"}} {value}"#),
+        );
+    }
+    has(
+        &text,
+        r#"getapr_path_mtu_state{family="ipv4",state="unknown"} 1"#,
+    );
     for (state, value) in [("unknown", 0), ("ok", 1), ("failed", 0)] {
         has(
             &text,

@@ -16,10 +16,10 @@ use tokio::net::{TcpSocket, UdpSocket};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
-use super::engine::{Engine, Kind, ProbeRequest, ProbeResult};
-use super::stun;
+use super::engine::{Engine, FLIGHT_BYTES, Kind, LARGE_HELLO, ProbeRequest, ProbeResult};
 use super::syn_sent::{self, SynSent};
-use super::verdicts::Verdicts;
+use super::verdicts::{Mtu, Verdicts};
+use super::{stun, tls};
 use crate::inventory::Snapshot;
 use crate::metrics::Probes;
 
@@ -192,6 +192,21 @@ fn log_changes(old: &Verdicts, new: &Verdicts) {
             new.flags.def_gateway6.as_deref().unwrap_or("-")
         );
     }
+    for (family, was, is) in [
+        ("IPv4", old.path_mtu.ipv4, new.path_mtu.ipv4),
+        ("IPv6", old.path_mtu.ipv6, new.path_mtu.ipv6),
+    ] {
+        if was != is {
+            let why = match is {
+                Mtu::Blackhole => {
+                    ": small probes answered, large ones stall (full-size packets are dropped \
+                     and no Packet Too Big comes back)"
+                }
+                _ => "",
+            };
+            tracing::info!("path MTU {family} {}{why}", is.as_str());
+        }
+    }
     for s in &new.sources {
         let before = old.source(s.address, s.scope_id).map(|o| o.state);
         if before != Some(s.state) {
@@ -212,6 +227,18 @@ async fn send(probe: ProbeRequest) -> ProbeResult {
     match probe.kind {
         Kind::Tcp(target) => match tcp(source, target, timeout).await {
             Ok(rtt) => ProbeResult::Reachable { rtt },
+            Err(_) => ProbeResult::Unreachable,
+        },
+        Kind::Large {
+            target,
+            connect,
+            flight,
+        } => match large(source, target, connect, flight).await {
+            Ok((rtt, bytes, stalled)) => ProbeResult::Flight {
+                rtt,
+                bytes,
+                stalled,
+            },
             Err(_) => ProbeResult::Unreachable,
         },
         Kind::Stun(server) => {
@@ -275,6 +302,49 @@ pub async fn tcp(
         Ok(Err(e)) if e.kind() == io::ErrorKind::ConnectionRefused => Ok(start.elapsed()),
         Ok(Err(e)) => Err(classify(e)),
     }
+}
+
+/// A path-MTU probe: connects from `source` to `target` within `connect`,
+/// sends a ClientHello of [`LARGE_HELLO`] bytes and reads for up to
+/// `flight` from then until [`FLIGHT_BYTES`] arrived or the server closed.
+/// Returns the connect time, the bytes read, and whether it stopped at the
+/// deadline with the connection still open. Only a failed connect (or
+/// send) is an error. The reply is counted, never parsed.
+pub async fn large(
+    source: SocketAddr,
+    target: SocketAddr,
+    connect: Duration,
+    flight: Duration,
+) -> Result<(Duration, usize, bool), Failure> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let socket = match source {
+        SocketAddr::V4(_) => TcpSocket::new_v4(),
+        SocketAddr::V6(_) => TcpSocket::new_v6(),
+    }
+    .map_err(classify)?;
+    socket.bind(source).map_err(classify)?;
+    let start = Instant::now();
+    let mut stream = tokio::time::timeout(connect, socket.connect(target))
+        .await
+        .map_err(|_| Failure::Timeout)?
+        .map_err(classify)?;
+    let rtt = start.elapsed();
+    let hello = tls::client_hello(&rand::random(), &rand::random(), LARGE_HELLO);
+    let deadline = tokio::time::Instant::now() + flight;
+    match tokio::time::timeout_at(deadline, stream.write_all(&hello)).await {
+        Err(_) => return Ok((rtt, 0, true)),
+        Ok(r) => r.map_err(classify)?,
+    }
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut bytes = 0usize;
+    while bytes < FLIGHT_BYTES {
+        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+            Err(_) => return Ok((rtt, bytes, true)),
+            Ok(Ok(0) | Err(_)) => return Ok((rtt, bytes, false)),
+            Ok(Ok(n)) => bytes = bytes.saturating_add(n),
+        }
+    }
+    Ok((rtt, bytes, false))
 }
 
 /// Sends `request` from `source` to `server` over UDP and waits for a

@@ -19,9 +19,14 @@ impl Engine {
         let Some(f) = self.in_flight.remove(&id) else {
             return;
         };
+        if f.role == Role::Large {
+            let outcome = Some(outcome).filter(|_| now <= f.deadline);
+            self.resolve_large(now, f, outcome);
+            return;
+        }
         let answer = match outcome {
             _ if now > f.deadline => None,
-            ProbeResult::Reachable { rtt } => Some((rtt, None)),
+            ProbeResult::Reachable { rtt } | ProbeResult::Flight { rtt, .. } => Some((rtt, None)),
             ProbeResult::StunMapped { rtt, mapped } => Some((rtt, Some(mapped))),
             ProbeResult::Unreachable => None,
         };
@@ -30,6 +35,10 @@ impl Engine {
 
     /// Applies one probe's outcome; `answer` is `None` for a failure.
     pub(super) fn resolve(&mut self, f: InFlight, answer: Option<(Duration, Option<SocketAddr>)>) {
+        if f.role == Role::Large {
+            // Expired without a report: no evidence either way.
+            return;
+        }
         self.dirty = true;
         let ok = answer.is_some();
         let dest = f.dest.ip();
@@ -64,7 +73,7 @@ impl Engine {
         let verdict = match f.role {
             Role::Target | Role::Stun => !link_scoped,
             Role::Gateway => link_scoped,
-            Role::Learned => false,
+            Role::Learned | Role::Large => false,
         };
         if let Some((rtt, mapped)) = answer {
             if verdict {

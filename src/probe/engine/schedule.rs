@@ -64,6 +64,7 @@ impl Engine {
             return;
         };
         let a = &src.address;
+        let a_class = a.class;
         let v4 = a.addr.is_ipv4();
         let same_family = |t: &&SocketAddr| t.is_ipv4() == v4 && !forbidden(t.ip());
         let gateways = if v4 { &self.gateways4 } else { &self.gateways6 };
@@ -126,6 +127,11 @@ impl Engine {
         for (dest, role) in todo {
             out.push(self.send(now, key, dest, role));
         }
+        if routable(a_class)
+            && let Some(dest) = self.large_target(key, n)
+        {
+            out.push(self.send(now, key, dest, Role::Large));
+        }
     }
 
     /// Learned-destination tries, as far as the token bucket allows.
@@ -149,7 +155,11 @@ impl Engine {
     ) -> ProbeRequest {
         let id = self.next_id;
         self.next_id += 1;
-        let deadline = now + self.config.timeout;
+        let (kind, deadline) = match role {
+            Role::Stun => (Kind::Stun(dest), now + self.config.timeout),
+            Role::Large => self.large_kind(now, dest),
+            _ => (Kind::Tcp(dest), now + self.config.timeout),
+        };
         self.in_flight.insert(
             id,
             InFlight {
@@ -159,11 +169,6 @@ impl Engine {
                 deadline,
             },
         );
-        let kind = if role == Role::Stun {
-            Kind::Stun(dest)
-        } else {
-            Kind::Tcp(dest)
-        };
         ProbeRequest {
             id,
             source: source.addr,

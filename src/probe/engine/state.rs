@@ -62,6 +62,9 @@ pub(super) struct Source {
     pub(super) stun_answered: bool,
     /// Why `next_round` was brought forward, until that round starts.
     pub(super) early: Option<Trigger>,
+    /// Large probes: ok at a full flight, failed (a blackhole) after two
+    /// stalls in a row towards targets known to answer them.
+    pub(super) mtu: Hysteresis,
 }
 
 impl Source {
@@ -78,6 +81,7 @@ impl Source {
             mapped: None,
             stun_answered: false,
             early: None,
+            mtu: Hysteresis::default(),
         }
     }
 }
@@ -106,6 +110,8 @@ pub(super) enum Role {
     Stun,
     Gateway,
     Learned,
+    /// A path-MTU probe to a target: it speaks only for `Source::mtu`.
+    Large,
 }
 
 /// A probe sent and not yet answered or expired.
