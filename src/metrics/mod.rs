@@ -71,7 +71,7 @@ pub struct Metrics {
     pub upstreams: Upstreams,
     /// `answers_rewritten` by [`Rewrite::index`]; all four series exist
     /// from the start, so `rate()` sees the first rewrite.
-    rewrites: [Counter; 4],
+    rewrites: [Counter; 5],
     /// Probes sent and failed per source, early rounds, stuck connects.
     pub probes: Probes,
     /// `limits_hit` by [`Limit`]: every series exists from the start.

@@ -73,6 +73,7 @@ fn rewrites_start_at_zero_and_count_by_reason() {
         ("filtered", "no_source"),
         ("filtered", "dead_prefix"),
         ("filtered", "dead"),
+        ("filtered", "path_mtu_blackhole"),
     ] {
         has(
             &text,
@@ -81,6 +82,7 @@ fn rewrites_start_at_zero_and_count_by_reason() {
     }
     m.rewritten(Rewrite::Filtered(FilterReason::NoSource));
     m.rewritten(Rewrite::Filtered(FilterReason::DeadPrefix));
+    m.rewritten(Rewrite::Filtered(FilterReason::PathMtu));
     m.rewritten(Rewrite::Reordered);
     m.rewritten(Rewrite::Reordered);
     let text = m.encode();
@@ -91,6 +93,10 @@ fn rewrites_start_at_zero_and_count_by_reason() {
     has(
         &text,
         r#"getapr_answers_rewritten_total{action="filtered",reason="dead_prefix"} 1"#,
+    );
+    has(
+        &text,
+        r#"getapr_answers_rewritten_total{action="filtered",reason="path_mtu_blackhole"} 1"#,
     );
     has(
         &text,
