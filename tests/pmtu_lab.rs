@@ -1,0 +1,344 @@
+//! Path-MTU blackholes (root; the network lab): the probe targets answer a
+//! padded ClientHello with 6 KB, as a TLS server's first flight would, and
+//! the router then drops IPv6 packets over 1,300 bytes without a Packet Too
+//! Big. getapr must call IPv6 `blackhole`, remove the AAAA of a dual-stack
+//! name (EDE 17), and an application fetching 200 kB by name through it
+//! must get them over IPv4. Healthy, both families are `ok`; a target that
+//! answers nothing to a ClientHello leaves `unknown`, never `blackhole`.
+//!
+//! Run with `--nocapture` to see the measured figures (`MEASURED` lines).
+
+mod common;
+
+use std::ffi::OsStr;
+use std::time::{Duration, Instant};
+
+use hickory_proto::rr::RecordType;
+use serde_json::Value;
+
+use common::lab::{self, Lab, LabChild, Ns};
+use common::labdns::{
+    self, DUAL4, DUAL6, GetaprConfig, KNOT4, LabDns, LabGetapr, addresses, ask, extended_errors,
+};
+use common::query;
+
+/// getapr's sidecar port in the host namespace (a namespace of this run).
+const HTTP_PORT: u16 = 8053;
+
+/// Where the lab's dual-stack name serves 200 kB.
+const BULK_PORT: u16 = 8080;
+
+const BULK_BYTES: usize = 200_000;
+
+/// Generous catch-all for a loaded machine; the figure printed is the
+/// evidence (two large probes after the break: about 1–3 s with 1 s rounds
+/// and 0.5 s timeouts).
+const SETTLE: Duration = Duration::from_secs(20);
+
+/// The lab's servers in inet: the probe targets on 443, which read the
+/// first TLS record and then answer 6 KB (`tls`) or nothing at all
+/// (`silent`: not TLS), and the dual-stack name's addresses on
+/// [`BULK_PORT`], which send [`BULK_BYTES`] to whoever connects.
+const SERVERS: &str = r#"
+import socket, sys, threading, time
+
+mode, targets, bulk, bulk_port, size = sys.argv[1], sys.argv[2].split(","), sys.argv[3].split(","), int(sys.argv[4]), int(sys.argv[5])
+
+def listen(addr, port):
+    fam = socket.AF_INET6 if ":" in addr else socket.AF_INET
+    s = socket.socket(fam, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind((addr, port))
+    s.listen(64)
+    return s
+
+def read_record(c):
+    buf = b""
+    while len(buf) < 5 or len(buf) < 5 + int.from_bytes(buf[3:5], "big"):
+        d = c.recv(65536)
+        if not d:
+            return False
+        buf += d
+    return True
+
+def target(c):
+    try:
+        c.settimeout(10)
+        if read_record(c) and mode == "tls":
+            c.sendall(b"\x16\x03\x03" + (6000).to_bytes(2, "big") + b"\x02" * 6000)
+        # Keep it open as a server waiting for the client's next flight.
+        while c.recv(65536):
+            pass
+    except Exception:
+        pass
+    finally:
+        c.close()
+
+def give(c):
+    try:
+        c.settimeout(10)
+        c.sendall(b"x" * size)
+    except Exception:
+        pass
+    finally:
+        c.close()
+
+def serve(s, handler):
+    while True:
+        c, _ = s.accept()
+        threading.Thread(target=handler, args=(c,), daemon=True).start()
+
+for a in targets:
+    threading.Thread(target=serve, args=(listen(a, 443), target), daemon=True).start()
+for a in bulk:
+    threading.Thread(target=serve, args=(listen(a, bulk_port), give), daemon=True).start()
+print("ready", flush=True)
+while True:
+    time.sleep(3600)
+"#;
+
+/// `GET /status` from the host namespace.
+const STATUS: &str = r#"
+import sys, urllib.request
+print(urllib.request.urlopen("http://127.0.0.1:%s/status" % sys.argv[1], timeout=2).read().decode())
+"#;
+
+/// Connects to NAME:PORT as an application does (getaddrinfo through the
+/// host's resolv.conf, addresses in its order), reads until EOF or the
+/// timeout and prints `family bytes seconds`.
+const FETCH: &str = r#"
+import socket, sys, time
+t = time.monotonic()
+try:
+    s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=float(sys.argv[3]))
+    fam = "ipv6" if s.family == socket.AF_INET6 else "ipv4"
+    n = 0
+    try:
+        while True:
+            d = s.recv(65536)
+            if not d:
+                break
+            n += len(d)
+    except socket.timeout:
+        pass
+    print(fam, n, time.monotonic() - t)
+except Exception as e:
+    print("error", 0, time.monotonic() - t, repr(e))
+"#;
+
+fn start_servers(lab: &Lab, mode: &str) -> LabChild {
+    let targets = format!("{},{}", lab::TARGET4, lab::TARGET6);
+    let bulk = format!("{DUAL4},{DUAL6}");
+    let (port, size) = (BULK_PORT.to_string(), BULK_BYTES.to_string());
+    let child = lab.spawn(
+        Ns::Inet,
+        &[
+            lab::python(),
+            OsStr::new("-S"),
+            OsStr::new("-c"),
+            OsStr::new(SERVERS),
+            OsStr::new(mode),
+            OsStr::new(&targets),
+            OsStr::new(&bulk),
+            OsStr::new(&port),
+            OsStr::new(&size),
+        ],
+    );
+    // Listening once a connect from the host gets through.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !fetch_ok(lab, &lab::TARGET4.to_string(), 443) {
+        assert!(Instant::now() < deadline, "the lab servers never listened");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    child
+}
+
+fn fetch_ok(lab: &Lab, host: &str, port: u16) -> bool {
+    let script = "import socket, sys\nsocket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=1).close()";
+    lab.exec(
+        Ns::Host,
+        &[
+            lab::python(),
+            OsStr::new("-S"),
+            OsStr::new("-c"),
+            OsStr::new(script),
+            OsStr::new(host),
+            OsStr::new(&port.to_string()),
+        ],
+    )
+    .status
+    .success()
+}
+
+fn status(lab: &Lab) -> Value {
+    let out = lab.run(
+        Ns::Host,
+        &[
+            lab::python(),
+            OsStr::new("-S"),
+            OsStr::new("-c"),
+            OsStr::new(STATUS),
+            OsStr::new(&HTTP_PORT.to_string()),
+        ],
+    );
+    serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("/status: {e}: {out}"))
+}
+
+fn path_mtu(lab: &Lab) -> (String, String) {
+    let v = status(lab);
+    let f = |k: &str| v["path_mtu"][k].as_str().unwrap_or("missing").to_owned();
+    (f("ipv4"), f("ipv6"))
+}
+
+/// Polls `/status` until `ok(path_mtu)` holds; the time it took.
+fn wait_mtu(lab: &Lab, what: &str, ok: impl Fn(&(String, String)) -> bool) -> Duration {
+    let start = Instant::now();
+    loop {
+        let now = path_mtu(lab);
+        if ok(&now) {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < SETTLE,
+            "{what}: path_mtu still {now:?} after {SETTLE:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Drops forwarded IPv6 packets over 1,300 bytes in the router, silently
+/// (no ICMPv6 Packet Too Big), or stops.
+fn blackhole(lab: &Lab, on: bool) {
+    let script = if on {
+        "table ip6 pmtu {
+            chain forward {
+                type filter hook forward priority -10; policy accept;
+                meta length > 1300 counter drop
+            }
+        }\n"
+    } else {
+        "delete table ip6 pmtu\n"
+    };
+    lab.nft(Ns::Router, script);
+}
+
+fn fetch(lab: &Lab, name: &str, timeout_s: &str) -> (String, usize, String) {
+    let out = lab.run(
+        Ns::Host,
+        &[
+            lab::python(),
+            OsStr::new("-S"),
+            OsStr::new("-c"),
+            OsStr::new(FETCH),
+            OsStr::new(name),
+            OsStr::new(&BULK_PORT.to_string()),
+            OsStr::new(timeout_s),
+        ],
+    );
+    let mut w = out.split_whitespace();
+    let family = w.next().unwrap_or_default().to_owned();
+    let bytes = w.next().and_then(|n| n.parse().ok()).unwrap_or(0);
+    (family, bytes, out.trim().to_owned())
+}
+
+fn start_getapr(lab: &Lab, dns: &LabDns) -> LabGetapr {
+    let mut config = GetaprConfig::new(KNOT4);
+    config.http_port = Some(HTTP_PORT);
+    LabGetapr::start(lab, dns, config)
+}
+
+#[test]
+fn an_ipv6_mtu_blackhole_is_found_and_its_aaaa_filtered() {
+    if !lab::root_or_skip("pmtu_lab::an_ipv6_mtu_blackhole_is_found_and_its_aaaa_filtered") {
+        return;
+    }
+    let lab = Lab::builder().without_services().build();
+    let dns = LabDns::start(&lab);
+    let _servers = start_servers(&lab, "tls");
+    let getapr = start_getapr(&lab, &dns);
+    lab.write_netns_resolv_conf(Ns::Host, "nameserver 127.0.0.53");
+    let dual = labdns::name("dual");
+
+    // Healthy: both ok.
+    let healthy = wait_mtu(&lab, "healthy", |(v4, v6)| v4 == "ok" && v6 == "ok");
+    eprintln!("MEASURED healthy: path_mtu ok for both families {healthy:?} after start");
+    let (family, bytes, line) = fetch(&lab, &dual, "5");
+    eprintln!("MEASURED healthy fetch by name: {line}");
+    assert_eq!((family.as_str(), bytes), ("ipv6", BULK_BYTES), "{line}");
+
+    // The blackhole.
+    blackhole(&lab, true);
+    let broke = Instant::now();
+    let found = wait_mtu(&lab, "blackhole", |(_, v6)| v6 == "blackhole");
+    eprintln!("MEASURED blackhole: path_mtu.ipv6 blackhole {found:?} after the break");
+    let v = status(&lab);
+    assert_eq!(v["families"]["ipv6"], "ok", "small probes still pass: {v}");
+    assert_eq!(v["path_mtu"]["ipv4"], "ok", "{v}");
+    assert_eq!(v["GUA_ok"], true, "{v}");
+
+    // Without getapr an application takes IPv6 and stalls.
+    lab.write_netns_resolv_conf(Ns::Host, &format!("nameserver {KNOT4}"));
+    let (family, bytes, line) = fetch(&lab, &dual, "3");
+    eprintln!("MEASURED straight to Knot during the blackhole: {line}");
+    assert!(family == "ipv6" && bytes < BULK_BYTES, "{line}");
+    lab.write_netns_resolv_conf(Ns::Host, "nameserver 127.0.0.53");
+
+    // Through getapr: the AAAA is gone with EDE 17, the fetch goes over IPv4.
+    let stub = labdns::dns(std::net::Ipv4Addr::new(127, 0, 0, 53));
+    let reply = ask(&lab, Ns::Host, stub, &query(&dual, RecordType::AAAA));
+    let ede = extended_errors(&reply);
+    eprintln!(
+        "MEASURED AAAA {dual} through getapr: {}",
+        labdns::summary(&reply)
+    );
+    assert!(addresses(&reply.answers).is_empty(), "{ede:?}");
+    assert!(
+        ede.iter()
+            .any(|(code, text)| *code == 17 && text.contains("IPv6 path MTU blackhole")),
+        "{ede:?}"
+    );
+    let (family, bytes, line) = fetch(&lab, &dual, "5");
+    eprintln!("MEASURED fetch by name through getapr during the blackhole: {line}");
+    assert_eq!((family.as_str(), bytes), ("ipv4", BULK_BYTES), "{line}");
+    assert!(!getapr.log().is_empty());
+    let (at, log_line) = getapr.wait(broke, &["path", "MTU", "IPv6", "blackhole*"], SETTLE);
+    eprintln!("MEASURED log line {at:?} after the break: {log_line}");
+
+    // Repaired: ok again.
+    blackhole(&lab, false);
+    let healed = wait_mtu(&lab, "repair", |(_, v6)| v6 == "ok");
+    eprintln!("MEASURED repair: path_mtu.ipv6 ok {healed:?} after the repair");
+    let reply = ask(&lab, Ns::Host, stub, &query(&dual, RecordType::AAAA));
+    assert_eq!(addresses(&reply.answers), vec![std::net::IpAddr::V6(DUAL6)]);
+}
+
+#[test]
+fn a_target_that_does_not_speak_tls_leaves_unknown() {
+    if !lab::root_or_skip("pmtu_lab::a_target_that_does_not_speak_tls_leaves_unknown") {
+        return;
+    }
+    let lab = Lab::builder().without_services().build();
+    let dns = LabDns::start(&lab);
+    let _servers = start_servers(&lab, "silent");
+    let _getapr = start_getapr(&lab, &dns);
+    let watch = |secs: u64, seen: &mut Vec<(String, String)>| {
+        let end = Instant::now() + Duration::from_secs(secs);
+        while Instant::now() < end {
+            let now = path_mtu(&lab);
+            if !seen.contains(&now) {
+                seen.push(now);
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    let mut seen = Vec::new();
+    // Healthy path, 8 rounds of large probes answered by silence.
+    watch(8, &mut seen);
+    let v = status(&lab);
+    assert_eq!(v["families"]["ipv6"], "ok", "{v}");
+    // And a real blackhole behind it: still no evidence.
+    blackhole(&lab, true);
+    watch(6, &mut seen);
+    eprintln!("MEASURED silent target, 14 s of 1 s rounds (blackhole from 8 s): path_mtu {seen:?}");
+    assert_eq!(seen, vec![("unknown".to_owned(), "unknown".to_owned())]);
+}
