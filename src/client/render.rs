@@ -275,6 +275,7 @@ flags false     ULA_ok NPTv6 NPTv6_tried ULA_present
 gateway IPv4    192.168.1.1
 gateway IPv6    fe80::1%eth0
 NAT64 prefixes  none
+path MTU        ipv4 ok, ipv6 ok
 
 ADDRESS        INTERFACE  CLASS  STATE  RTT
 2001:db8:1::2  eth0       gua    ok     11.2 ms
