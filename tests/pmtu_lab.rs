@@ -321,24 +321,71 @@ fn a_target_that_does_not_speak_tls_leaves_unknown() {
     let dns = LabDns::start(&lab);
     let _servers = start_servers(&lab, "silent");
     let _getapr = start_getapr(&lab, &dns);
-    let watch = |secs: u64, seen: &mut Vec<(String, String)>| {
-        let end = Instant::now() + Duration::from_secs(secs);
-        while Instant::now() < end {
-            let now = path_mtu(&lab);
-            if !seen.contains(&now) {
-                seen.push(now);
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    };
-    let mut seen = Vec::new();
     // Healthy path, 8 rounds of large probes answered by silence.
-    watch(8, &mut seen);
+    let mut seen = watch(&lab, 8);
     let v = status(&lab);
     assert_eq!(v["families"]["ipv6"], "ok", "{v}");
     // And a real blackhole behind it: still no evidence.
     blackhole(&lab, true);
-    watch(6, &mut seen);
+    for now in watch(&lab, 6) {
+        if !seen.contains(&now) {
+            seen.push(now);
+        }
+    }
     eprintln!("MEASURED silent target, 14 s of 1 s rounds (blackhole from 8 s): path_mtu {seen:?}");
     assert_eq!(seen, vec![("unknown".to_owned(), "unknown".to_owned())]);
+}
+
+/// Watches `/status` for `secs` and returns every distinct `path_mtu` seen.
+fn watch(lab: &Lab, secs: u64) -> Vec<(String, String)> {
+    let mut seen = Vec::new();
+    let end = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < end {
+        let now = path_mtu(lab);
+        if !seen.contains(&now) {
+            seen.push(now);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    seen
+}
+
+fn ok_and_stays_ok(lab: &Lab, dns: &LabDns, what: &str) {
+    let _getapr = start_getapr(lab, dns);
+    let took = wait_mtu(lab, what, |(v4, v6)| v4 == "ok" && v6 == "ok");
+    let v = status(lab);
+    let rtts: Vec<String> = (v["sources"].as_array().into_iter().flatten())
+        .map(|s| format!("{} {} ms", s["address"], s["rtt_ms"]))
+        .collect();
+    let seen = watch(lab, 8);
+    eprintln!(
+        "MEASURED {what}: path_mtu ok for both families {took:?} after start; \
+         sources {rtts:?}; 8 s of 1 s rounds after: {seen:?}"
+    );
+    assert_eq!(seen, vec![("ok".to_owned(), "ok".to_owned())], "{what}");
+}
+
+#[test]
+fn a_slow_ipv6_path_is_not_a_blackhole() {
+    if !lab::root_or_skip("pmtu_lab::a_slow_ipv6_path_is_not_a_blackhole") {
+        return;
+    }
+    let lab = Lab::builder().without_services().build();
+    let dns = LabDns::start(&lab);
+    let _servers = start_servers(&lab, "tls");
+    // 300 ms more RTT with a 500 ms probe timeout: the connect and the
+    // first flight each fit, the two together would not.
+    let _delay = common::delay::Delay::ipv6(&lab, Ns::Router, Duration::from_millis(150));
+    ok_and_stays_ok(&lab, &dns, "IPv6 +150 ms each way");
+}
+
+#[test]
+fn an_nptv6_path_is_not_a_blackhole() {
+    if !lab::root_or_skip("pmtu_lab::an_nptv6_path_is_not_a_blackhole") {
+        return;
+    }
+    let lab = Lab::builder().ula_nptv6().without_services().build();
+    let dns = LabDns::start(&lab);
+    let _servers = start_servers(&lab, "tls");
+    ok_and_stays_ok(&lab, &dns, "ULA behind NPTv6");
 }
