@@ -127,6 +127,11 @@ except Exception as e:
 "#;
 
 fn start_servers(lab: &Lab, mode: &str) -> LabChild {
+    start_servers_seen_at(lab, mode, &lab::TARGET4.to_string())
+}
+
+/// [`start_servers`], ready once the host connects to `seen_at`:443.
+fn start_servers_seen_at(lab: &Lab, mode: &str, seen_at: &str) -> LabChild {
     let targets = format!("{},{}", lab::TARGET4, lab::TARGET6);
     let bulk = format!("{DUAL4},{DUAL6}");
     let (port, size) = (BULK_PORT.to_string(), BULK_BYTES.to_string());
@@ -146,7 +151,7 @@ fn start_servers(lab: &Lab, mode: &str) -> LabChild {
     );
     // Listening once a connect from the host gets through.
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !fetch_ok(lab, &lab::TARGET4.to_string(), 443) {
+    while !fetch_ok(lab, seen_at, 443) {
         assert!(Instant::now() < deadline, "the lab servers never listened");
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -388,4 +393,49 @@ fn an_nptv6_path_is_not_a_blackhole() {
     let dns = LabDns::start(&lab);
     let _servers = start_servers(&lab, "tls");
     ok_and_stays_ok(&lab, &dns, "ULA behind NPTv6");
+}
+
+#[test]
+fn a_nat64_path_is_not_a_blackhole() {
+    if !lab::root_or_skip("pmtu_lab::a_nat64_path_is_not_a_blackhole") {
+        return;
+    }
+    // An IPv6-only host whose one probe target is the IPv4 target behind
+    // the NAT64 (tayga in the router): the large probe crosses the
+    // translator both ways.
+    let lab = Lab::builder()
+        .without_ipv4()
+        .nat64()
+        .without_services()
+        .build();
+    let dns = LabDns::start(&lab);
+    let target = lab::nat64(lab::TARGET4);
+    let _servers = start_servers_seen_at(&lab, "tls", &target.to_string());
+    let config = format!(
+        "[dns]\nlisten = [\"127.0.0.53:53\"]\nupstreams = [\"{}\"]\ntimeout_ms = 1000\n\
+         [http]\nlisten = [\"127.0.0.1:{HTTP_PORT}\"]\n\
+         [probe]\ninterval_ms = 1000\ntimeout_ms = 500\n\
+         targets = [\"[{target}]:443\"]\nstun = []\ndestinations = false\n",
+        labdns::KNOT6,
+    );
+    let path = dns.dir().join("pmtu-nat64.toml");
+    std::fs::write(&path, config).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+    let mut command = lab.command(Ns::Host, &[env!("CARGO_BIN_EXE_getapr"), "serve", "-c"]);
+    command
+        .arg(&path)
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let _getapr = LabChild::spawn(&mut command);
+    let deadline = Instant::now() + SETTLE;
+    while !fetch_ok(&lab, "127.0.0.1", HTTP_PORT) {
+        assert!(Instant::now() < deadline, "getapr's sidecar never listened");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let took = wait_mtu(&lab, "NAT64", |(_, v6)| v6 == "ok");
+    let seen = watch(&lab, 8);
+    eprintln!(
+        "MEASURED NAT64 target {target}: path_mtu.ipv6 ok {took:?} after start; \
+         8 s of 1 s rounds after: {seen:?}"
+    );
+    assert!(seen.iter().all(|(_, v6)| v6 == "ok"), "{seen:?}");
 }
