@@ -4,7 +4,9 @@
 //! Big. getapr must call IPv6 `blackhole`, remove the AAAA of a dual-stack
 //! name (EDE 17), and an application fetching 200 kB by name through it
 //! must get them over IPv4. Healthy, both families are `ok`; a target that
-//! answers nothing to a ClientHello leaves `unknown`, never `blackhole`.
+//! answers nothing to a ClientHello leaves `unknown`, never `blackhole`;
+//! an IPv6 path 300 ms slower (the delay box), a ULA behind NPTv6 and a
+//! target behind NAT64 stay `ok`.
 //!
 //! Run with `--nocapture` to see the measured figures (`MEASURED` lines).
 
