@@ -99,10 +99,10 @@ while True:
     time.sleep(3600)
 "#;
 
-/// `GET /status` from the host namespace.
-const STATUS: &str = r#"
+/// `GET PATH` of the sidecar from the host namespace.
+const GET: &str = r#"
 import sys, urllib.request
-print(urllib.request.urlopen("http://127.0.0.1:%s/status" % sys.argv[1], timeout=2).read().decode())
+print(urllib.request.urlopen("http://127.0.0.1:%s%s" % (sys.argv[1], sys.argv[2]), timeout=5).read().decode())
 "#;
 
 /// Connects to NAME:PORT as an application does (getaddrinfo through the
@@ -177,18 +177,31 @@ fn fetch_ok(lab: &Lab, host: &str, port: u16) -> bool {
     .success()
 }
 
-fn status(lab: &Lab) -> Value {
+fn get(lab: &Lab, path: &str) -> Value {
     let out = lab.run(
         Ns::Host,
         &[
             lab::python(),
             OsStr::new("-S"),
             OsStr::new("-c"),
-            OsStr::new(STATUS),
+            OsStr::new(GET),
             OsStr::new(&HTTP_PORT.to_string()),
+            OsStr::new(path),
         ],
     );
-    serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("/status: {e}: {out}"))
+    serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{path}: {e}: {out}"))
+}
+
+fn status(lab: &Lab) -> Value {
+    get(lab, "/status")
+}
+
+/// The families of `/pairs` for `name`, in order.
+fn pair_families(lab: &Lab, name: &str) -> Vec<String> {
+    let v = get(lab, &format!("/pairs?host={}", name.trim_end_matches('.')));
+    (v["pairs"].as_array().into_iter().flatten())
+        .map(|p| p["family"].as_str().unwrap_or("?").to_owned())
+        .collect()
 }
 
 fn path_mtu(lab: &Lab) -> (String, String) {
@@ -271,6 +284,9 @@ fn an_ipv6_mtu_blackhole_is_found_and_its_aaaa_filtered() {
     eprintln!("MEASURED healthy: path_mtu ok for both families {healthy:?} after start");
     let (family, bytes, line) = fetch(&lab, &dual, "5");
     eprintln!("MEASURED healthy fetch by name: {line}");
+    let healthy_pairs = pair_families(&lab, &dual);
+    eprintln!("MEASURED healthy /pairs families: {healthy_pairs:?}");
+    assert_eq!(healthy_pairs.first().map(String::as_str), Some("ipv6"));
     assert_eq!((family.as_str(), bytes), ("ipv6", BULK_BYTES), "{line}");
 
     // The blackhole.
@@ -282,6 +298,9 @@ fn an_ipv6_mtu_blackhole_is_found_and_its_aaaa_filtered() {
     assert_eq!(v["families"]["ipv6"], "ok", "small probes still pass: {v}");
     assert_eq!(v["path_mtu"]["ipv4"], "ok", "{v}");
     assert_eq!(v["GUA_ok"], true, "{v}");
+    let holed_pairs = pair_families(&lab, &dual);
+    eprintln!("MEASURED /pairs families during the blackhole: {holed_pairs:?}");
+    assert_eq!(holed_pairs, ["ipv4", "ipv6"], "IPv6 ranks last");
 
     // Without getapr an application takes IPv6 and stalls.
     lab.write_netns_resolv_conf(Ns::Host, &format!("nameserver {KNOT4}"));
