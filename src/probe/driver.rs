@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use tokio::net::{TcpSocket, UdpSocket};
+use tokio::net::{TcpSocket, TcpStream, UdpSocket};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -68,7 +68,33 @@ pub async fn run(
             tokio::spawn(async move {
                 let (id, source) = (probe.id, probe.source);
                 metrics.sent(source);
-                let outcome = send(probe).await;
+                let outcome = match probe.kind {
+                    Kind::Large {
+                        target,
+                        connect,
+                        flight,
+                    } => {
+                        let from = scoped(source, 0, probe.scope_id);
+                        match large_connect(from, target, connect).await {
+                            Ok((Some(stream), rtt)) => {
+                                // The connect is the round's target probe;
+                                // the flight follows as a second report.
+                                let _ = tx.send((id, ProbeResult::Reachable { rtt })).await;
+                                let (bytes, stalled) = large_flight(stream, flight).await;
+                                let flight = ProbeResult::Flight {
+                                    rtt,
+                                    bytes,
+                                    stalled,
+                                };
+                                let _ = tx.send((id, flight)).await;
+                                return;
+                            }
+                            Ok((None, rtt)) => ProbeResult::Reachable { rtt },
+                            Err(_) => ProbeResult::Unreachable,
+                        }
+                    }
+                    _ => send(probe).await,
+                };
                 if outcome == ProbeResult::Unreachable {
                     metrics.failed(source);
                 }
@@ -225,22 +251,12 @@ async fn send(probe: ProbeRequest) -> ProbeResult {
     let timeout = probe.deadline.saturating_duration_since(Instant::now());
     let source = scoped(probe.source, 0, probe.scope_id);
     match probe.kind {
-        Kind::Tcp(target) => match tcp(source, target, timeout).await {
-            Ok(rtt) => ProbeResult::Reachable { rtt },
-            Err(_) => ProbeResult::Unreachable,
-        },
-        Kind::Large {
-            target,
-            connect,
-            flight,
-        } => match large(source, target, connect, flight).await {
-            Ok((rtt, bytes, stalled)) => ProbeResult::Flight {
-                rtt,
-                bytes,
-                stalled,
-            },
-            Err(_) => ProbeResult::Unreachable,
-        },
+        Kind::Tcp(target) | Kind::Large { target, .. } => {
+            match tcp(source, target, timeout).await {
+                Ok(rtt) => ProbeResult::Reachable { rtt },
+                Err(_) => ProbeResult::Unreachable,
+            }
+        }
         Kind::Stun(server) => {
             let id: stun::TransactionId = rand::random();
             let request = stun::binding_request(&id);
@@ -304,19 +320,15 @@ pub async fn tcp(
     }
 }
 
-/// A path-MTU probe: connects from `source` to `target` within `connect`,
-/// sends a ClientHello of [`LARGE_HELLO`] bytes and reads for up to
-/// `flight` from then until [`FLIGHT_BYTES`] arrived or the server closed.
-/// Returns the connect time, the bytes read, and whether it stopped at the
-/// deadline with the connection still open. Only a failed connect (or
-/// send) is an error. The reply is counted, never parsed.
-pub async fn large(
+/// The connect of a path-MTU probe, from `source` to `target` within
+/// `connect`: the stream and the handshake's time, or no stream when the
+/// target refused (a RST proves the path, as for any target probe, but
+/// carries no flight).
+pub async fn large_connect(
     source: SocketAddr,
     target: SocketAddr,
     connect: Duration,
-    flight: Duration,
-) -> Result<(Duration, usize, bool), Failure> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+) -> Result<(Option<TcpStream>, Duration), Failure> {
     let socket = match source {
         SocketAddr::V4(_) => TcpSocket::new_v4(),
         SocketAddr::V6(_) => TcpSocket::new_v6(),
@@ -324,27 +336,39 @@ pub async fn large(
     .map_err(classify)?;
     socket.bind(source).map_err(classify)?;
     let start = Instant::now();
-    let mut stream = tokio::time::timeout(connect, socket.connect(target))
-        .await
-        .map_err(|_| Failure::Timeout)?
-        .map_err(classify)?;
-    let rtt = start.elapsed();
+    match tokio::time::timeout(connect, socket.connect(target)).await {
+        Err(_) => Err(Failure::Timeout),
+        Ok(Ok(stream)) => Ok((Some(stream), start.elapsed())),
+        Ok(Err(e)) if e.kind() == io::ErrorKind::ConnectionRefused => Ok((None, start.elapsed())),
+        Ok(Err(e)) => Err(classify(e)),
+    }
+}
+
+/// The rest of a path-MTU probe: sends a ClientHello of [`LARGE_HELLO`]
+/// bytes on `stream` and reads for up to `flight` from then (not from the
+/// SYN: on a slow path the handshake would eat the budget) until
+/// [`FLIGHT_BYTES`] arrived or the server closed. Returns the bytes read
+/// and whether it stopped at the deadline with the connection still open.
+/// The reply is counted, never parsed.
+pub async fn large_flight(mut stream: TcpStream, flight: Duration) -> (usize, bool) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let hello = tls::client_hello(&rand::random(), &rand::random(), LARGE_HELLO);
     let deadline = tokio::time::Instant::now() + flight;
     match tokio::time::timeout_at(deadline, stream.write_all(&hello)).await {
-        Err(_) => return Ok((rtt, 0, true)),
-        Ok(r) => r.map_err(classify)?,
+        Err(_) => return (0, true),
+        Ok(Err(_)) => return (0, false),
+        Ok(Ok(())) => {}
     }
     let mut buf = vec![0u8; 16 * 1024];
     let mut bytes = 0usize;
     while bytes < FLIGHT_BYTES {
         match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
-            Err(_) => return Ok((rtt, bytes, true)),
-            Ok(Ok(0) | Err(_)) => return Ok((rtt, bytes, false)),
+            Err(_) => return (bytes, true),
+            Ok(Ok(0) | Err(_)) => return (bytes, false),
             Ok(Ok(n)) => bytes = bytes.saturating_add(n),
         }
     }
-    Ok((rtt, bytes, false))
+    (bytes, false)
 }
 
 /// Sends `request` from `source` to `server` over UDP and waits for a

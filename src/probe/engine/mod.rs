@@ -69,8 +69,8 @@
 //!
 //! # Where things are
 //!
-//! Each round of a routable source also sends one large probe, for path-MTU
-//! blackholes; `mtu` has its rule.
+//! In each round of a routable source one target connect also carries a
+//! large probe, for path-MTU blackholes; `mtu` has its rule.
 //!
 //! `config` and `probe` hold the types the daemon and the driver see;
 //! `addresses` which addresses are probed; `state` the bookkeeping and the
@@ -139,6 +139,9 @@ pub struct Engine {
     early_rounds: Vec<EarlyRound>,
     /// Targets that once sent a full first flight to a large probe.
     answers_large: HashSet<IpAddr>,
+    /// Large probes connected, awaiting their flight: source, target and
+    /// until when.
+    flights: HashMap<u64, (SourceKey, std::net::SocketAddr, Instant)>,
 }
 
 impl Engine {

@@ -3,12 +3,13 @@
 //!
 //! # Probe
 //!
-//! Each round of a routable source also connects to one configured target
-//! of its family on port 443 (an ordinary TLS server), sends a ClientHello
-//! padded to [`LARGE_HELLO`] bytes (so its first segment is full-size) and
-//! counts what comes back within `timeout` of the hello. It is not part of
-//! the round: the round's verdict, its end and the source's state do not
-//! wait for it or depend on it.
+//! In each round of a routable source, the connect to one configured target
+//! of its family on port 443 (an ordinary TLS server) carries the probe,
+//! so path-MTU detection adds no connection. The driver reports it twice:
+//! the connect, as any target probe (it counts for the round, which does
+//! not wait for more), then, having sent a ClientHello padded to
+//! [`LARGE_HELLO`] bytes (so its first segment is full-size), what came
+//! back within `timeout` of the hello ([`ProbeResult::Flight`]).
 //!
 //! # Rule
 //!
@@ -41,7 +42,7 @@ use std::time::{Duration, Instant};
 use super::Engine;
 use super::addresses::{forbidden, routable};
 use super::confirm::Trigger;
-use super::state::{InFlight, SourceKey};
+use super::state::InFlight;
 use super::{Kind, ProbeResult};
 use crate::probe::verdicts::{Mtu, PathMtu, SourceVerdict, State};
 
@@ -66,7 +67,11 @@ impl Engine {
     /// The target a large probe from `key` goes to in its round number
     /// `round`: one of its family on port 443, taken in turn among those
     /// that answered large before, else among all of them.
-    pub(super) fn large_target(&self, key: SourceKey, round: u64) -> Option<SocketAddr> {
+    pub(super) fn large_target(
+        &self,
+        key: super::state::SourceKey,
+        round: u64,
+    ) -> Option<SocketAddr> {
         let v4 = key.addr.is_ipv4();
         let all: Vec<SocketAddr> = (self.config.targets.iter())
             .filter(|t| t.is_ipv4() == v4 && t.port() == TLS_PORT && !forbidden(t.ip()))
@@ -82,46 +87,63 @@ impl Engine {
         pick.get(i).copied()
     }
 
-    /// The probe kind and deadline of a large probe to `dest` sent `now`.
-    pub(super) fn large_kind(&self, now: Instant, dest: SocketAddr) -> (Kind, Instant) {
+    /// The probe kind of a large probe to `dest`.
+    pub(super) fn large_kind(&self, dest: SocketAddr) -> Kind {
         let t = self.config.timeout;
-        let kind = Kind::Large {
+        Kind::Large {
             target: dest,
             connect: t,
             flight: t,
-        };
-        (kind, now + t + t + LARGE_GRACE)
+        }
     }
 
-    /// Applies a large probe's outcome (`None`: expired unreported).
-    pub(super) fn resolve_large(
-        &mut self,
-        now: Instant,
-        f: InFlight,
-        outcome: Option<ProbeResult>,
-    ) {
-        let proven = self.answers_large.contains(&f.dest.ip());
-        let Some(src) = self.sources.get_mut(&f.source) else {
+    /// A large probe connected at `now`: its flight is awaited until the
+    /// flight budget (and a grace) is over.
+    pub(super) fn await_flight(&mut self, now: Instant, id: u64, f: &InFlight) {
+        let until = now + self.config.timeout + LARGE_GRACE;
+        // The driver reports each flight once; the cap only bounds an
+        // engine whose driver never does.
+        if self.flights.len() < 1024 {
+            self.flights.insert(id, (f.source, f.dest, until));
+        }
+    }
+
+    /// The second report of a large probe: what its flight says of the
+    /// path MTU. Unknown ids (no connect, or expired) are ignored.
+    pub(super) fn resolve_flight(&mut self, now: Instant, id: u64, outcome: ProbeResult) {
+        let Some((source, dest, until)) = self.flights.remove(&id) else {
+            return;
+        };
+        let ProbeResult::Flight { bytes, stalled, .. } = outcome else {
+            return;
+        };
+        if now > until {
+            return;
+        }
+        let proven = self.answers_large.contains(&dest.ip());
+        let Some(src) = self.sources.get_mut(&source) else {
             return;
         };
         if !routable(src.address.class) {
             return;
         }
-        let Some(ProbeResult::Flight { bytes, stalled, .. }) = outcome else {
-            return;
-        };
         if bytes >= FLIGHT_BYTES {
             src.mtu.success();
-            self.answers_large.insert(f.dest.ip());
+            self.answers_large.insert(dest.ip());
         } else if stalled && proven {
             src.mtu.miss();
             if src.mtu.state != State::Failed {
-                self.start_early(now, f.source, Trigger::PathMtu);
+                self.start_early(now, source, Trigger::PathMtu);
             }
         } else {
             return;
         }
         self.dirty = true;
+    }
+
+    /// Forgets flights no longer awaited.
+    pub(super) fn expire_flights(&mut self, now: Instant) {
+        self.flights.retain(|_, (_, _, until)| *until > now);
     }
 
     /// The [`Mtu`] of each family from its ok routable sources.

@@ -16,29 +16,27 @@ impl Engine {
     /// source is gone) are ignored; an answer after the deadline counts as
     /// `Unreachable`, as if `poll` had expired it first.
     pub fn handle(&mut self, now: Instant, id: u64, outcome: ProbeResult) {
+        if matches!(outcome, ProbeResult::Flight { .. }) {
+            self.resolve_flight(now, id, outcome);
+            return;
+        }
         let Some(f) = self.in_flight.remove(&id) else {
             return;
         };
-        if f.role == Role::Large {
-            let outcome = Some(outcome).filter(|_| now <= f.deadline);
-            self.resolve_large(now, f, outcome);
-            return;
+        if f.large && now <= f.deadline && matches!(outcome, ProbeResult::Reachable { .. }) {
+            self.await_flight(now, id, &f);
         }
         let answer = match outcome {
             _ if now > f.deadline => None,
-            ProbeResult::Reachable { rtt } | ProbeResult::Flight { rtt, .. } => Some((rtt, None)),
+            ProbeResult::Reachable { rtt } => Some((rtt, None)),
             ProbeResult::StunMapped { rtt, mapped } => Some((rtt, Some(mapped))),
-            ProbeResult::Unreachable => None,
+            ProbeResult::Unreachable | ProbeResult::Flight { .. } => None,
         };
         self.resolve(f, answer);
     }
 
     /// Applies one probe's outcome; `answer` is `None` for a failure.
     pub(super) fn resolve(&mut self, f: InFlight, answer: Option<(Duration, Option<SocketAddr>)>) {
-        if f.role == Role::Large {
-            // Expired without a report: no evidence either way.
-            return;
-        }
         self.dirty = true;
         let ok = answer.is_some();
         let dest = f.dest.ip();
@@ -73,7 +71,7 @@ impl Engine {
         let verdict = match f.role {
             Role::Target | Role::Stun => !link_scoped,
             Role::Gateway => link_scoped,
-            Role::Learned | Role::Large => false,
+            Role::Learned => false,
         };
         if let Some((rtt, mapped)) = answer {
             if verdict {

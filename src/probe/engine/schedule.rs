@@ -31,6 +31,7 @@ impl Engine {
                 self.resolve(f, None);
             }
         }
+        self.expire_flights(now);
         let mut out = Vec::new();
         if self.config.silent() {
             return out;
@@ -124,13 +125,15 @@ impl Engine {
             pending: todo.len(),
             ..Round::default()
         });
+        // One target connect of the round carries the path-MTU probe.
+        let large = if routable(a_class) {
+            self.large_target(key, n)
+        } else {
+            None
+        };
         for (dest, role) in todo {
-            out.push(self.send(now, key, dest, role));
-        }
-        if routable(a_class)
-            && let Some(dest) = self.large_target(key, n)
-        {
-            out.push(self.send(now, key, dest, Role::Large));
+            let carries = role == Role::Target && Some(dest) == large;
+            out.push(self.send(now, key, dest, role, carries));
         }
     }
 
@@ -141,7 +144,7 @@ impl Engine {
             .next_try(now, |ip| try_sources(&self.sources, ip).len())
         {
             for key in try_sources(&self.sources, dest.ip()) {
-                out.push(self.send(now, key, dest, Role::Learned));
+                out.push(self.send(now, key, dest, Role::Learned, false));
             }
         }
     }
@@ -152,13 +155,15 @@ impl Engine {
         source: SourceKey,
         dest: SocketAddr,
         role: Role,
+        large: bool,
     ) -> ProbeRequest {
         let id = self.next_id;
         self.next_id += 1;
-        let (kind, deadline) = match role {
-            Role::Stun => (Kind::Stun(dest), now + self.config.timeout),
-            Role::Large => self.large_kind(now, dest),
-            _ => (Kind::Tcp(dest), now + self.config.timeout),
+        let deadline = now + self.config.timeout;
+        let kind = match role {
+            _ if large => self.large_kind(dest),
+            Role::Stun => Kind::Stun(dest),
+            _ => Kind::Tcp(dest),
         };
         self.in_flight.insert(
             id,
@@ -167,6 +172,7 @@ impl Engine {
                 dest,
                 role,
                 deadline,
+                large,
             },
         );
         ProbeRequest {

@@ -110,8 +110,6 @@ pub(super) enum Role {
     Stun,
     Gateway,
     Learned,
-    /// A path-MTU probe to a target: it speaks only for `Source::mtu`.
-    Large,
 }
 
 /// A probe sent and not yet answered or expired.
@@ -121,6 +119,8 @@ pub(super) struct InFlight {
     pub(super) dest: SocketAddr,
     pub(super) role: Role,
     pub(super) deadline: Instant,
+    /// A target connect that carries the path-MTU probe (`Kind::Large`).
+    pub(super) large: bool,
 }
 
 /// One (source, destination) path; `gateway` marks the link probes, which

@@ -87,10 +87,7 @@ pub(super) struct Lab {
     pub(super) e: Engine,
     pub(super) t0: Instant,
     pub(super) now: Instant,
-    /// The probes sent, but the large (path-MTU) ones, which are in
-    /// `large`: the schedule tests count rounds by their small probes.
     pub(super) sent: Vec<(Instant, ProbeRequest)>,
-    pub(super) large: Vec<(Instant, ProbeRequest)>,
 }
 
 impl Lab {
@@ -103,7 +100,6 @@ impl Lab {
             t0,
             now: t0,
             sent: Vec::new(),
-            large: Vec::new(),
         }
     }
 
@@ -133,12 +129,13 @@ impl Lab {
                 }
             }
             for p in self.e.poll(self.now) {
-                if matches!(p.kind, Kind::Large { .. }) {
-                    self.large.push((self.now, p.clone()));
-                } else {
-                    self.sent.push((self.now, p.clone()));
-                }
+                self.sent.push((self.now, p.clone()));
                 if let Some(o) = net(self.secs(), &p) {
+                    // The driver reports a large probe's connect first.
+                    if let ProbeResult::Flight { rtt, .. } = o {
+                        self.e
+                            .handle(self.now, p.id, ProbeResult::Reachable { rtt });
+                    }
                     self.e.handle(self.now, p.id, o);
                 }
             }
@@ -790,9 +787,7 @@ fn vanished_sources_are_dropped_and_new_ones_probed_at_once() {
     );
     // Probed at the very next poll, not an interval later.
     assert_eq!(lab.e.next_wakeup(), Some(lab.now));
-    let probes: Vec<ProbeRequest> = (lab.e.poll(lab.now).into_iter())
-        .filter(|p| !matches!(p.kind, Kind::Large { .. }))
-        .collect();
+    let probes = lab.e.poll(lab.now);
     assert_eq!(probes.len(), 1);
     assert_eq!(probes[0].source, ip("2001:db8:2::2"));
 }
