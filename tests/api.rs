@@ -19,7 +19,7 @@ use getapr::api::Limits;
 use getapr::config::Source;
 use getapr::daemon::{Daemon, Service};
 use getapr::inventory::{Class, Inventory, Snapshot};
-use getapr::probe::verdicts::{Families, Flags, SourceVerdict, State, Verdicts};
+use getapr::probe::verdicts::{Families, Flags, Mtu, PathMtu, SourceVerdict, State, Verdicts};
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::rdata::{AAAA, CNAME};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
@@ -431,6 +431,10 @@ async fn status_has_every_contract_key_with_its_type() {
             ipv4: State::Failed,
             ipv6: State::Ok,
         },
+        path_mtu: PathMtu {
+            ipv4: Mtu::Ok,
+            ipv6: Mtu::Blackhole,
+        },
         flags: Flags {
             gua_ok: true,
             rfc1918: true,
@@ -454,6 +458,10 @@ async fn status_has_every_contract_key_with_its_type() {
     assert_eq!(
         v["families"],
         serde_json::json!({"ipv4": "failed", "ipv6": "ok"})
+    );
+    assert_eq!(
+        v["path_mtu"],
+        serde_json::json!({"ipv4": "ok", "ipv6": "blackhole"})
     );
     assert_eq!(v["generation"], 7);
     assert_eq!(
@@ -505,6 +513,8 @@ fn check_status(v: &Value) {
     }
     for f in ["ipv4", "ipv6"] {
         assert!(states.contains(&v["families"][f].as_str().unwrap()), "{v}");
+        let mtu = ["ok", "blackhole", "unknown"];
+        assert!(mtu.contains(&v["path_mtu"][f].as_str().unwrap()), "{v}");
     }
     assert!(v["generation"].is_u64(), "{v}");
 }

@@ -432,6 +432,13 @@ fn the_checker_rejects_what_breaks_the_schema() {
         &doc,
         status,
         STATUS,
+        |v| v["path_mtu"] = json!({"ipv4": "ok", "ipv6": "failed"}),
+        "is not one of",
+    );
+    assert_rejected(
+        &doc,
+        status,
+        STATUS,
         |v| v["generation"] = json!(-1),
         "below the minimum",
     );
@@ -565,6 +572,7 @@ fn the_contract_examples_are_valid() {
     // The extras of the daemon beyond the contract's example.
     let mut status: Value = serde_json::from_str(STATUS).unwrap();
     status["families"] = json!({"ipv4": "ok", "ipv6": "unknown"});
+    status["path_mtu"] = json!({"ipv4": "ok", "ipv6": "blackhole"});
     status["generation"] = json!(42);
     status["def_gateway6"] = Value::Null;
     status["sources"][0]["rtt_ms"] = Value::Null;

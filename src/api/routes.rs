@@ -375,7 +375,13 @@ fn status(v: &Verdicts) -> String {
         .str("ipv4", v.families.ipv4.as_str())
         .str("ipv6", v.families.ipv6.as_str())
         .finish();
+    let mut path_mtu = String::new();
+    Object::new(&mut path_mtu)
+        .str("ipv4", v.path_mtu.ipv4.as_str())
+        .str("ipv6", v.path_mtu.ipv6.as_str())
+        .finish();
     obj.raw("families", &families)
+        .raw("path_mtu", &path_mtu)
         .uint("generation", v.generation)
         .finish();
     out

@@ -46,6 +46,8 @@ pub struct StatusAnswer {
     sources: Vec<Source>,
     #[serde(default)]
     families: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    path_mtu: Option<BTreeMap<String, String>>,
     /// The flags, and whatever else a newer daemon sends.
     #[serde(flatten)]
     rest: BTreeMap<String, Value>,
@@ -118,6 +120,10 @@ pub fn status(answer: &StatusAnswer) -> String {
     if let Some(families) = &answer.families {
         let states: Vec<String> = families.iter().map(|(f, s)| format!("{f} {s}")).collect();
         lines.push(("families", none_if_empty(states.join(", "))));
+    }
+    if let Some(mtu) = &answer.path_mtu {
+        let states: Vec<String> = mtu.iter().map(|(f, s)| format!("{f} {s}")).collect();
+        lines.push(("path MTU", none_if_empty(states.join(", "))));
     }
     let mut out = table(
         &[],
@@ -269,6 +275,7 @@ flags false     ULA_ok NPTv6 NPTv6_tried ULA_present
 gateway IPv4    192.168.1.1
 gateway IPv6    fe80::1%eth0
 NAT64 prefixes  none
+path MTU        ipv4 ok, ipv6 ok
 
 ADDRESS        INTERFACE  CLASS  STATE  RTT
 2001:db8:1::2  eth0       gua    ok     11.2 ms
@@ -282,7 +289,8 @@ ADDRESS        INTERFACE  CLASS  STATE  RTT
             r#"{"GUA_ok": false, "NEW_flag": true, "generation": 7,
                 "def_gateway4": null, "def_gateway6": null,
                 "nat64_prefixes": ["64:ff9b::/96"], "sources": [],
-                "families": {"ipv4": "ok", "ipv6": "failed"}}"#,
+                "families": {"ipv4": "ok", "ipv6": "failed"},
+                "path_mtu": {"ipv4": "ok", "ipv6": "blackhole"}}"#,
         )
         .unwrap();
         let text = status(&answer);
@@ -292,6 +300,10 @@ ADDRESS        INTERFACE  CLASS  STATE  RTT
         assert!(text.contains("NAT64 prefixes  64:ff9b::/96\n"), "{text}");
         assert!(
             text.contains("families        ipv4 ok, ipv6 failed\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("path MTU        ipv4 ok, ipv6 blackhole\n"),
             "{text}"
         );
         assert!(text.ends_with("no source addresses\n"), "{text}");

@@ -71,7 +71,7 @@ pub struct Metrics {
     pub upstreams: Upstreams,
     /// `answers_rewritten` by [`Rewrite::index`]; all four series exist
     /// from the start, so `rate()` sees the first rewrite.
-    rewrites: [Counter; 4],
+    rewrites: [Counter; 5],
     /// Probes sent and failed per source, early rounds, stuck connects.
     pub probes: Probes,
     /// `limits_hit` by [`Limit`]: every series exists from the start.
@@ -151,7 +151,7 @@ impl Metrics {
         );
         registry.register(
             "probe_early_rounds",
-            "Probe rounds started before their interval, by trigger: miss (confirming a bad round), syn_sent (an application's connect stuck), gateway (default gateways changed)",
+            "Probe rounds started before their interval, by trigger: miss (confirming a bad round), syn_sent (an application's connect stuck), gateway (default gateways changed), path_mtu (confirming a stalled large probe)",
             probes.early_rounds.clone(),
         );
         registry.register(

@@ -28,7 +28,7 @@ pub(super) struct FamilyLabels {
 
 /// The triggers of early rounds; every series exists from the start, so
 /// `rate()` sees the first one.
-const TRIGGERS: [&str; 3] = ["miss", "syn_sent", "gateway"];
+const TRIGGERS: [&str; 4] = ["miss", "syn_sent", "gateway", "path_mtu"];
 
 /// The probe families, handed to the probe driver.
 #[derive(Debug, Clone)]
@@ -66,7 +66,7 @@ impl Probes {
     }
 
     /// A source's round started before its interval; `trigger` is one of
-    /// `miss`, `syn_sent`, `gateway` (anything else is counted as is).
+    /// `miss`, `syn_sent`, `gateway`, `path_mtu` (anything else is counted as is).
     pub fn early_round(&self, trigger: &'static str) {
         self.early_rounds
             .get_or_create(&TriggerLabels { trigger })
@@ -105,6 +105,7 @@ mod tests {
             r#"getapr_probe_early_rounds_total{trigger="miss"} 0"#,
             r#"getapr_probe_early_rounds_total{trigger="syn_sent"} 0"#,
             r#"getapr_probe_early_rounds_total{trigger="gateway"} 0"#,
+            r#"getapr_probe_early_rounds_total{trigger="path_mtu"} 0"#,
             r#"getapr_stuck_connects_total{family="ipv6"} 0"#,
         ] {
             assert!(text.contains(line), "{line} missing in:\n{text}");

@@ -31,16 +31,19 @@ pub enum FilterReason {
     DeadPrefix,
     /// Probed from every source, reached from none.
     Dead,
+    /// Its family drops full-size packets (a path-MTU blackhole).
+    PathMtu,
 }
 
 impl Rewrite {
     /// `action` and `reason` by [`Rewrite::index`]: never the prefix or
     /// address itself, which would make a series per destination.
-    pub(super) const LABELS: [(&'static str, &'static str); 4] = [
+    pub(super) const LABELS: [(&'static str, &'static str); 5] = [
         ("reordered", "verdicts"),
         ("filtered", "no_source"),
         ("filtered", "dead_prefix"),
         ("filtered", "dead"),
+        ("filtered", "path_mtu_blackhole"),
     ];
 
     pub(super) fn index(self) -> usize {
@@ -49,6 +52,7 @@ impl Rewrite {
             Rewrite::Filtered(FilterReason::NoSource) => 1,
             Rewrite::Filtered(FilterReason::DeadPrefix) => 2,
             Rewrite::Filtered(FilterReason::Dead) => 3,
+            Rewrite::Filtered(FilterReason::PathMtu) => 4,
         }
     }
 }

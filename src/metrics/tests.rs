@@ -73,6 +73,7 @@ fn rewrites_start_at_zero_and_count_by_reason() {
         ("filtered", "no_source"),
         ("filtered", "dead_prefix"),
         ("filtered", "dead"),
+        ("filtered", "path_mtu_blackhole"),
     ] {
         has(
             &text,
@@ -81,6 +82,7 @@ fn rewrites_start_at_zero_and_count_by_reason() {
     }
     m.rewritten(Rewrite::Filtered(FilterReason::NoSource));
     m.rewritten(Rewrite::Filtered(FilterReason::DeadPrefix));
+    m.rewritten(Rewrite::Filtered(FilterReason::PathMtu));
     m.rewritten(Rewrite::Reordered);
     m.rewritten(Rewrite::Reordered);
     let text = m.encode();
@@ -91,6 +93,10 @@ fn rewrites_start_at_zero_and_count_by_reason() {
     has(
         &text,
         r#"getapr_answers_rewritten_total{action="filtered",reason="dead_prefix"} 1"#,
+    );
+    has(
+        &text,
+        r#"getapr_answers_rewritten_total{action="filtered",reason="path_mtu_blackhole"} 1"#,
     );
     has(
         &text,
@@ -199,6 +205,10 @@ fn verdict_gauges_read_the_published_snapshot() {
     );
     has(&text, r#"getapr_family_state{family="ipv6",state="ok"} 0"#);
     has(&text, r#"getapr_flag{name="GUA_ok"} 0"#);
+    has(
+        &text,
+        r#"getapr_path_mtu_state{family="ipv6",state="unknown"} 1"#,
+    );
 
     let mut v = Verdicts {
         generation: 7,
@@ -213,6 +223,7 @@ fn verdict_gauges_read_the_published_snapshot() {
     ];
     v.families.ipv4 = State::Failed;
     v.families.ipv6 = State::Ok;
+    v.path_mtu.ipv6 = crate::probe::verdicts::Mtu::Blackhole;
     v.flags.gua_ok = true;
     v.flags.rfc1918 = false;
     verdicts.store(Arc::new(v));
@@ -221,6 +232,16 @@ fn verdict_gauges_read_the_published_snapshot() {
     let text = m.encode();
     has(&text, "# TYPE getapr_verdict_generation gauge");
     has(&text, "getapr_verdict_generation 7");
+    for (state, value) in [("unknown", 0), ("ok", 0), ("blackhole", 1)] {
+        has(
+            &text,
+            &format!(r#"getapr_path_mtu_state{{family="ipv6",state="{state}"}} {value}"#),
+        );
+    }
+    has(
+        &text,
+        r#"getapr_path_mtu_state{family="ipv4",state="unknown"} 1"#,
+    );
     for (state, value) in [("unknown", 0), ("ok", 1), ("failed", 0)] {
         has(
             &text,

@@ -11,7 +11,7 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Unit;
 
-use crate::probe::verdicts::{State, Verdicts};
+use crate::probe::verdicts::{Mtu, State, Verdicts};
 
 /// The verdict gauges, computed from the published snapshot at scrape time.
 ///
@@ -28,6 +28,8 @@ use crate::probe::verdicts::{State, Verdicts};
 pub struct VerdictGauges(pub Arc<ArcSwap<Verdicts>>);
 
 const STATES: [State; 3] = [State::Unknown, State::Ok, State::Failed];
+
+const MTUS: [Mtu; 3] = [Mtu::Unknown, Mtu::Ok, Mtu::Blackhole];
 
 impl Collector for VerdictGauges {
     fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
@@ -61,6 +63,20 @@ impl Collector for VerdictGauges {
         )?;
         for (family, present) in [("ipv4", v.families.ipv4), ("ipv6", v.families.ipv6)] {
             for state in STATES {
+                let labels = [("family", family), ("state", state.as_str())];
+                ConstGauge::new(i64::from(present == state)).encode(e.encode_family(&labels)?)?;
+            }
+        }
+
+        let mut e = encoder.encode_descriptor(
+            "path_mtu_state",
+            "Whether full-size packets get through an address family's path (a blackhole: \
+             small probes answered, large ones not); 1 for its present state.",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (family, present) in [("ipv4", v.path_mtu.ipv4), ("ipv6", v.path_mtu.ipv6)] {
+            for state in MTUS {
                 let labels = [("family", family), ("state", state.as_str())];
                 ConstGauge::new(i64::from(present == state)).encode(e.encode_family(&labels)?)?;
             }

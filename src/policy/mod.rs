@@ -30,6 +30,9 @@
 //!      tie up to rule 8, the lower RTT wins (no margin).
 //! 4. Interleaves the families ([`interleave`]), starting with the family of
 //!    the best pair: the faster family when the first RTT rule decided.
+//! 5. Puts the pairs to Internet destinations of a family with a path-MTU
+//!    blackhole (`Verdicts::path_mtu`) after all the others, ordered and
+//!    interleaved among themselves the same way: they connect, then stall.
 //!
 //! # Choices
 //!

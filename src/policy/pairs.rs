@@ -9,7 +9,7 @@ use super::destination::{Ranked, compare_destinations, faster_family, sort_ranke
 use super::source::{Route, select_source};
 use super::table::{PolicyTable, Table};
 use crate::inventory::{Address, Snapshot};
-use crate::probe::verdicts::{State, Verdicts};
+use crate::probe::verdicts::{Mtu, State, Verdicts};
 
 /// What [`pairs`] is asked to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,22 +100,36 @@ pub fn ranked_pairs(
             ))
         })
         .collect();
-    let sorted = sort_ranked(ranked, options.rtt_margin);
-    let lead = rtt_lead(&sorted, options.rtt_margin);
-    let pairs = sorted
+    // getapr: pairs through a path-MTU blackhole connect but stall, so
+    // they go after every other pair, not interleaved with them.
+    let (stalling, working): (Vec<Ranked<'_>>, Vec<Ranked<'_>>) = ranked
         .into_iter()
-        .filter_map(|r| {
-            Some(Pair {
-                source: r.source?.clone(),
-                destination: r.destination,
-                rtt: r.rtt,
+        .partition(|r| blackholed(verdicts, r.destination));
+    let sorted = sort_ranked(working, options.rtt_margin);
+    let lead = rtt_lead(&sorted, options.rtt_margin);
+    let to_pairs = |sorted: Vec<Ranked<'_>>| -> Vec<Pair> {
+        let pairs = sorted
+            .into_iter()
+            .filter_map(|r| {
+                Some(Pair {
+                    source: r.source?.clone(),
+                    destination: r.destination,
+                    rtt: r.rtt,
+                })
             })
+            .collect();
+        interleave(pairs, options.first_family_count, |p| {
+            p.destination.to_canonical().is_ipv4()
         })
-        .collect();
-    let pairs = interleave(pairs, options.first_family_count, |p| {
-        p.destination.to_canonical().is_ipv4()
-    });
+    };
+    let mut pairs = to_pairs(sorted);
+    pairs.extend(to_pairs(sort_ranked(stalling, options.rtt_margin)));
     (pairs, lead)
+}
+
+/// An Internet destination of a family whose path drops full-size packets.
+fn blackholed(verdicts: &Verdicts, d: IpAddr) -> bool {
+    verdicts.is_internet(d) && verdicts.path_mtu.of(d.to_canonical()) == Mtu::Blackhole
 }
 
 /// Whether the faster-family rule put the first pair ahead of the other

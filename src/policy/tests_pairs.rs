@@ -509,3 +509,36 @@ proptest! {
         prop_assert_eq!(sorted, input);
     }
 }
+
+#[test]
+fn a_blackholed_family_ranks_last_and_is_not_interleaved() {
+    use crate::probe::verdicts::Mtu;
+    let h = dual_host();
+    let mut v = verdicts(
+        h.addresses
+            .iter()
+            .map(|a| source_verdict(a, State::Ok, None))
+            .collect(),
+        vec![],
+    );
+    v.host = std::sync::Arc::new(h.clone());
+    let before = pairs(&dsts(&DUAL), &h, &v, &Options::default());
+    assert!(before[0].destination.is_ipv6(), "RFC 6724 leads with IPv6");
+    v.path_mtu.ipv6 = Mtu::Blackhole;
+    let got = pairs(&dsts(&DUAL), &h, &v, &Options::default());
+    assert_eq!(
+        pair_strings(&got),
+        expect(&[
+            ("198.51.100.1", "192.0.2.2"),
+            ("198.51.100.2", "192.0.2.2"),
+            ("2001:db8:9::1", "2001:db8:1::2"),
+            ("2001:db8:9::2", "2001:db8:1::2"),
+        ])
+    );
+    // Both families blackholed: the usual order again.
+    v.path_mtu.ipv4 = Mtu::Blackhole;
+    assert_eq!(pairs(&dsts(&DUAL), &h, &v, &Options::default()), before);
+    // `unknown` changes nothing.
+    v.path_mtu = Default::default();
+    assert_eq!(pairs(&dsts(&DUAL), &h, &v, &Options::default()), before);
+}

@@ -12,14 +12,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use tokio::net::{TcpSocket, UdpSocket};
+use tokio::net::{TcpSocket, TcpStream, UdpSocket};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
-use super::engine::{Engine, Kind, ProbeRequest, ProbeResult};
-use super::stun;
+use super::engine::{Engine, FLIGHT_BYTES, Kind, LARGE_HELLO, ProbeRequest, ProbeResult};
 use super::syn_sent::{self, SynSent};
-use super::verdicts::Verdicts;
+use super::verdicts::{Mtu, Verdicts};
+use super::{stun, tls};
 use crate::inventory::Snapshot;
 use crate::metrics::Probes;
 
@@ -68,7 +68,33 @@ pub async fn run(
             tokio::spawn(async move {
                 let (id, source) = (probe.id, probe.source);
                 metrics.sent(source);
-                let outcome = send(probe).await;
+                let outcome = match probe.kind {
+                    Kind::Large {
+                        target,
+                        connect,
+                        flight,
+                    } => {
+                        let from = scoped(source, 0, probe.scope_id);
+                        match large_connect(from, target, connect).await {
+                            Ok((Some(stream), rtt)) => {
+                                // The connect is the round's target probe;
+                                // the flight follows as a second report.
+                                let _ = tx.send((id, ProbeResult::Reachable { rtt })).await;
+                                let (bytes, stalled) = large_flight(stream, flight).await;
+                                let flight = ProbeResult::Flight {
+                                    rtt,
+                                    bytes,
+                                    stalled,
+                                };
+                                let _ = tx.send((id, flight)).await;
+                                return;
+                            }
+                            Ok((None, rtt)) => ProbeResult::Reachable { rtt },
+                            Err(_) => ProbeResult::Unreachable,
+                        }
+                    }
+                    _ => send(probe).await,
+                };
                 if outcome == ProbeResult::Unreachable {
                     metrics.failed(source);
                 }
@@ -192,6 +218,21 @@ fn log_changes(old: &Verdicts, new: &Verdicts) {
             new.flags.def_gateway6.as_deref().unwrap_or("-")
         );
     }
+    for (family, was, is) in [
+        ("IPv4", old.path_mtu.ipv4, new.path_mtu.ipv4),
+        ("IPv6", old.path_mtu.ipv6, new.path_mtu.ipv6),
+    ] {
+        if was != is {
+            let why = match is {
+                Mtu::Blackhole => {
+                    ": small probes answered, large ones stall (full-size packets are dropped \
+                     and no Packet Too Big comes back)"
+                }
+                _ => "",
+            };
+            tracing::info!("path MTU {family} {}{why}", is.as_str());
+        }
+    }
     for s in &new.sources {
         let before = old.source(s.address, s.scope_id).map(|o| o.state);
         if before != Some(s.state) {
@@ -210,10 +251,12 @@ async fn send(probe: ProbeRequest) -> ProbeResult {
     let timeout = probe.deadline.saturating_duration_since(Instant::now());
     let source = scoped(probe.source, 0, probe.scope_id);
     match probe.kind {
-        Kind::Tcp(target) => match tcp(source, target, timeout).await {
-            Ok(rtt) => ProbeResult::Reachable { rtt },
-            Err(_) => ProbeResult::Unreachable,
-        },
+        Kind::Tcp(target) | Kind::Large { target, .. } => {
+            match tcp(source, target, timeout).await {
+                Ok(rtt) => ProbeResult::Reachable { rtt },
+                Err(_) => ProbeResult::Unreachable,
+            }
+        }
         Kind::Stun(server) => {
             let id: stun::TransactionId = rand::random();
             let request = stun::binding_request(&id);
@@ -275,6 +318,57 @@ pub async fn tcp(
         Ok(Err(e)) if e.kind() == io::ErrorKind::ConnectionRefused => Ok(start.elapsed()),
         Ok(Err(e)) => Err(classify(e)),
     }
+}
+
+/// The connect of a path-MTU probe, from `source` to `target` within
+/// `connect`: the stream and the handshake's time, or no stream when the
+/// target refused (a RST proves the path, as for any target probe, but
+/// carries no flight).
+pub async fn large_connect(
+    source: SocketAddr,
+    target: SocketAddr,
+    connect: Duration,
+) -> Result<(Option<TcpStream>, Duration), Failure> {
+    let socket = match source {
+        SocketAddr::V4(_) => TcpSocket::new_v4(),
+        SocketAddr::V6(_) => TcpSocket::new_v6(),
+    }
+    .map_err(classify)?;
+    socket.bind(source).map_err(classify)?;
+    let start = Instant::now();
+    match tokio::time::timeout(connect, socket.connect(target)).await {
+        Err(_) => Err(Failure::Timeout),
+        Ok(Ok(stream)) => Ok((Some(stream), start.elapsed())),
+        Ok(Err(e)) if e.kind() == io::ErrorKind::ConnectionRefused => Ok((None, start.elapsed())),
+        Ok(Err(e)) => Err(classify(e)),
+    }
+}
+
+/// The rest of a path-MTU probe: sends a ClientHello of [`LARGE_HELLO`]
+/// bytes on `stream` and reads for up to `flight` from then (not from the
+/// SYN: on a slow path the handshake would eat the budget) until
+/// [`FLIGHT_BYTES`] arrived or the server closed. Returns the bytes read
+/// and whether it stopped at the deadline with the connection still open.
+/// The reply is counted, never parsed.
+pub async fn large_flight(mut stream: TcpStream, flight: Duration) -> (usize, bool) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let hello = tls::client_hello(&rand::random(), &rand::random(), LARGE_HELLO);
+    let deadline = tokio::time::Instant::now() + flight;
+    match tokio::time::timeout_at(deadline, stream.write_all(&hello)).await {
+        Err(_) => return (0, true),
+        Ok(Err(_)) => return (0, false),
+        Ok(Ok(())) => {}
+    }
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut bytes = 0usize;
+    while bytes < FLIGHT_BYTES {
+        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+            Err(_) => return (bytes, true),
+            Ok(Ok(0) | Err(_)) => return (bytes, false),
+            Ok(Ok(n)) => bytes = bytes.saturating_add(n),
+        }
+    }
+    (bytes, false)
 }
 
 /// Sends `request` from `source` to `server` over UDP and waits for a

@@ -6,4 +6,5 @@ mod learned;
 pub mod nat64;
 pub mod stun;
 pub mod syn_sent;
+pub mod tls;
 pub mod verdicts;

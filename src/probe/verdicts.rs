@@ -58,6 +58,8 @@ pub struct Verdicts {
     pub generation: u64,
     pub sources: Vec<SourceVerdict>,
     pub families: Families,
+    /// Whether full-size packets get through, per family.
+    pub path_mtu: PathMtu,
     /// Per /24 (IPv4) or /64 (IPv6) of the probed Internet destinations.
     pub prefixes: Vec<PrefixVerdict>,
     /// Configured targets, STUN servers and learned destinations with at
@@ -94,6 +96,46 @@ pub struct SourceVerdict {
 pub struct Families {
     pub ipv4: State,
     pub ipv6: State,
+}
+
+/// What the large-packet probes say of a family's path MTU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Mtu {
+    /// No evidence: no working source, no target that ever answered a
+    /// large probe, or not yet probed. Never a reason to filter anything.
+    #[default]
+    Unknown,
+    /// A working source got a server's full first flight back.
+    Ok,
+    /// Small packets get through but a server that once answered a large
+    /// probe now sends nothing back, twice in a row, from every working
+    /// source of the family.
+    Blackhole,
+}
+
+impl Mtu {
+    /// The name used in `/status`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mtu::Unknown => "unknown",
+            Mtu::Ok => "ok",
+            Mtu::Blackhole => "blackhole",
+        }
+    }
+}
+
+/// [`Mtu`] per family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PathMtu {
+    pub ipv4: Mtu,
+    pub ipv6: Mtu,
+}
+
+impl PathMtu {
+    /// The verdict of `addr`'s family.
+    pub fn of(&self, addr: IpAddr) -> Mtu {
+        if addr.is_ipv4() { self.ipv4 } else { self.ipv6 }
+    }
 }
 
 /// Ok if any destination in it is ok, failed if all are.

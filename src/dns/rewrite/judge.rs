@@ -9,7 +9,7 @@ use ipnet::IpNet;
 
 use crate::metrics::FilterReason;
 use crate::probe::nat64;
-use crate::probe::verdicts::{State, Verdicts, prefix_of};
+use crate::probe::verdicts::{Mtu, State, Verdicts, prefix_of};
 
 /// How likely an address is to work; the order is the order of the answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -29,6 +29,9 @@ pub enum Why {
     DeadPrefix(IpNet),
     /// Probed from every source, reached from none.
     Dead,
+    /// Its family's path drops full-size packets: connects succeed but
+    /// transfers stall.
+    Blackhole { ipv4: bool },
 }
 
 impl std::fmt::Display for Why {
@@ -38,6 +41,8 @@ impl std::fmt::Display for Why {
             Why::NoSource { ipv4: false } => f.write_str("no working IPv6 source"),
             Why::DeadPrefix(p) => write!(f, "nothing in {p} answers"),
             Why::Dead => f.write_str("unreachable from every source"),
+            Why::Blackhole { ipv4: true } => f.write_str("IPv4 path MTU blackhole"),
+            Why::Blackhole { ipv4: false } => f.write_str("IPv6 path MTU blackhole"),
         }
     }
 }
@@ -49,6 +54,7 @@ impl From<Why> for FilterReason {
             Why::NoSource { .. } => FilterReason::NoSource,
             Why::DeadPrefix(_) => FilterReason::DeadPrefix,
             Why::Dead => FilterReason::Dead,
+            Why::Blackhole { .. } => FilterReason::PathMtu,
         }
     }
 }
@@ -110,6 +116,11 @@ pub fn judge(v: &Verdicts, addr: IpAddr) -> Judgement {
         };
         if family == State::Failed {
             return Judgement::cannot(Why::NoSource { ipv4 });
+        }
+        // Connects work, transfers stall: no path of the family works for
+        // an application, whatever the destination's own probes said.
+        if v.path_mtu.of(addr) == Mtu::Blackhole {
+            return Judgement::cannot(Why::Blackhole { ipv4 });
         }
     }
     if v.is_dead(addr) {

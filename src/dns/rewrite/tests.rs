@@ -547,3 +547,65 @@ fn a_reply_without_opt_gets_one_for_the_ede() {
     ));
     assert_eq!(extended_errors(out.bytes())[0].0, EDE_FILTERED);
 }
+
+#[test]
+fn a_path_mtu_blackhole_filters_its_family_when_the_other_works() {
+    use crate::probe::verdicts::Mtu;
+    let mut v = verdicts(State::Ok, State::Ok);
+    v.path_mtu.ipv6 = Mtu::Blackhole;
+    // Even a destination reached by its own (small) probes cannot work.
+    let v = {
+        let mut v = v;
+        let paths = vec![path("2001:db8:1::2", State::Ok, Some(5))];
+        v.destinations.push(destination_verdict(
+            "2001:db8:ffff::80",
+            true,
+            State::Ok,
+            paths,
+        ));
+        v
+    };
+    assert_eq!(
+        judge(&v, ip("2001:db8:ffff::80")).why,
+        Some(Why::Blackhole { ipv4: false })
+    );
+    assert_eq!(judge(&v, ip("203.0.113.80")).standing, Standing::Unknown);
+    let (out, removed, nodata, why) = filtered(rewrite(
+        &dual_aaaa(),
+        rtype::AAAA,
+        false,
+        &ctx(&v),
+        Other::Reply(&dual_a()),
+    ));
+    assert_eq!((removed, nodata), (1, true));
+    assert!(why.contains("IPv6 path MTU blackhole"), "{why}");
+    let ede = extended_errors(out.bytes());
+    assert_eq!(ede[0].0, EDE_FILTERED);
+    assert!(ede[0].1.contains("path MTU blackhole"), "{ede:?}");
+    assert_eq!(
+        FilterReason::from(Why::Blackhole { ipv4: false }),
+        FilterReason::PathMtu
+    );
+    // IPv4 does not work either: the AAAA stays (better a stalling path
+    // than none).
+    let mut dead4 = v.clone();
+    dead4.families.ipv4 = State::Failed;
+    assert_eq!(
+        rewrite(
+            &dual_aaaa(),
+            rtype::AAAA,
+            false,
+            &ctx(&dead4),
+            Other::Reply(&dual_a())
+        ),
+        Rewritten::Same
+    );
+    // A LAN destination of the family is not behind the blackholed path.
+    assert_eq!(judge(&v, ip("2001:db8:1::99")).why, None);
+    // `unknown` and `ok` filter nothing.
+    for mtu in [Mtu::Unknown, Mtu::Ok] {
+        let mut v = v.clone();
+        v.path_mtu.ipv6 = mtu;
+        assert_eq!(judge(&v, ip("2001:db8:ffff::80")).standing, Standing::Works);
+    }
+}

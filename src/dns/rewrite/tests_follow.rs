@@ -199,7 +199,7 @@ impl Run {
         let end = self.now + Duration::from_secs_f64(secs);
         while self.now < end {
             for p in self.e.poll(self.now) {
-                let Kind::Tcp(dest) = p.kind else {
+                let (Kind::Tcp(dest) | Kind::Large { target: dest, .. }) = p.kind else {
                     continue;
                 };
                 if dest.is_ipv4() || self.ipv6_up {

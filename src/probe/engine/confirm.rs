@@ -34,6 +34,9 @@ pub enum Trigger {
     SynSent,
     /// The default gateways of its family changed.
     Gateway,
+    /// A large probe stalled: the second one that decides whether the
+    /// family has a path-MTU blackhole follows at once.
+    PathMtu,
 }
 
 impl Trigger {
@@ -43,6 +46,7 @@ impl Trigger {
             Trigger::Miss => "miss",
             Trigger::SynSent => "syn_sent",
             Trigger::Gateway => "gateway",
+            Trigger::PathMtu => "path_mtu",
         }
     }
 }

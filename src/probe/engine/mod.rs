@@ -69,6 +69,9 @@
 //!
 //! # Where things are
 //!
+//! In each round of a routable source one target connect also carries a
+//! large probe, for path-MTU blackholes; `mtu` has its rule.
+//!
 //! `config` and `probe` hold the types the daemon and the driver see;
 //! `addresses` which addresses are probed; `state` the bookkeeping and the
 //! hysteresis; `schedule` rounds, tries and wakeups; `confirm` the rounds
@@ -76,7 +79,7 @@
 //! end changes; `publish` the snapshot and its flags. This file holds the
 //! engine and its inputs (inventory, learned addresses, NAT64 prefixes).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -90,6 +93,7 @@ use crate::inventory::{Gateway, Snapshot};
 mod addresses;
 mod config;
 mod confirm;
+mod mtu;
 mod probe;
 mod publish;
 mod results;
@@ -101,10 +105,13 @@ mod tests;
 #[cfg(test)]
 mod tests_confirm;
 #[cfg(test)]
+mod tests_mtu;
+#[cfg(test)]
 mod tests_random;
 
 pub use config::EngineConfig;
 pub use confirm::{EarlyRound, Trigger};
+pub use mtu::{FLIGHT_BYTES, LARGE_HELLO};
 pub use probe::{Kind, ProbeRequest, ProbeResult};
 
 use addresses::{forbidden, local_scope};
@@ -130,6 +137,11 @@ pub struct Engine {
     /// Rounds started by stuck connects, per family (IPv4, IPv6).
     stuck_budget: [StuckBudget; 2],
     early_rounds: Vec<EarlyRound>,
+    /// Targets that once sent a full first flight to a large probe.
+    answers_large: HashSet<IpAddr>,
+    /// Large probes connected, awaiting their flight: source, target and
+    /// until when.
+    flights: HashMap<u64, (SourceKey, std::net::SocketAddr, Instant)>,
 }
 
 impl Engine {

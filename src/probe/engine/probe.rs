@@ -24,6 +24,18 @@ pub enum Kind {
     Tcp(SocketAddr),
     /// STUN Binding request over UDP (RFC 8489).
     Stun(SocketAddr),
+    /// A target probe carrying the path-MTU probe: a TCP connect within
+    /// `connect` (reported as for [`Kind::Tcp`], by the deadline), then,
+    /// when connected, a ClientHello of [`LARGE_HELLO`](super::LARGE_HELLO)
+    /// bytes and the server's first flight read for up to `flight` counted
+    /// from the hello (not from the SYN: on a slow path the handshake
+    /// alone would eat the budget), reported a second time with the same
+    /// id as [`ProbeResult::Flight`].
+    Large {
+        target: SocketAddr,
+        connect: Duration,
+        flight: Duration,
+    },
 }
 
 /// How a probe ended.
@@ -35,4 +47,13 @@ pub enum ProbeResult {
     Unreachable,
     /// A STUN Binding success response and the address it saw us as.
     StunMapped { rtt: Duration, mapped: SocketAddr },
+    /// The second report of a [`Kind::Large`] probe that connected (in
+    /// `rtt`): it sent its hello and then read `bytes`; `stalled` when it
+    /// stopped at the flight deadline with the connection still open, not
+    /// because the server closed it or because enough arrived.
+    Flight {
+        rtt: Duration,
+        bytes: usize,
+        stalled: bool,
+    },
 }

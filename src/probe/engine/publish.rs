@@ -120,10 +120,12 @@ impl Engine {
             .collect();
 
         let flags = self.flags(&sources);
+        let path_mtu = self.path_mtu(&sources);
         Verdicts {
             generation: 0,
             sources,
             families,
+            path_mtu,
             prefixes,
             destinations,
             flags,

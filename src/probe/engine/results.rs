@@ -16,14 +16,21 @@ impl Engine {
     /// source is gone) are ignored; an answer after the deadline counts as
     /// `Unreachable`, as if `poll` had expired it first.
     pub fn handle(&mut self, now: Instant, id: u64, outcome: ProbeResult) {
+        if matches!(outcome, ProbeResult::Flight { .. }) {
+            self.resolve_flight(now, id, outcome);
+            return;
+        }
         let Some(f) = self.in_flight.remove(&id) else {
             return;
         };
+        if f.large && now <= f.deadline && matches!(outcome, ProbeResult::Reachable { .. }) {
+            self.await_flight(now, id, &f);
+        }
         let answer = match outcome {
             _ if now > f.deadline => None,
             ProbeResult::Reachable { rtt } => Some((rtt, None)),
             ProbeResult::StunMapped { rtt, mapped } => Some((rtt, Some(mapped))),
-            ProbeResult::Unreachable => None,
+            ProbeResult::Unreachable | ProbeResult::Flight { .. } => None,
         };
         self.resolve(f, answer);
     }

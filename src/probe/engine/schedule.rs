@@ -31,6 +31,7 @@ impl Engine {
                 self.resolve(f, None);
             }
         }
+        self.expire_flights(now);
         let mut out = Vec::new();
         if self.config.silent() {
             return out;
@@ -64,6 +65,7 @@ impl Engine {
             return;
         };
         let a = &src.address;
+        let a_class = a.class;
         let v4 = a.addr.is_ipv4();
         let same_family = |t: &&SocketAddr| t.is_ipv4() == v4 && !forbidden(t.ip());
         let gateways = if v4 { &self.gateways4 } else { &self.gateways6 };
@@ -123,8 +125,15 @@ impl Engine {
             pending: todo.len(),
             ..Round::default()
         });
+        // One target connect of the round carries the path-MTU probe.
+        let large = if routable(a_class) {
+            self.large_target(key, n)
+        } else {
+            None
+        };
         for (dest, role) in todo {
-            out.push(self.send(now, key, dest, role));
+            let carries = role == Role::Target && Some(dest) == large;
+            out.push(self.send(now, key, dest, role, carries));
         }
     }
 
@@ -135,7 +144,7 @@ impl Engine {
             .next_try(now, |ip| try_sources(&self.sources, ip).len())
         {
             for key in try_sources(&self.sources, dest.ip()) {
-                out.push(self.send(now, key, dest, Role::Learned));
+                out.push(self.send(now, key, dest, Role::Learned, false));
             }
         }
     }
@@ -146,10 +155,16 @@ impl Engine {
         source: SourceKey,
         dest: SocketAddr,
         role: Role,
+        large: bool,
     ) -> ProbeRequest {
         let id = self.next_id;
         self.next_id += 1;
         let deadline = now + self.config.timeout;
+        let kind = match role {
+            _ if large => self.large_kind(dest),
+            Role::Stun => Kind::Stun(dest),
+            _ => Kind::Tcp(dest),
+        };
         self.in_flight.insert(
             id,
             InFlight {
@@ -157,13 +172,9 @@ impl Engine {
                 dest,
                 role,
                 deadline,
+                large,
             },
         );
-        let kind = if role == Role::Stun {
-            Kind::Stun(dest)
-        } else {
-            Kind::Tcp(dest)
-        };
         ProbeRequest {
             id,
             source: source.addr,

@@ -62,6 +62,9 @@ pub(super) struct Source {
     pub(super) stun_answered: bool,
     /// Why `next_round` was brought forward, until that round starts.
     pub(super) early: Option<Trigger>,
+    /// Large probes: ok at a full flight, failed (a blackhole) after two
+    /// stalls in a row towards targets known to answer them.
+    pub(super) mtu: Hysteresis,
 }
 
 impl Source {
@@ -78,6 +81,7 @@ impl Source {
             mapped: None,
             stun_answered: false,
             early: None,
+            mtu: Hysteresis::default(),
         }
     }
 }
@@ -115,6 +119,8 @@ pub(super) struct InFlight {
     pub(super) dest: SocketAddr,
     pub(super) role: Role,
     pub(super) deadline: Instant,
+    /// A target connect that carries the path-MTU probe (`Kind::Large`).
+    pub(super) large: bool,
 }
 
 /// One (source, destination) path; `gateway` marks the link probes, which

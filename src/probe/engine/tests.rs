@@ -61,7 +61,7 @@ pub(super) fn snapshot(addresses: &[(&str, Class)], gw4: &[&str], gw6: &[&str]) 
 
 pub(super) fn dest(p: &ProbeRequest) -> SocketAddr {
     match p.kind {
-        Kind::Tcp(d) | Kind::Stun(d) => d,
+        Kind::Tcp(d) | Kind::Stun(d) | Kind::Large { target: d, .. } => d,
     }
 }
 
@@ -131,6 +131,11 @@ impl Lab {
             for p in self.e.poll(self.now) {
                 self.sent.push((self.now, p.clone()));
                 if let Some(o) = net(self.secs(), &p) {
+                    // The driver reports a large probe's connect first.
+                    if let ProbeResult::Flight { rtt, .. } = o {
+                        self.e
+                            .handle(self.now, p.id, ProbeResult::Reachable { rtt });
+                    }
                     self.e.handle(self.now, p.id, o);
                 }
             }
@@ -368,7 +373,7 @@ fn stun_maps_to(to: &str) -> impl FnMut(f64, &ProbeRequest) -> Option<ProbeResul
             rtt: ms(20),
             mapped: to,
         }),
-        Kind::Tcp(_) => up(10),
+        Kind::Tcp(_) | Kind::Large { .. } => up(10),
     }
 }
 

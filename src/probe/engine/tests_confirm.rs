@@ -253,7 +253,13 @@ fn idle_healthy_host_sends_no_more_than_one_round_per_interval() {
     lab.run(600.0, |_, _| up(5));
     let per_source = |src: &str| lab.sent.iter().filter(|(_, p)| p.source == ip(src)).count();
     let (v6, v4) = (per_source(GUA), per_source(V4));
-    eprintln!("600 s idle and healthy, 10 s interval: {v6} IPv6 probes, {v4} IPv4 probes");
+    let large = (lab.sent.iter())
+        .filter(|(_, p)| matches!(p.kind, Kind::Large { .. }))
+        .count();
+    eprintln!(
+        "600 s idle and healthy, 10 s interval: {v6} IPv6 probes, {v4} IPv4 probes, \
+         {large} of them carrying a path-MTU probe"
+    );
     // One target per family: at most one probe per 9 s (the jitter's floor).
     assert!(v6 <= 600 / 9 + 1 && v4 <= 600 / 9 + 1, "{v6} {v4}");
     assert!(lab.e.take_early_rounds().is_empty());
