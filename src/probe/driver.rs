@@ -73,9 +73,10 @@ pub async fn run(
                         target,
                         connect,
                         flight,
+                        mss,
                     } => {
                         let from = scoped(source, 0, probe.scope_id);
-                        match large_connect(from, target, connect).await {
+                        match large_connect(from, target, connect, mss).await {
                             Ok((Some(stream), rtt)) => {
                                 // The connect is the round's target probe;
                                 // the flight follows as a second report.
@@ -323,17 +324,25 @@ pub async fn tcp(
 /// The connect of a path-MTU probe, from `source` to `target` within
 /// `connect`: the stream and the handshake's time, or no stream when the
 /// target refused (a RST proves the path, as for any target probe, but
-/// carries no flight).
+/// carries no flight). With `mss` (a proof), TCP_MAXSEG is set before the
+/// SYN, so both sides send segments of at most that size.
 pub async fn large_connect(
     source: SocketAddr,
     target: SocketAddr,
     connect: Duration,
+    mss: Option<u32>,
 ) -> Result<(Option<TcpStream>, Duration), Failure> {
-    let socket = match source {
-        SocketAddr::V4(_) => TcpSocket::new_v4(),
-        SocketAddr::V6(_) => TcpSocket::new_v6(),
+    let domain = match source {
+        SocketAddr::V4(_) => socket2::Domain::IPV4,
+        SocketAddr::V6(_) => socket2::Domain::IPV6,
+    };
+    let raw = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))
+        .map_err(classify)?;
+    if let Some(mss) = mss {
+        raw.set_tcp_mss(mss).map_err(classify)?;
     }
-    .map_err(classify)?;
+    raw.set_nonblocking(true).map_err(classify)?;
+    let socket = TcpSocket::from_std_stream(std::net::TcpStream::from(raw));
     socket.bind(source).map_err(classify)?;
     let start = Instant::now();
     match tokio::time::timeout(connect, socket.connect(target)).await {

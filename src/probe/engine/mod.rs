@@ -137,11 +137,16 @@ pub struct Engine {
     /// Rounds started by stuck connects, per family (IPv4, IPv6).
     stuck_budget: [StuckBudget; 2],
     early_rounds: Vec<EarlyRound>,
-    /// Targets that once sent a full first flight to a large probe.
+    /// Targets that once sent a full first flight to a large probe: they
+    /// speak TLS, so their silence can mean a blackhole.
     answers_large: HashSet<IpAddr>,
-    /// Large probes connected, awaiting their flight: source, target and
-    /// until when.
-    flights: HashMap<u64, (SourceKey, std::net::SocketAddr, Instant)>,
+    /// (source, target) pairs whose large probe stalled while the target
+    /// had not yet answered large: their next probe is a proof, with small
+    /// segments ([`PROOF_MSS`](mtu::PROOF_MSS)).
+    suspects: HashSet<(SourceKey, std::net::SocketAddr)>,
+    /// Large probes connected, awaiting their flight: source, target,
+    /// until when, and whether it is a proof.
+    flights: HashMap<u64, (SourceKey, std::net::SocketAddr, Instant, bool)>,
 }
 
 impl Engine {

@@ -24,17 +24,26 @@
 //!   answered large before. Two misses in a row make it failed; the first
 //!   starts the next round at once (`Trigger::PathMtu`), as a missed round
 //!   does.
+//! - A stall towards a target never seen answering large makes the pair
+//!   a *suspect*: the next large probe from that source to that target is
+//!   a *proof*, sent with segments of at most [`PROOF_MSS`] bytes each way
+//!   (TCP_MAXSEG before the SYN: the server's segments are cut to it too),
+//!   which pass any blackhole of a path IPv6 allows (1,280 bytes). A full
+//!   flight to the proof shows the target speaks TLS (it answers large
+//!   from then on) and that the stall before was the path's: a miss. A
+//!   proof that stalls too is no evidence (the target does not speak TLS,
+//!   or the path drops even small segments: the small probes judge that).
 //! - Anything else is no evidence: a connect that fails (the small probes
 //!   judge that), a server that closes or resets after a short reply (it
-//!   does not speak TLS, or refused us), a stall towards a target never
-//!   seen answering large.
+//!   does not speak TLS, or refused us).
 //! - A family's [`Mtu`], from its routable sources that are ok: `Ok` if
 //!   one of them is ok, else `Blackhole` if one failed, else `Unknown`.
 //!
 //! So a target that does not speak TLS can never make a blackhole: its
 //! silence counts only after it once sent a full flight, which it never
-//! does. The price: a blackhole already there when getapr starts, before
-//! any target answered large, stays `unknown`.
+//! does. A blackhole already there when getapr starts is found all the
+//! same: the first stall makes a suspect, its proof (one round later) a
+//! miss, and the early round it starts the second miss.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -59,6 +68,11 @@ pub const FLIGHT_BYTES: usize = 2_000;
 /// Added to a large probe's deadline over its connect and flight budgets,
 /// so that the driver always reports before the engine expires it.
 pub(super) const LARGE_GRACE: Duration = Duration::from_millis(500);
+
+/// The segment size of a proof probe, both ways: a 1,280-byte IPv6
+/// packet (the smallest MTU IPv6 allows) holds 1,220 bytes of TCP payload
+/// without options; 1,200 leaves room for the timestamp option.
+pub const PROOF_MSS: u32 = 1_200;
 
 /// The port a large probe goes to: TLS.
 const TLS_PORT: u16 = 443;
@@ -87,13 +101,16 @@ impl Engine {
         pick.get(i).copied()
     }
 
-    /// The probe kind of a large probe to `dest`.
-    pub(super) fn large_kind(&self, dest: SocketAddr) -> Kind {
+    /// The probe kind of a large probe from `source` to `dest`: a proof
+    /// (small segments) when the pair is a suspect.
+    pub(super) fn large_kind(&self, source: super::state::SourceKey, dest: SocketAddr) -> Kind {
         let t = self.config.timeout;
+        let proof = self.suspects.contains(&(source, dest));
         Kind::Large {
             target: dest,
             connect: t,
             flight: t,
+            mss: proof.then_some(PROOF_MSS),
         }
     }
 
@@ -101,17 +118,18 @@ impl Engine {
     /// flight budget (and a grace) is over.
     pub(super) fn await_flight(&mut self, now: Instant, id: u64, f: &InFlight) {
         let until = now + self.config.timeout + LARGE_GRACE;
+        let proof = self.suspects.contains(&(f.source, f.dest));
         // The driver reports each flight once; the cap only bounds an
         // engine whose driver never does.
         if self.flights.len() < 1024 {
-            self.flights.insert(id, (f.source, f.dest, until));
+            self.flights.insert(id, (f.source, f.dest, until, proof));
         }
     }
 
     /// The second report of a large probe: what its flight says of the
     /// path MTU. Unknown ids (no connect, or expired) are ignored.
     pub(super) fn resolve_flight(&mut self, now: Instant, id: u64, outcome: ProbeResult) {
-        let Some((source, dest, until)) = self.flights.remove(&id) else {
+        let Some((source, dest, until, proof)) = self.flights.remove(&id) else {
             return;
         };
         let ProbeResult::Flight { bytes, stalled, .. } = outcome else {
@@ -127,10 +145,28 @@ impl Engine {
         if !routable(src.address.class) {
             return;
         }
-        if bytes >= FLIGHT_BYTES {
+        if proof {
+            self.suspects.remove(&(source, dest));
+            if bytes < FLIGHT_BYTES {
+                return;
+            }
+            // Small segments came back where large ones stalled: the
+            // target speaks TLS, and the stall was the path's.
+            self.answers_large.insert(dest.ip());
+            src.mtu.miss();
+            if src.mtu.state != State::Failed {
+                self.start_early(now, source, Trigger::PathMtu);
+            }
+        } else if bytes >= FLIGHT_BYTES {
             src.mtu.success();
             self.answers_large.insert(dest.ip());
-        } else if stalled && proven {
+        } else if stalled && !proven {
+            // Bounded like the flights: sources times targets in practice.
+            if self.suspects.len() < 1024 {
+                self.suspects.insert((source, dest));
+            }
+            return;
+        } else if stalled {
             src.mtu.miss();
             if src.mtu.state != State::Failed {
                 self.start_early(now, source, Trigger::PathMtu);
@@ -141,9 +177,11 @@ impl Engine {
         self.dirty = true;
     }
 
-    /// Forgets flights no longer awaited.
+    /// Forgets flights no longer awaited, and suspects whose source is gone.
     pub(super) fn expire_flights(&mut self, now: Instant) {
-        self.flights.retain(|_, (_, _, until)| *until > now);
+        self.flights.retain(|_, (_, _, until, _)| *until > now);
+        let sources = &self.sources;
+        self.suspects.retain(|(s, _)| sources.contains_key(s));
     }
 
     /// The [`Mtu`] of each family from its ok routable sources.

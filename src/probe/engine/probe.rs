@@ -31,10 +31,13 @@ pub enum Kind {
     /// from the hello (not from the SYN: on a slow path the handshake
     /// alone would eat the budget), reported a second time with the same
     /// id as [`ProbeResult::Flight`].
+    /// With `mss`, a proof: the socket's segments (and, through the SYN's
+    /// MSS option, the server's) are at most that many bytes.
     Large {
         target: SocketAddr,
         connect: Duration,
         flight: Duration,
+        mss: Option<u32>,
     },
 }
 

@@ -161,7 +161,7 @@ impl Engine {
         self.next_id += 1;
         let deadline = now + self.config.timeout;
         let kind = match role {
-            _ if large => self.large_kind(dest),
+            _ if large => self.large_kind(source, dest),
             Role::Stun => Kind::Stun(dest),
             _ => Kind::Tcp(dest),
         };

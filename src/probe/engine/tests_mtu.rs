@@ -88,6 +88,7 @@ fn every_round_sends_one_large_probe_with_a_budget_counted_from_the_hello() {
             target,
             connect,
             flight,
+            mss,
         } = p.kind
         else {
             unreachable!()
@@ -95,6 +96,7 @@ fn every_round_sends_one_large_probe_with_a_budget_counted_from_the_hello() {
         assert_eq!(target.port(), 443);
         assert_eq!(target.is_ipv4(), p.source.is_ipv4());
         assert_eq!((connect, flight), (ms(1000), ms(1000)));
+        assert_eq!(mss, None, "full-size segments, not a proof");
         assert_eq!(
             p.deadline - lab.t0,
             ms(1000),
@@ -276,4 +278,45 @@ fn large_probes_go_to_targets_that_answered_large_first() {
         "{large:?}"
     );
     assert_eq!(mtu(&mut lab).ipv6, Mtu::Ok);
+}
+
+/// Small probes answered; over IPv6 every full-size probe stalls from the
+/// start, while a proof (small segments) gets its full flight.
+fn v6_blackhole_from_start(t: f64, p: &ProbeRequest) -> Option<ProbeResult> {
+    let _ = t;
+    Some(match p.kind {
+        Kind::Large { mss: Some(m), .. } => {
+            assert!(m <= 1_220, "a proof fits a 1,280-byte IPv6 packet: {m}");
+            FULL
+        }
+        Kind::Large { mss: None, .. } if dest(p).is_ipv6() => STALL,
+        Kind::Large { mss: None, .. } => FULL,
+        _ => ProbeResult::Reachable { rtt: ms(5) },
+    })
+}
+
+#[test]
+fn a_blackhole_there_from_the_start_is_found_through_a_proof_with_small_segments() {
+    let mut lab = dual();
+    let at = v6_mtu_at(&mut lab, Mtu::Blackhole, 60.0, v6_blackhole_from_start)
+        .expect("a blackhole from the start is found");
+    let v6: Vec<(f64, Option<u32>)> = (lab.sent.iter())
+        .filter(|(_, p)| dest(p).is_ipv6())
+        .filter_map(|(t, p)| match p.kind {
+            Kind::Large { mss, .. } => Some(((*t - lab.t0).as_secs_f64(), mss)),
+            _ => None,
+        })
+        .collect();
+    eprintln!("IPv6 large probes (s, mss) {v6:?}; blackhole at {at:.2} s");
+    let proofs = v6.iter().filter(|(_, m)| m.is_some()).count();
+    assert_eq!(proofs, 1, "one proof makes the target known: {v6:?}");
+    assert_eq!(v6[0].1, None, "the first probe is full-size: {v6:?}");
+    assert_eq!(
+        v6[1].1,
+        Some(mtu::PROOF_MSS),
+        "the stall's next is the proof: {v6:?}"
+    );
+    assert!(at < 25.0, "found within about two intervals: {at:.2} s");
+    assert_eq!(lab.verdicts().path_mtu.ipv4, Mtu::Ok);
+    assert_eq!(lab.verdicts().families.ipv6, State::Ok, "small probes work");
 }
