@@ -202,6 +202,14 @@ impl fmt::Display for Class {
 }
 
 /// `2001:db8::2/64 eth0 gua deprecated`: for logs.
+impl Address {
+    /// `ip` lies in this address's subnet (its address and prefix length;
+    /// an IPv4-mapped address counts as IPv4). Other families never do.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        ipnet::IpNet::new(self.addr.to_canonical(), self.prefix_len).is_ok_and(|n| n.contains(&ip))
+    }
+}
+
 impl fmt::Display for Address {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(

@@ -5,7 +5,7 @@ use std::cmp::Ordering;
 use std::net::IpAddr;
 
 use super::prefer;
-use super::table::{PolicyTable, SCOPE_LINK, common_prefix_len, in_subnet, scope};
+use super::table::{PolicyTable, SCOPE_LINK, common_prefix_len, scope};
 use crate::inventory::{Address, Gateway, Snapshot};
 
 /// What is known about how a packet to the destination would leave the
@@ -32,7 +32,7 @@ impl Route {
         let on_link = host
             .addresses
             .iter()
-            .filter(|a| a.prefix_len > 0 && in_subnet(a, dst))
+            .filter(|a| a.prefix_len > 0 && a.contains(dst))
             .max_by_key(|a| a.prefix_len);
         if let Some(a) = on_link {
             return Route {
@@ -148,7 +148,7 @@ fn next_hop(sa: &Address, sb: &Address, route: &Route) -> Ordering {
     let (Some(gw), Some(i)) = (route.next_hop, route.ifindex) else {
         return Ordering::Equal;
     };
-    let from_hop = |s: &Address| s.ifindex == i && in_subnet(s, gw.to_canonical());
+    let from_hop = |s: &Address| s.ifindex == i && s.contains(gw.to_canonical());
     prefer(from_hop(sa), from_hop(sb))
 }
 

@@ -163,17 +163,3 @@ pub(super) fn common_prefix_len(source: &Address, dst: IpAddr) -> u32 {
         _ => 0,
     }
 }
-
-/// `addr` lies in the subnet of `source` (its address and prefix length).
-pub(crate) fn in_subnet(source: &Address, addr: IpAddr) -> bool {
-    let len = source.prefix_len;
-    match (source.addr.to_canonical(), addr) {
-        (IpAddr::V4(s), IpAddr::V4(a)) => {
-            len <= 32 && (len == 0 || (u32::from(s) ^ u32::from(a)) >> (32 - u32::from(len)) == 0)
-        }
-        (IpAddr::V6(s), IpAddr::V6(a)) => {
-            len <= 128 && prefix_matches(u128::from(a), u128::from(s), len)
-        }
-        _ => false,
-    }
-}

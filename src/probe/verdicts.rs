@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
-use crate::inventory::{Address, Class, Snapshot, is_global};
+use crate::inventory::{Class, Snapshot, is_global};
 
 /// A verdict. For a destination, `Failed` is what the design calls dead.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
@@ -283,7 +283,7 @@ impl Verdicts {
     /// Internet destination needs a source that reaches the Internet.
     pub fn is_internet(&self, addr: IpAddr) -> bool {
         crate::probe::nat64::behind(&self.nat64_prefixes, addr).is_some()
-            || (is_global(addr) && !self.host.addresses.iter().any(|a| in_subnet(a, addr)))
+            || (is_global(addr) && !self.host.addresses.iter().any(|a| a.contains(addr)))
     }
 
     /// The verdict on `addr` as a destination, from the paths that still
@@ -402,12 +402,6 @@ impl DestinationVerdict {
             .ok()?;
         self.paths.get(i)
     }
-}
-
-/// Whether `addr` is inside the subnet of the host's address `a` (its
-/// prefix length, as the kernel has it).
-fn in_subnet(a: &Address, addr: IpAddr) -> bool {
-    IpNet::new(a.addr.to_canonical(), a.prefix_len).is_ok_and(|n| n.contains(&addr))
 }
 
 /// The destination prefix verdicts are kept for: /24 for IPv4, /64 for IPv6
