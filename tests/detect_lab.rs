@@ -32,7 +32,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use hickory_proto::rr::RecordType;
 
 use common::lab::{self, HOST4, HOST6, Lab, LabChild, Ns};
-use common::labdns::{self, DUAL6, KNOT4, LabDns, addresses, ask, has_word};
+use common::labdns::{self, DUAL6, KNOT4, LabDns, LabGetapr, addresses, ask};
 use common::query;
 
 /// getapr's listen address in the host namespace.
@@ -59,80 +59,6 @@ fn config_text() -> String {
         lab::STUN6,
         port = lab::STUN_PORT,
     )
-}
-
-/// A getapr process in the host namespace, its log lines collected with
-/// the instant each arrived.
-struct Daemon {
-    _child: LabChild,
-    lines: Arc<Mutex<Vec<(Instant, String)>>>,
-}
-
-impl Daemon {
-    fn start(lab: &Lab, bin: &OsStr, config: &Path) -> Daemon {
-        let mut command = lab.command(Ns::Host, &[bin, OsStr::new("serve"), OsStr::new("-c")]);
-        command
-            .arg(config)
-            .stdin(Stdio::null())
-            .stderr(Stdio::piped());
-        let mut child = LabChild::spawn(&mut command);
-        let stderr = child.stderr.take().expect("stderr is piped");
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let sink = Arc::clone(&lines);
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                sink.lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .push((Instant::now(), line));
-            }
-        });
-        let daemon = Daemon {
-            _child: child,
-            lines,
-        };
-        let since = Instant::now() - Duration::from_secs(1);
-        daemon
-            .wait(since, &["listening", "on"], Duration::from_secs(10))
-            .unwrap_or_else(|| panic!("getapr did not listen; log:\n{}", daemon.log()));
-        daemon
-    }
-
-    fn log(&self) -> String {
-        let lines = self.lines.lock().unwrap_or_else(|p| p.into_inner());
-        lines
-            .iter()
-            .map(|(_, l)| l.as_str())
-            .collect::<Vec<_>>()
-            .join("\n")
-    }
-
-    /// How long after `since` the first line with every word of `words`
-    /// came, waiting up to `within`.
-    fn wait(&self, since: Instant, words: &[&str], within: Duration) -> Option<Duration> {
-        let deadline = Instant::now() + within;
-        loop {
-            let found = (self.lines.lock().unwrap_or_else(|p| p.into_inner()).iter())
-                .find(|(at, l)| *at >= since && words.iter().all(|w| has_word(l, w)))
-                .map(|(at, _)| at.saturating_duration_since(since));
-            if found.is_some() || Instant::now() > deadline {
-                return found;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// The log lines after `since` holding any of `needles`.
-    fn lines_since(&self, since: Instant, needles: &[&str]) -> Vec<String> {
-        (self.lines.lock().unwrap_or_else(|p| p.into_inner()).iter())
-            .filter(|(at, l)| *at >= since && needles.iter().any(|n| l.contains(n)))
-            .map(|(at, l)| {
-                format!(
-                    "+{:.2}s {l}",
-                    at.saturating_duration_since(since).as_secs_f64()
-                )
-            })
-            .collect()
-    }
 }
 
 fn write_config(dns: &LabDns) -> PathBuf {
@@ -255,14 +181,15 @@ fn ipv6_break_at_default_settings() {
     let dns = LabDns::start(&lab);
     let config = write_config(&dns);
     let start = Instant::now();
-    let getapr = Daemon::start(&lab, OsStr::new(env!("CARGO_BIN_EXE_getapr")), &config);
+    let getapr = LabGetapr::start_file(&lab, OsStr::new(env!("CARGO_BIN_EXE_getapr")), &config);
     for src in [HOST6.to_string(), HOST4.to_string()] {
         let took = getapr
-            .wait(
+            .try_wait(
                 start,
                 &["ok", &format!("source={src}")],
                 Duration::from_secs(10),
             )
+            .map(|(t, _)| t)
             .unwrap_or_else(|| panic!("source {src} never ok; log:\n{}", getapr.log()));
         eprintln!("source {src} ok after {took:?}");
     }
@@ -288,11 +215,13 @@ fn ipv6_break_at_default_settings() {
         let (broke_wall, broke) = (wall(), Instant::now());
         lab.drop_ipv6_forwarding(true);
         let filtered = aaaa_becomes(&lab, &dual, false, broke, Duration::from_secs(30));
-        let failed = getapr.wait(
-            broke,
-            &["failed", &format!("source={HOST6}")],
-            Duration::from_secs(1),
-        );
+        let failed = getapr
+            .try_wait(
+                broke,
+                &["failed", &format!("source={HOST6}")],
+                Duration::from_secs(1),
+            )
+            .map(|(t, _)| t);
         // Broken for 12 to 27 s in all, so that the repair falls anywhere
         // in the failed source's round cycle; the AAAA must stay filtered
         // meanwhile.
@@ -305,11 +234,13 @@ fn ipv6_break_at_default_settings() {
         let (repaired_wall, repaired) = (wall(), Instant::now());
         lab.drop_ipv6_forwarding(false);
         let back = aaaa_becomes(&lab, &dual, true, repaired, Duration::from_secs(40));
-        let ok = getapr.wait(
-            repaired,
-            &["ok", &format!("source={HOST6}")],
-            Duration::from_secs(1),
-        );
+        let ok = getapr
+            .try_wait(
+                repaired,
+                &["ok", &format!("source={HOST6}")],
+                Duration::from_secs(1),
+            )
+            .map(|(t, _)| t);
         let (connects, waited) = app_connects(&app_lines, broke_wall, repaired_wall);
         eprintln!(
             "MEASURED cycle {cycle} (broken {:.1} s after the last cycle, for {:.1} s): AAAA filtered {filtered:.2?} after the break \
@@ -405,7 +336,7 @@ fn read_counters(lab: &Lab) -> Vec<u64> {
 /// Starts `bin` on an idle host, lets its first rounds pass, and counts
 /// what it sends in `idle`: the per-minute rates of [`COUNTERS`].
 fn idle_rates(lab: &Lab, bin: &OsStr, config: &Path, idle: Duration) -> Vec<f64> {
-    let getapr = Daemon::start(lab, bin, config);
+    let getapr = LabGetapr::start_file(lab, bin, config);
     std::thread::sleep(Duration::from_secs(5));
     let before = read_counters(lab);
     std::thread::sleep(idle);

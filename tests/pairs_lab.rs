@@ -19,16 +19,13 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::net::{IpAddr, SocketAddr};
-use std::process::Stdio;
-use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::lab::{self, Connect, Family, HOST4, HOST6, HOST6_2, Lab, LabChild, Ns};
+use common::lab::{self, Connect, Family, HOST4, HOST6, HOST6_2, Lab, Ns};
 use common::labdns::{
-    self, DUAL4, DUAL6, GetaprConfig, KNOT4, LabDns, PROBE_INTERVAL, PROBE_TIMEOUT, has_word,
+    self, DUAL4, DUAL6, GetaprConfig, KNOT4, LabDns, LabGetapr, PROBE_INTERVAL, PROBE_TIMEOUT,
 };
 
 /// The dual-stack name of the lab's zone.
@@ -44,86 +41,10 @@ const HTTP_PORT: u16 = 8080;
 /// loaded machine).
 const PATIENCE: Duration = Duration::from_secs(10);
 
-/// getapr running in the lab's host namespace, its log lines collected with
-/// the instant each arrived.
-struct Getapr {
-    _child: LabChild,
-    lines: Arc<Mutex<Vec<(Instant, String)>>>,
-}
-
-impl Getapr {
-    /// Starts `getapr serve -c FILE` in the host namespace with `toml` (the
-    /// file in the lab's DNS directory) and waits until it serves DNS.
-    fn start(lab: &Lab, dns: &LabDns, name: &str, toml: &str) -> Getapr {
-        let path = dns.dir().join(format!("{name}.toml"));
-        std::fs::write(&path, toml)
-            .unwrap_or_else(|error| panic!("write {}: {error}", path.display()));
-        let mut command = lab.command(Ns::Host, &[env!("CARGO_BIN_EXE_getapr"), "serve", "-c"]);
-        command.arg(&path);
-        command.stdin(Stdio::null()).stderr(Stdio::piped());
-        let mut child = LabChild::spawn(&mut command);
-        let stderr = child.stderr.take().expect("stderr is piped");
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let sink = Arc::clone(&lines);
-        thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                sink.lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .push((Instant::now(), line));
-            }
-        });
-        let getapr = Getapr {
-            _child: child,
-            lines,
-        };
-        getapr.wait(
-            Instant::now() - Duration::from_secs(1),
-            &["listening", "on"],
-            Duration::from_secs(5),
-        );
-        getapr
-    }
-
-    fn log(&self) -> String {
-        self.lines
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .map(|(_, l)| l.as_str())
-            .collect::<Vec<_>>()
-            .join("\n")
-    }
-
-    /// The first line after `since` holding every word of `words`, waiting
-    /// up to `within`; panics with the log otherwise. Returns when it came,
-    /// after `since`.
-    fn wait(&self, since: Instant, words: &[&str], within: Duration) -> (Duration, String) {
-        let deadline = Instant::now() + within;
-        loop {
-            let found = self
-                .lines
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .iter()
-                .find(|(at, line)| *at >= since && words.iter().all(|w| has_word(line, w)))
-                .map(|(at, line)| (at.saturating_duration_since(since), line.clone()));
-            if let Some(found) = found {
-                return found;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "getapr logged no line with {words:?} within {within:?}; log:\n{}",
-                self.log()
-            );
-            thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// Waits for the verdict `state` of `source`.
-    fn wait_source(&self, since: Instant, state: &str, source: IpAddr) -> Duration {
-        let (t, _) = self.wait(since, &[state, &format!("source={source}")], PATIENCE);
-        t
-    }
+/// Waits for the verdict `state` of `source`.
+fn wait_source(getapr: &LabGetapr, since: Instant, state: &str, source: IpAddr) -> Duration {
+    let (t, _) = getapr.wait(since, &[state, &format!("source={source}")], PATIENCE);
+    t
 }
 
 /// One entry of `/pairs`.
@@ -234,7 +155,7 @@ fn get_pairs(lab: &Lab, url: &str) -> Result<Vec<Pair>, (u16, String)> {
 /// answer and the log otherwise.
 fn poll_pairs(
     lab: &Lab,
-    getapr: &Getapr,
+    getapr: &LabGetapr,
     url: &str,
     since: Instant,
     within: Duration,
@@ -293,9 +214,9 @@ fn ipv6_dropped_upstream_puts_ipv4_pairs_first() {
     let lab = Lab::new();
     let dns = LabDns::start(&lab);
     let start = Instant::now();
-    let getapr = Getapr::start(&lab, &dns, "pairs-a", &lab_config());
-    let t6 = getapr.wait_source(start, "ok", HOST6.into());
-    let t4 = getapr.wait_source(start, "ok", HOST4.into());
+    let getapr = LabGetapr::start_toml(&lab, &dns, "pairs-a", &lab_config());
+    let t6 = wait_source(&getapr, start, "ok", HOST6.into());
+    let t4 = wait_source(&getapr, start, "ok", HOST4.into());
     eprintln!("(a) first verdicts: GUA {HOST6} ok after {t6:?}, IPv4 {HOST4} ok after {t4:?}");
     let url = pairs_url(443);
 
@@ -334,7 +255,7 @@ fn ipv6_dropped_upstream_puts_ipv4_pairs_first() {
     // The router blackholes IPv6.
     let broke = Instant::now();
     lab.drop_ipv6_forwarding(true);
-    let t_failed = getapr.wait_source(broke, "failed", HOST6.into());
+    let t_failed = wait_source(&getapr, broke, "failed", HOST6.into());
     let (t_pairs, broken) = poll_pairs(&lab, &getapr, &url, broke, PATIENCE, "IPv4 first", |p| {
         p.first().is_some_and(|p| p.family == "ipv4")
     });
@@ -380,9 +301,9 @@ fn second_uplink_takes_over_the_first_pair() {
     let routes = lab.run(Ns::Host, &["ip", "-6", "route", "show"]);
     eprintln!("(b) the host's IPv6 routes:\n{}", routes.trim_end());
     let start = Instant::now();
-    let getapr = Getapr::start(&lab, &dns, "pairs-b", &lab_config());
+    let getapr = LabGetapr::start_toml(&lab, &dns, "pairs-b", &lab_config());
     for source in [IpAddr::from(HOST6), HOST6_2.into(), HOST4.into()] {
-        let t = getapr.wait_source(start, "ok", source);
+        let t = wait_source(&getapr, start, "ok", source);
         eprintln!("(b) {source} ok after {t:?}");
     }
     let url = pairs_url(80);
@@ -488,10 +409,10 @@ fn default_listen_serves_curl_localhost() {
         port = lab::STUN_PORT,
     );
     let start = Instant::now();
-    let getapr = Getapr::start(&lab, &dns, "pairs-c", &toml);
+    let getapr = LabGetapr::start_toml(&lab, &dns, "pairs-c", &toml);
     // The first round comes at once (the default interval is 15 s).
-    getapr.wait_source(start, "ok", HOST6.into());
-    getapr.wait_source(start, "ok", HOST4.into());
+    wait_source(&getapr, start, "ok", HOST6.into());
+    wait_source(&getapr, start, "ok", HOST4.into());
     let expected = [
         (IpAddr::from(HOST6), IpAddr::from(DUAL6)),
         (IpAddr::from(HOST4), IpAddr::from(DUAL4)),

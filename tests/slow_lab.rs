@@ -13,16 +13,13 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::net::{IpAddr, SocketAddr};
-use std::process::Stdio;
-use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use common::delay::Delay;
-use common::lab::{self, Connect, HOST4, HOST6, Lab, LabChild, Ns};
-use common::labdns::{self, DUAL4, DUAL6, KNOT4, LabDns, has_word};
+use common::lab::{self, Connect, HOST4, HOST6, Lab, Ns};
+use common::labdns::{self, DUAL4, DUAL6, KNOT4, LabDns, LabGetapr};
 use common::query;
 use hickory_proto::rr::RecordType;
 
@@ -49,73 +46,6 @@ fn config() -> String {
         lab::TARGET4,
         lab::TARGET6,
     )
-}
-
-/// getapr in the lab's host namespace, its log lines collected.
-struct Getapr {
-    _child: LabChild,
-    lines: Arc<Mutex<Vec<(Instant, String)>>>,
-}
-
-impl Getapr {
-    fn start(lab: &Lab, dns: &LabDns) -> Getapr {
-        let path = dns.dir().join("slow.toml");
-        std::fs::write(&path, config())
-            .unwrap_or_else(|error| panic!("write {}: {error}", path.display()));
-        let mut command = lab.command(Ns::Host, &[env!("CARGO_BIN_EXE_getapr"), "serve", "-c"]);
-        command.arg(&path);
-        command.stdin(Stdio::null()).stderr(Stdio::piped());
-        let mut child = LabChild::spawn(&mut command);
-        let stderr = child.stderr.take().expect("stderr is piped");
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let sink = Arc::clone(&lines);
-        thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                sink.lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .push((Instant::now(), line));
-            }
-        });
-        let getapr = Getapr {
-            _child: child,
-            lines,
-        };
-        getapr.wait(&["listening", "on"], Duration::from_secs(5));
-        getapr
-    }
-
-    fn log(&self) -> String {
-        self.lines
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .map(|(_, l)| l.as_str())
-            .collect::<Vec<_>>()
-            .join("\n")
-    }
-
-    /// Waits for a log line holding every word of `words`; returns it.
-    fn wait(&self, words: &[&str], within: Duration) -> String {
-        let deadline = Instant::now() + within;
-        loop {
-            let found = self
-                .lines
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .iter()
-                .find(|(_, line)| words.iter().all(|w| has_word(line, w)))
-                .map(|(_, line)| line.clone());
-            if let Some(line) = found {
-                return line;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "getapr logged no line with {words:?} within {within:?}; log:\n{}",
-                self.log()
-            );
-            thread::sleep(Duration::from_millis(20));
-        }
-    }
 }
 
 /// `curl -s -m 2` of a sidecar path in the host namespace: the body of a
@@ -195,7 +125,7 @@ fn source_rtt(status: &serde_json::Value, source: IpAddr) -> Option<f64> {
 /// to [`PATIENCE`]; returns them and when they came after `since`.
 fn poll(
     lab: &Lab,
-    getapr: &Getapr,
+    getapr: &LabGetapr,
     since: Instant,
     what: &str,
     done: impl Fn(&[Pair], &serde_json::Value) -> bool,
@@ -234,7 +164,7 @@ fn slow_ipv6_puts_ipv4_first_and_keeps_the_aaaa() {
     }
     let lab = Lab::new();
     let dns = LabDns::start(&lab);
-    let getapr = Getapr::start(&lab, &dns);
+    let getapr = LabGetapr::start_toml(&lab, &dns, "slow", &config());
     let (host4, host6) = (IpAddr::from(HOST4), IpAddr::from(HOST6));
 
     // An application's lookup (a cache miss) makes the engine probe the
@@ -315,7 +245,7 @@ fn slow_ipv6_puts_ipv4_first_and_keeps_the_aaaa() {
     assert_eq!(status["families"]["ipv6"], "ok", "a slow family works");
 
     // Why the order moved: a log line and a metric.
-    let line = getapr.wait(&["pairs:", "IPv4", "leads"], PATIENCE);
+    let (_, line) = getapr.wait(getapr.started(), &["pairs:", "IPv4", "leads"], PATIENCE);
     eprintln!("log: {line}");
     let metrics = get_text(&lab, "/metrics").unwrap_or_default();
     let counted = metrics

@@ -36,6 +36,7 @@
 //! Needs `knotd` and `kdig` (Debian `knot`, `knot-dnsutils`), `unbound`
 //! for DNS64, `getent` (libc-bin), `curl` for the `/status` probe.
 
+use std::ffi::OsStr;
 use std::io::{BufRead, BufReader};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -652,14 +653,17 @@ impl GetaprConfig {
     }
 }
 
-/// getapr serving on 127.0.0.53:53 in the lab's host namespace, its log
-/// lines collected with the instant each arrived.
+/// getapr serving in the lab's host namespace, its log lines collected with
+/// the instant each arrived.
 #[derive(Debug)]
 pub struct LabGetapr {
     child: Option<LabChild>,
     lines: Arc<Mutex<Vec<(Instant, String)>>>,
-    config: GetaprConfig,
-    path: PathBuf,
+    /// The sidecar's port, when known (for `nat64_prefix_reported`).
+    http_port: Option<u16>,
+    /// The config file this struct wrote, removed on drop.
+    written: Option<PathBuf>,
+    started: Instant,
 }
 
 impl LabGetapr {
@@ -668,16 +672,35 @@ impl LabGetapr {
     pub fn start(lab: &Lab, dns: &LabDns, config: GetaprConfig) -> LabGetapr {
         use std::sync::atomic::{AtomicUsize, Ordering};
         static N: AtomicUsize = AtomicUsize::new(0);
-        let path = dns
-            .dir()
-            .join(format!("getapr-{}.toml", N.fetch_add(1, Ordering::Relaxed)));
-        std::fs::write(&path, config.toml())
+        let name = format!("getapr-{}", N.fetch_add(1, Ordering::Relaxed));
+        let mut daemon = LabGetapr::start_toml(lab, dns, &name, &config.toml());
+        daemon.http_port = config.http_port;
+        daemon
+    }
+
+    /// Starts getapr in the host namespace with the config text `toml`
+    /// (written to `NAME.toml` in the lab's DNS directory, removed on drop)
+    /// and waits for it to listen.
+    pub fn start_toml(lab: &Lab, dns: &LabDns, name: &str, toml: &str) -> LabGetapr {
+        let path = dns.dir().join(format!("{name}.toml"));
+        std::fs::write(&path, toml)
             .unwrap_or_else(|error| panic!("write {}: {error}", path.display()));
-        let mut command = lab.command(Ns::Host, &[env!("CARGO_BIN_EXE_getapr"), "serve", "-c"]);
+        let mut daemon =
+            LabGetapr::start_file(lab, OsStr::new(env!("CARGO_BIN_EXE_getapr")), &path);
+        daemon.written = Some(path);
+        daemon
+    }
+
+    /// Starts `BIN serve -c CONFIG` in the host namespace (any getapr
+    /// binary, e.g. an older build to compare with) and waits up to 10 s
+    /// for it to listen.
+    pub fn start_file(lab: &Lab, bin: &OsStr, config: &Path) -> LabGetapr {
+        let mut command = lab.command(Ns::Host, &[bin, OsStr::new("serve"), OsStr::new("-c")]);
         command
-            .arg(&path)
+            .arg(config)
             .stdin(Stdio::null())
             .stderr(Stdio::piped());
+        let started = Instant::now();
         let mut child = LabChild::spawn(&mut command);
         let stderr = child.stderr.take().expect("stderr is piped");
         let lines = Arc::new(Mutex::new(Vec::new()));
@@ -692,16 +715,17 @@ impl LabGetapr {
         let daemon = LabGetapr {
             child: Some(child),
             lines,
-            config,
-            path,
+            http_port: None,
+            written: None,
+            started,
         };
-        let start = Instant::now() - Duration::from_secs(1);
-        daemon.wait(start, &["listening", "on"], Duration::from_secs(5));
+        daemon.wait(started, &["listening", "on"], Duration::from_secs(10));
         daemon
     }
 
-    pub fn config(&self) -> &GetaprConfig {
-        &self.config
+    /// When the process was started.
+    pub fn started(&self) -> Instant {
+        self.started
     }
 
     /// Every log line so far.
@@ -719,28 +743,49 @@ impl LabGetapr {
     /// trailing `*` matches a word's start), waiting up to `within`; panics
     /// with the log otherwise. Returns when it came, after `since`.
     pub fn wait(&self, since: Instant, words: &[&str], within: Duration) -> (Duration, String) {
+        self.try_wait(since, words, within).unwrap_or_else(|| {
+            panic!(
+                "getapr logged no line with {words:?} within {within:?}; log:\n{}",
+                self.log()
+            )
+        })
+    }
+
+    /// As `wait`, but `None` when no such line came within `within`.
+    pub fn try_wait(
+        &self,
+        since: Instant,
+        words: &[&str],
+        within: Duration,
+    ) -> Option<(Duration, String)> {
         let deadline = Instant::now() + within;
         loop {
-            if let Some(found) = self.find(since, words) {
+            let found = self
+                .lines
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .find(|(at, line)| *at >= since && words.iter().all(|w| has_word(line, w)))
+                .map(|(at, line)| (at.saturating_duration_since(since), line.clone()));
+            if found.is_some() || Instant::now() > deadline {
                 return found;
-            }
-            if Instant::now() > deadline {
-                panic!(
-                    "getapr logged no line with {words:?} within {within:?}; log:\n{}",
-                    self.log()
-                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }
     }
 
-    fn find(&self, since: Instant, words: &[&str]) -> Option<(Duration, String)> {
-        self.lines
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .find(|(at, line)| *at >= since && words.iter().all(|w| has_word(line, w)))
-            .map(|(at, line)| (at.saturating_duration_since(since), line.clone()))
+    /// The log lines after `since` holding any of `needles`, each with its
+    /// time after `since`.
+    pub fn lines_since(&self, since: Instant, needles: &[&str]) -> Vec<String> {
+        (self.lines.lock().unwrap_or_else(|p| p.into_inner()).iter())
+            .filter(|(at, l)| *at >= since && needles.iter().any(|n| l.contains(n)))
+            .map(|(at, l)| {
+                format!(
+                    "+{:.2}s {l}",
+                    at.saturating_duration_since(since).as_secs_f64()
+                )
+            })
+            .collect()
     }
 
     /// Waits until the NAT64 prefix `prefix` is reported, up to `within`:
@@ -757,7 +802,7 @@ impl LabGetapr {
         let deadline = Instant::now() + within;
         let mut last_status = String::from("no http.listen configured");
         loop {
-            if let Some(port) = self.config.http_port {
+            if let Some(port) = self.http_port {
                 let url = format!("http://127.0.0.1:{port}/status");
                 let out = lab.exec(
                     Ns::Host,
@@ -791,8 +836,8 @@ impl LabGetapr {
                 }
                 // 000 (nothing listens) or 404 (no such route yet): the log.
             }
-            let since = Instant::now() - Duration::from_secs(3600);
-            if let Some((_, line)) = self.find(since, &["NAT64", "prefixes", "(RFC", "7050):"])
+            let words = ["NAT64", "prefixes", "(RFC", "7050):"];
+            if let Some((_, line)) = self.try_wait(self.started, &words, Duration::ZERO)
                 && line.contains(prefix)
             {
                 return ("log line (no /status served)", line);
@@ -815,7 +860,9 @@ impl LabGetapr {
 impl Drop for LabGetapr {
     fn drop(&mut self) {
         self.child = None;
-        let _ = std::fs::remove_file(&self.path);
+        if let Some(path) = &self.written {
+            let _ = std::fs::remove_file(path);
+        }
     }
 }
 
