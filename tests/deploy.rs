@@ -946,3 +946,60 @@ sh '{install}' uninstall --root="$R" --purge
         Path::new("../run/systemd/resolve/stub-resolv.conf")
     );
 }
+
+/// The `[[package]]` entries of Cargo.lock, as (name, version, the lines
+/// of its `dependencies` list).
+fn locked_packages() -> Vec<(String, String, Vec<String>)> {
+    let lock = std::fs::read_to_string(repo("Cargo.lock")).expect("read Cargo.lock");
+    lock.split("[[package]]")
+        .skip(1)
+        .map(|entry| {
+            let field = |key: &str| {
+                entry
+                    .lines()
+                    .find_map(|l| l.strip_prefix(&format!("{key} = \"")))
+                    .map(|v| v.trim_end_matches('"').to_owned())
+                    .unwrap_or_default()
+            };
+            let deps = entry
+                .lines()
+                .skip_while(|l| !l.starts_with("dependencies = ["))
+                .skip(1)
+                .take_while(|l| !l.starts_with(']'))
+                .map(|l| l.trim().trim_matches([',', '"']).to_owned())
+                .collect();
+            (field("name"), field("version"), deps)
+        })
+        .collect()
+}
+
+/// The binary stays small: `idna_adapter` is the 1.0 stub (no Unicode
+/// tables, see Cargo.toml), and getapr uses the same `rand` as
+/// hickory-proto, so only one is built into it.
+#[test]
+fn the_lock_file_keeps_the_small_dependency_choices() {
+    let packages = locked_packages();
+    let version = |name: &str| -> Vec<&str> {
+        (packages.iter())
+            .filter(|(n, _, _)| n == name)
+            .map(|(_, v, _)| v.as_str())
+            .collect()
+    };
+    let idna = version("idna_adapter");
+    assert!(
+        !idna.is_empty() && idna.iter().all(|v| v.starts_with("1.0.")),
+        "idna_adapter must stay on 1.0.x (run `cargo update -p idna_adapter --precise 1.0.0`), Cargo.lock has {idna:?}"
+    );
+    let rand_of = |name: &str| -> Vec<String> {
+        (packages.iter())
+            .filter(|(n, _, _)| n == name)
+            .flat_map(|(_, _, deps)| deps.iter().filter(|d| d.starts_with("rand")).cloned())
+            .collect()
+    };
+    let ours = rand_of("getapr");
+    let hickory = rand_of("hickory-proto");
+    assert!(
+        !ours.is_empty() && ours == hickory,
+        "getapr and hickory-proto should use one rand: getapr {ours:?}, hickory-proto {hickory:?}"
+    );
+}
