@@ -116,6 +116,8 @@ enum Serve {
     ReportAndEcho,
     /// A reset at once (SO_LINGER 0).
     Reset,
+    /// Bytes until the connection breaks.
+    Flood,
 }
 
 /// A destination server; `accepted` yields each peer and when it was accepted.
@@ -150,6 +152,7 @@ impl Server {
                             .set_linger(Some(Duration::ZERO))
                             .unwrap();
                     }
+                    Serve::Flood => while stream.write_all(&[b'x'; 65536]).is_ok() {},
                 });
             }
         });
@@ -541,4 +544,28 @@ fn usage_errors_exit_2() {
         assert_eq!(stdout(&out), "", "{args:?}");
         assert!(stderr(&out).starts_with("error: "), "{}", stderr(&out));
     }
+}
+
+#[test]
+fn a_reader_that_goes_away_ends_it_with_1_and_no_message() {
+    let server = Server::new(SocketAddr::new(ip(10), 0), Serve::Flood);
+    let sidecar = Sidecar::pairs(&[(ip(2), ip(10))]);
+    let port = server.port().to_string();
+    // As `getapr connect ... | head -c 1` does: stdout closed early.
+    let mut child = Command::new(BIN)
+        .args(["connect", "example.test", &port, "--api", &sidecar.api()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 1];
+    child.stdout.take().unwrap().read_exact(&mut first).unwrap();
+    assert_eq!(first, *b"x");
+    let start = Instant::now();
+    let output = child.wait_with_output().unwrap();
+    assert!(start.elapsed() < HANG);
+    assert_exit(&output, 1);
+    assert_eq!(stderr(&output), "");
+    server.accepted();
 }

@@ -79,6 +79,9 @@ pub fn run(host: &str, port: u16, api: &ApiUrl, timeout: Duration) -> ExitCode {
     };
     match relay::relay(stream) {
         Ok(()) => ExitCode::SUCCESS,
+        // The reader went away (`| head`): it knows, as with `cat`, which
+        // SIGPIPE kills without a word.
+        Err(RelayError::Stdout(e)) if e.kind() == io::ErrorKind::BrokenPipe => ExitCode::FAILURE,
         Err(e) => {
             eprintln!("getapr: {host} port {port}: {e}");
             ExitCode::FAILURE

@@ -10,7 +10,7 @@
 use std::fmt;
 use std::future::Future;
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use tokio::net::{TcpSocket, TcpStream};
@@ -247,7 +247,7 @@ impl Attempt {
                     write!(f, "{}%{}", v6.ip(), self.interface)
                 }
             }
-            _ => write!(f, "{}", IpAddr::from(addr.ip())),
+            _ => write!(f, "{}", addr.ip()),
         }
     }
 }
@@ -274,7 +274,7 @@ impl fmt::Display for AllFailed {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::net::{Ipv4Addr, SocketAddrV6, TcpListener};
+    use std::net::{IpAddr, Ipv4Addr, SocketAddrV6, TcpListener};
     use std::sync::{Arc, Mutex};
 
     /// What a scripted attempt does, after how long.
