@@ -22,7 +22,7 @@
 //! | [`probe::driver`] | sockets bound to one source (TCP handshake, STUN exchange) and the loop that feeds the engine (probe results, stuck connects) and publishes its verdicts | yes |
 //! | [`policy`] | RFC 6724 with the verdicts: `table` (precedence, label, scope), `source` (§5), `destination` (§6 and the RTT rule), `pairs` (`/pairs`, RFC 8305 interleave) | pure |
 //! | [`api`] | the HTTP sidecar: `guard` (Host/Origin), `query` (`/pairs` query string), `json`, `routes`; limits | yes |
-//! | [`client`] | `getapr pairs` / `getapr status`: [`ApiUrl`](client::ApiUrl), `http` (a blocking GET, a total response parser), `render` (tables) | yes |
+//! | [`client`] | `getapr pairs` / `getapr status` / `getapr connect`: [`ApiUrl`](client::ApiUrl), `http` (a blocking GET, a total response parser), `render` (tables), [`connect`](client::connect) (the pairs, else the system resolver's addresses; `race`: RFC 8305 §5 over them, each socket bound to its source; `relay`: stdin/stdout) | yes |
 //! | [`metrics`] | the Prometheus families, registered in `mod.rs`: `queries` (per-answer table), `limits`, `rewrites`, `upstreams`, `probes`, `verdicts` (gauges read at scrape time) | pure |
 //! | `slots` | connection caps of DNS over TCP and the sidecar: `table` (pure: who gives way, stalled then idle, never busy), the guards in `mod.rs` | pure |
 //! | `sync` | `lock`: the crate's one way to lock a mutex (a poisoned lock is still taken) | pure |

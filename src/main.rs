@@ -1,9 +1,11 @@
 //! The `getapr` command: parses the command line, sets up logging, and maps
 //! errors to exit codes (2 for a bad configuration or usage, 1 for anything
-//! else, such as a daemon that `pairs` or `status` cannot reach).
+//! else, such as a daemon that `pairs` or `status` cannot reach, or a
+//! `connect` that nothing answered).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use getapr::client::{self, ApiUrl, Format};
@@ -50,6 +52,30 @@ enum Command {
     Status {
         #[command(flatten)]
         api: ApiArgs,
+    },
+    /// Connect to HOST PORT over the working pairs, then relay stdin and
+    /// stdout (as `nc` does).
+    ///
+    /// The daemon's pairs are raced as RFC 8305 says (250 ms apart, each
+    /// socket bound to its pair's source); e.g.
+    /// `ssh -o ProxyCommand='getapr connect %h %p' HOST`. Without a
+    /// reachable daemon it connects like `nc`, with a warning on stderr.
+    Connect {
+        /// A name or an IP address.
+        host: String,
+        /// The destination port.
+        #[arg(value_parser = clap::value_parser!(u16).range(1..))]
+        port: u16,
+        /// The daemon's HTTP sidecar, http://HOST[:PORT] or HOST:PORT
+        /// [default: as for `pairs`]
+        #[arg(long, value_name = "URL")]
+        api: Option<ApiUrl>,
+        /// How long the connection attempts may take altogether, in seconds
+        /// (fractions allowed).
+        // Long enough for a slow path, short enough that a dropped SYN does
+        // not hang a script for the kernel's two minutes.
+        #[arg(long, value_name = "S", default_value = "10", value_parser = parse_timeout)]
+        timeout: Duration,
     },
 }
 
@@ -99,8 +125,20 @@ fn main() -> ExitCode {
             let (api, format) = api.resolve();
             print_answer(client::status(&api, format))
         }
+        Command::Connect {
+            host,
+            port,
+            api,
+            timeout,
+        } => {
+            // Quiet unless asked: as a ProxyCommand, its stderr is the
+            // user's terminal.
+            init_logging(tracing::Level::WARN);
+            let api = api.unwrap_or_else(ApiUrl::from_default_config);
+            client::connect::run(&host, port, &api, timeout)
+        }
         Command::Serve { config } => {
-            init_logging();
+            init_logging(tracing::Level::INFO);
             // Loaded once, before the runtime: `dns.workers` sizes it.
             let explicit = config;
             let (config, source) = match getapr::config::Config::discover(explicit.as_deref()) {
@@ -153,15 +191,23 @@ fn print_answer(answer: Result<String, client::Error>) -> ExitCode {
     }
 }
 
-/// Logs to stderr at `info`, or as `GETAPR_LOG` says (tracing `Targets`
+/// Seconds, fractions allowed: more than 0, at most a day.
+fn parse_timeout(text: &str) -> Result<Duration, String> {
+    match text.parse::<f64>() {
+        Ok(s) if s > 0.0 && s <= 86_400.0 => Ok(Duration::from_secs_f64(s)),
+        _ => Err("expected seconds, more than 0 and at most 86400, e.g. 10 or 2.5".to_owned()),
+    }
+}
+
+/// Logs to stderr at `default`, or as `GETAPR_LOG` says (tracing `Targets`
 /// syntax, e.g. `debug` or `getapr::dns=trace`).
-fn init_logging() {
+fn init_logging(default: tracing::Level) {
     use tracing_subscriber::filter::Targets;
     use tracing_subscriber::prelude::*;
     let filter = std::env::var("GETAPR_LOG")
         .ok()
         .and_then(|s| s.parse::<Targets>().ok())
-        .unwrap_or_else(|| Targets::new().with_default(tracing::Level::INFO));
+        .unwrap_or_else(|| Targets::new().with_default(default));
     tracing_subscriber::registry()
         .with(
             tracing_subscriber::fmt::layer()

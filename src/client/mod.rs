@@ -1,10 +1,13 @@
 //! The command-line clients of the HTTP sidecar: `getapr pairs` and
-//! `getapr status` ask the running daemon and print what it says.
+//! `getapr status` ask the running daemon and print what it says;
+//! `getapr connect` connects over the pairs it gives and relays stdin and
+//! stdout ([`connect`]).
 //!
 //! Blocking `std::net` rather than the daemon's tokio and no HTTP client
 //! crate: one GET to a loopback address needs neither, and the binary stays
 //! as small as it is.
 
+pub mod connect;
 mod http;
 mod render;
 
