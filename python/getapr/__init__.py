@@ -31,7 +31,15 @@ import sys
 from typing import Any, Dict, List, Optional, Tuple, Union
 
 from . import _aio, _api, _race
-from ._pairs import Pair, Sockaddr, connect_pairs, daemon_pairs, port_number, system_pairs, unspecified
+from ._pairs import (
+    Pair,
+    Sockaddr,
+    connect_pairs,
+    daemon_pairs,
+    port_number,
+    system_pairs,
+    unspecified,
+)
 
 __version__ = "0.1.0"
 
@@ -75,7 +83,9 @@ _DEFAULT_STATUS: Dict[str, Any] = {flag: False for flag in _api.BOOLEAN_FLAGS}
 _DEFAULT_STATUS.update(def_gateway4=None, def_gateway6=None)
 
 
-def get_addr_pairs(target: str, port: int, printing: bool = False) -> List[Tuple[int, Sockaddr, Sockaddr]]:
+def get_addr_pairs(
+    target: str, port: int, printing: bool = False
+) -> List[Tuple[int, Sockaddr, Sockaddr]]:
     """Source and destination address pairs for ``target``, best first.
 
     ``target`` is a domain name or an IPv4 or IPv6 address string (an IP
@@ -104,7 +114,9 @@ def get_addr_pairs(target: str, port: int, printing: bool = False) -> List[Tuple
     number = port_number(port)
     pairs = daemon_pairs(target, number) if number is not None else None
     if pairs is None:
-        pairs = [Pair(p.family, unspecified(p.family), p.destination) for p in system_pairs(target, port)]
+        pairs = [
+            Pair(p.family, unspecified(p.family), p.destination) for p in system_pairs(target, port)
+        ]
     out = [(p.family, p.source, p.destination) for p in pairs]
     if printing:
         print("getapr: %d pair(s) for %s port %s" % (len(out), target, port))
@@ -251,7 +263,9 @@ async def open_connection(
         raise
 
 
-def connect_infos(host: str, port: Union[int, str]) -> Tuple[List[AddrInfo], Optional[List[AddrInfo]]]:
+def connect_infos(
+    host: str, port: Union[int, str]
+) -> Tuple[List[AddrInfo], Optional[List[AddrInfo]]]:
     """``(addr_infos, local_addr_infos)`` from one answer of the daemon, for
     ``aiohappyeyeballs.start_connection``::
 

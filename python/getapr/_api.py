@@ -150,7 +150,9 @@ def fetch_pairs(host: str, port: int) -> List[WirePair]:
     try:
         return _check_pairs(answer)
     except (KeyError, TypeError, ValueError) as e:
-        raise Unavailable("%s answered /pairs with JSON that is not getapr's: %s" % (api, e)) from None
+        raise Unavailable(
+            "%s answered /pairs with JSON that is not getapr's: %s" % (api, e)
+        ) from None
 
 
 #: The prototype's flags and their types in ``/status``; the answer must
@@ -238,9 +240,13 @@ def _get(path: str) -> Tuple[ApiAddress, int, bytes]:
                 % (api, ANSWER_TIMEOUT)
             ) from None
         except (OSError, http.client.HTTPException) as e:
-            raise Unavailable("%s did not answer as getapr's sidecar does (%s)" % (api, _reason(e))) from None
+            raise Unavailable(
+                "%s did not answer as getapr's sidecar does (%s)" % (api, _reason(e))
+            ) from None
         if len(body) > MAX_ANSWER_BYTES:
-            raise Unavailable("%s sent an answer over %d bytes: not getapr's" % (api, MAX_ANSWER_BYTES))
+            raise Unavailable(
+                "%s sent an answer over %d bytes: not getapr's" % (api, MAX_ANSWER_BYTES)
+            )
         return api, response.status, body
     finally:
         conn.close()

@@ -19,7 +19,7 @@ import sys
 import time
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from ._pairs import Pair
+from ._pairs import Pair, Sockaddr
 
 #: RFC 8305 §5: "A simple implementation can have a fixed delay for how long
 #: to wait before starting the next connection attempt. [...] the
@@ -73,7 +73,9 @@ def race(
                 if not running:
                     raise RaceLost(failures, timed_out=False)
                 if deadline is not None and now >= deadline:
-                    failures.extend((p, socket.timeout(errno.ETIMEDOUT, "timed out")) for p in running.values())
+                    failures.extend(
+                        (p, socket.timeout(errno.ETIMEDOUT, "timed out")) for p in running.values()
+                    )
                     raise RaceLost(failures, timed_out=True)
                 waits = []
                 if started < len(pairs):
@@ -170,8 +172,8 @@ def _named(pair: Pair, error: OSError) -> OSError:
     return OSError(error.errno, text) if error.errno is not None else OSError(text)
 
 
-def _endpoint(sockaddr: Tuple, with_port: bool) -> str:
-    address = sockaddr[0]
+def _endpoint(sockaddr: Sockaddr, with_port: bool) -> str:
+    address = str(sockaddr[0])
     if len(sockaddr) >= 4 and sockaddr[3]:
         address = "%s%%%d" % (address, sockaddr[3])
     if not with_port:

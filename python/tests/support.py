@@ -71,7 +71,9 @@ class FakeSidecar:
         self.thread.join()
 
 
-def pair(source: str, destination: str, port: int, scope_id: int = 0, rtt: Optional[float] = None) -> dict:
+def pair(
+    source: str, destination: str, port: int, scope_id: int = 0, rtt: Optional[float] = None
+) -> dict:
     """One element of a ``/pairs`` answer, as the daemon writes it."""
     family = "ipv6" if ":" in destination else "ipv4"
     return {
@@ -152,6 +154,12 @@ class Silent:
         for s in self.fillers:
             s.close()
         self.sock.close()
+
+
+def check_silence() -> None:
+    """Runs :class:`Silent`'s one-time check (a blocking 0.3 s wait) now,
+    outside any event loop."""
+    Silent().close()
 
 
 def open_fds() -> int:

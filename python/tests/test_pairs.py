@@ -12,7 +12,7 @@ from unittest import mock
 import getapr
 from getapr import _api
 
-from .support import SidecarTest, closed_port, pair, pairs_answer
+from .support import SidecarTest, pair, pairs_answer
 
 
 class Shapes(SidecarTest):
@@ -67,7 +67,9 @@ class Shapes(SidecarTest):
         self.assertEqual(host_header, "127.0.0.1:%d" % self.sidecar.port)
 
     def test_a_service_name_port_is_sent_as_its_number(self) -> None:
-        self.sidecar.pairs["s.example"] = pairs_answer("s.example", 80, [pair("192.0.2.2", "192.0.2.80", 80)])
+        self.sidecar.pairs["s.example"] = pairs_answer(
+            "s.example", 80, [pair("192.0.2.2", "192.0.2.80", 80)]
+        )
         getapr.get_addr_pairs("s.example", "http")  # type: ignore[arg-type]
         self.assertEqual(self.sidecar.requests[-1][1]["port"], "80")
 
@@ -89,11 +91,15 @@ class Shapes(SidecarTest):
         self.assertIn("NXDOMAIN", str(caught.exception))
 
     def test_api_variable_is_read_at_every_call(self) -> None:
-        self.sidecar.pairs["a.example"] = pairs_answer("a.example", 443, [pair("192.0.2.2", "192.0.2.1", 443)])
+        self.sidecar.pairs["a.example"] = pairs_answer(
+            "a.example", 443, [pair("192.0.2.2", "192.0.2.1", 443)]
+        )
         self.assertEqual(len(getapr.get_addr_pairs("a.example", 443)), 1)
         self.use_dead_daemon()
         with self.assertLogs("getapr", logging.WARNING):
-            with mock.patch("socket.getaddrinfo", side_effect=socket.gaierror(socket.EAI_NONAME, "x")):
+            with mock.patch(
+                "socket.getaddrinfo", side_effect=socket.gaierror(socket.EAI_NONAME, "x")
+            ):
                 with self.assertRaises(socket.gaierror):
                     getapr.get_addr_pairs("a.example", 443)
         self.assertEqual(len(self.sidecar.requests), 1)
@@ -110,7 +116,13 @@ class Fallback(SidecarTest):
         self.assertEqual(first, [(socket.AF_INET, ("0.0.0.0", 0), ("127.0.0.1", 80))])
         self.assertEqual(second, [(socket.AF_INET6, ("::", 0, 0, 0), ("::1", 80, 0, 0))])
         self.assertFalse(flags["GUA_ok"])
-        self.assertEqual(infos, ([(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", ("127.0.0.1", 80))], None))
+        self.assertEqual(
+            infos,
+            (
+                [(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", ("127.0.0.1", 80))],
+                None,
+            ),
+        )
         warnings = [r for r in logs.records if r.levelno == logging.WARNING]
         self.assertEqual(len(warnings), 1, [r.getMessage() for r in warnings])
         self.assertIn("connection refused", warnings[0].getMessage())
@@ -165,7 +177,15 @@ class ApiAddress(unittest.TestCase):
         for text, want in good.items():
             with self.subTest(text):
                 self.assertEqual(tuple(_api.parse_api(text)), want)
-        for bad in ["https://x", "127.0.0.1", "::1:80", "http://h/path", "http://h:0", "http://[::1", "http://:80"]:
+        for bad in [
+            "https://x",
+            "127.0.0.1",
+            "::1:80",
+            "http://h/path",
+            "http://h:0",
+            "http://[::1",
+            "http://:80",
+        ]:
             with self.subTest(bad), self.assertRaises(ValueError):
                 _api.parse_api(bad)
 

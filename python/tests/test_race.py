@@ -12,7 +12,16 @@ from unittest import mock
 
 import getapr
 
-from .support import LeakCheck, Listener, SidecarTest, Silent, closed_port, pair, pairs_answer, timed
+from .support import (
+    LeakCheck,
+    Listener,
+    SidecarTest,
+    Silent,
+    closed_port,
+    pair,
+    pairs_answer,
+    timed,
+)
 
 
 class Race(SidecarTest):
@@ -22,7 +31,9 @@ class Race(SidecarTest):
     def test_a_first_pair_that_never_answers_loses_to_the_second_after_250ms(self) -> None:
         silent = self.closing(Silent())
         good = self.closing(Listener())
-        self.serve(pair("127.0.0.2", "127.0.0.1", silent.port), pair("127.0.0.3", "127.0.0.1", good.port))
+        self.serve(
+            pair("127.0.0.2", "127.0.0.1", silent.port), pair("127.0.0.3", "127.0.0.1", good.port)
+        )
         with LeakCheck(self):
             sock, elapsed = timed(lambda: getapr.create_connection(("race.test", 443), timeout=5))
             sock.close()
@@ -33,7 +44,9 @@ class Race(SidecarTest):
 
     def test_a_refused_first_pair_falls_through_at_once(self) -> None:
         good = self.closing(Listener())
-        self.serve(pair("127.0.0.2", "127.0.0.1", closed_port()), pair("127.0.0.3", "127.0.0.1", good.port))
+        self.serve(
+            pair("127.0.0.2", "127.0.0.1", closed_port()), pair("127.0.0.3", "127.0.0.1", good.port)
+        )
         with LeakCheck(self):
             sock, elapsed = timed(lambda: getapr.create_connection(("race.test", 443), timeout=5))
             sock.close()
@@ -44,7 +57,9 @@ class Race(SidecarTest):
     def test_a_source_not_on_this_host_falls_through_at_once(self) -> None:
         # Binding 192.0.2.1 fails locally (EADDRNOTAVAIL): nothing is sent.
         good = self.closing(Listener())
-        self.serve(pair("192.0.2.1", "127.0.0.1", good.port), pair("127.0.0.2", "127.0.0.1", good.port))
+        self.serve(
+            pair("192.0.2.1", "127.0.0.1", good.port), pair("127.0.0.2", "127.0.0.1", good.port)
+        )
         with LeakCheck(self):
             sock, elapsed = timed(lambda: getapr.create_connection(("race.test", 443), timeout=5))
             sock.close()
@@ -97,7 +112,10 @@ class Race(SidecarTest):
 
     @unittest.skipIf(sys.version_info < (3, 11), "ExceptionGroup is Python 3.11+")
     def test_all_errors_gives_an_exception_group(self) -> None:
-        self.serve(pair("127.0.0.2", "127.0.0.1", closed_port()), pair("127.0.0.3", "127.0.0.1", closed_port()))
+        self.serve(
+            pair("127.0.0.2", "127.0.0.1", closed_port()),
+            pair("127.0.0.3", "127.0.0.1", closed_port()),
+        )
         with self.assertRaises(ExceptionGroup) as caught:  # noqa: F821
             getapr.create_connection(("race.test", 443), timeout=5, all_errors=True)
         errors = caught.exception.exceptions

@@ -27,7 +27,15 @@ STATUS = {
     "def_gateway4": "192.168.1.1",
     "def_gateway6": "fe80::1%eth0",
     "nat64_prefixes": [],
-    "sources": [{"address": "2001:db8:1::2", "interface": "eth0", "class": "gua", "state": "ok", "rtt_ms": 11.2}],
+    "sources": [
+        {
+            "address": "2001:db8:1::2",
+            "interface": "eth0",
+            "class": "gua",
+            "state": "ok",
+            "rtt_ms": 11.2,
+        }
+    ],
     "path_mtu": {"ipv4": "ok", "ipv6": "ok"},
 }
 
@@ -73,7 +81,9 @@ class Status(SidecarTest):
         self.use_dead_daemon()
         with self.assertLogs("getapr", logging.WARNING) as logs:
             got = getapr.status()
-        self.assertEqual(got, {**{f: False for f in FLAGS}, "def_gateway4": None, "def_gateway6": None})
+        self.assertEqual(
+            got, {**{f: False for f in FLAGS}, "def_gateway4": None, "def_gateway6": None}
+        )
         self.assertIs(getapr.GUA_ok, False)
         self.assertIsNone(getapr.def_gateway4)
         self.assertEqual(len(logs.records), 1)
