@@ -119,13 +119,16 @@ def _question(host: str) -> Optional[str]:
     """The host as the daemon takes it, or None when the daemon is not to be
     asked.
 
-    RFC 6761 §6.3: ``localhost`` names are the loopback and resolution APIs
-    answer them themselves; an upstream resolver may not know them, and
-    loopback has no source to choose. A name that is not ASCII is sent as
-    its A-label, as ``getaddrinfo`` does with Python's ``idna`` codec.
+    Loopback is not asked about: its source is the loopback itself (RFC 6724
+    §5 rule 2, appropriate scope), the one source the daemon does not list,
+    and a server on 127.0.0.1 may trust only connections from there. That
+    covers ``localhost`` names (RFC 6761 §6.3: resolution APIs answer them
+    themselves; an upstream resolver may not know them) and loopback
+    literals. A name that is not ASCII is sent as its A-label, as
+    ``getaddrinfo`` does with Python's ``idna`` codec.
     """
     name = host.rstrip(".").lower()
-    if name == "localhost" or name.endswith(".localhost"):
+    if name == "localhost" or name.endswith(".localhost") or _is_loopback(host):
         return None
     if host.isascii():
         return host
@@ -133,6 +136,16 @@ def _question(host: str) -> Optional[str]:
         return host.encode("idna").decode("ascii")
     except UnicodeError:
         return None
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        address = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped.is_loopback
+    return address.is_loopback
 
 
 def _pair(wire: _api.WirePair) -> Pair:

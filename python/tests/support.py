@@ -219,6 +219,18 @@ class SidecarTest(unittest.TestCase):
         return thing
 
 
+def resolving(name: str, *ports: int) -> Any:
+    """A patch of socket.getaddrinfo that answers ``name`` with 127.0.0.1 at
+    these ports and leaves every other host (the fake sidecar's) alone."""
+    real = socket.getaddrinfo
+    infos = [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", p)) for p in ports]
+
+    def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
+        return list(infos) if host == name else real(host, *args, **kwargs)
+
+    return mock.patch("socket.getaddrinfo", getaddrinfo)
+
+
 def timed(fn: Callable[[], Any]) -> Tuple[Any, float]:
     start = time.monotonic()
     result = fn()

@@ -22,6 +22,7 @@ from .support import (
     closed_port,
     pair,
     pairs_answer,
+    resolving,
 )
 
 
@@ -174,12 +175,13 @@ class OpenConnection(unittest.IsolatedAsyncioTestCase):
     async def test_dead_daemon_connects_unbound_and_warns_once(self) -> None:
         good = self.closing(Listener())
         os.environ["GETAPR_API"] = "http://127.0.0.1:%d" % closed_port()
-        with LeakCheck(self), self.assertLogs("getapr", logging.DEBUG) as logs:
-            for _ in range(3):
-                reader, writer = await getapr.open_connection("127.0.0.1", good.port)
-                writer.close()
-                await writer.wait_closed()
-                self.assertEqual(good.peer(), "127.0.0.1")
+        with LeakCheck(self), resolving("dead.test", good.port):
+            with self.assertLogs("getapr", logging.DEBUG) as logs:
+                for _ in range(3):
+                    reader, writer = await getapr.open_connection("dead.test", good.port)
+                    writer.close()
+                    await writer.wait_closed()
+                    self.assertEqual(good.peer(), "127.0.0.1")
         self.assertEqual([r.levelno for r in logs.records].count(logging.WARNING), 1)
 
 

@@ -109,17 +109,17 @@ class Fallback(SidecarTest):
     def test_dead_daemon_gives_the_system_resolvers_addresses_and_one_warning(self) -> None:
         self.use_dead_daemon()
         with self.assertLogs("getapr", logging.DEBUG) as logs:
-            first = getapr.get_addr_pairs("127.0.0.1", 80)
-            second = getapr.get_addr_pairs("::1", 80)
+            first = getapr.get_addr_pairs("192.0.2.1", 80)
+            second = getapr.get_addr_pairs("2001:db8::1", 80)
             flags = getapr.status()
-            infos = getapr.connect_infos("127.0.0.1", 80)
-        self.assertEqual(first, [(socket.AF_INET, ("0.0.0.0", 0), ("127.0.0.1", 80))])
-        self.assertEqual(second, [(socket.AF_INET6, ("::", 0, 0, 0), ("::1", 80, 0, 0))])
+            infos = getapr.connect_infos("192.0.2.1", 80)
+        self.assertEqual(first, [(socket.AF_INET, ("0.0.0.0", 0), ("192.0.2.1", 80))])
+        self.assertEqual(second, [(socket.AF_INET6, ("::", 0, 0, 0), ("2001:db8::1", 80, 0, 0))])
         self.assertFalse(flags["GUA_ok"])
         self.assertEqual(
             infos,
             (
-                [(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", ("127.0.0.1", 80))],
+                [(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", ("192.0.2.1", 80))],
                 None,
             ),
         )
@@ -137,31 +137,40 @@ class Fallback(SidecarTest):
         }
         for what, answer in cases.items():
             with self.subTest(what):
-                self.sidecar.pairs["127.0.0.1"] = answer
+                self.sidecar.pairs["192.0.2.1"] = answer
                 with self.assertLogs("getapr", logging.DEBUG) as logs:
-                    got = getapr.get_addr_pairs("127.0.0.1", 80)
-                self.assertEqual(got, [(socket.AF_INET, ("0.0.0.0", 0), ("127.0.0.1", 80))])
+                    got = getapr.get_addr_pairs("192.0.2.1", 80)
+                self.assertEqual(got, [(socket.AF_INET, ("0.0.0.0", 0), ("192.0.2.1", 80))])
                 self.assertTrue(any("system resolver" in r.getMessage() for r in logs.records))
 
     def test_a_bad_api_variable_falls_back_naming_it(self) -> None:
         os.environ["GETAPR_API"] = "https://127.0.0.1"
         with self.assertLogs("getapr", logging.WARNING) as logs:
-            got = getapr.get_addr_pairs("127.0.0.1", 80)
+            got = getapr.get_addr_pairs("192.0.2.1", 80)
         self.assertEqual(len(got), 1)
         self.assertIn("GETAPR_API", logs.output[0])
 
     def test_400_asks_the_system_resolver_without_a_warning(self) -> None:
-        self.sidecar.pairs["127.0.0.1"] = (400, {"error": "not a valid domain name"})
+        self.sidecar.pairs["192.0.2.1"] = (400, {"error": "not a valid domain name"})
         with self.assertLogs("getapr", logging.DEBUG) as logs:
-            got = getapr.get_addr_pairs("127.0.0.1", 80)
+            got = getapr.get_addr_pairs("192.0.2.1", 80)
         self.assertEqual(len(got), 1)
         self.assertEqual([r for r in logs.records if r.levelno >= logging.WARNING], [])
 
-    def test_localhost_names_are_not_asked(self) -> None:
-        # RFC 6761 §6.3: the resolution API answers them; an upstream may not.
+    def test_loopback_is_not_asked(self) -> None:
+        # Its source is the loopback itself, which the daemon does not list;
+        # RFC 6761 §6.3: resolution APIs answer localhost names themselves.
         got = getapr.get_addr_pairs("localhost", 80)
         self.assertIn(("127.0.0.1", 80), [d for _, _, d in got])
+        for literal in ["127.0.0.1", "127.0.0.9", "::1", "::ffff:127.0.0.1"]:
+            with self.subTest(literal):
+                got = getapr.get_addr_pairs(literal, 80)
+                self.assertEqual([s for _, s, _ in got], [_unspecified(got[0][0])])
         self.assertEqual(self.sidecar.requests, [])
+
+
+def _unspecified(family: int) -> tuple:
+    return ("::", 0, 0, 0) if family == socket.AF_INET6 else ("0.0.0.0", 0)
 
 
 class ApiAddress(unittest.TestCase):

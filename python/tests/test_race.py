@@ -8,7 +8,6 @@ import socket
 import sys
 import time
 import unittest
-from unittest import mock
 
 import getapr
 
@@ -20,6 +19,7 @@ from .support import (
     closed_port,
     pair,
     pairs_answer,
+    resolving,
     timed,
 )
 
@@ -147,34 +147,49 @@ class Race(SidecarTest):
 
 
 class Fallback(SidecarTest):
+    def resolve_to(self, name: str, *ports: int) -> None:
+        patch = resolving(name, *ports)
+        patch.start()
+        self.addCleanup(patch.stop)
+
     def test_dead_daemon_connects_unbound_and_warns_once(self) -> None:
         good = self.closing(Listener())
+        self.resolve_to("dead.test", good.port)
         self.use_dead_daemon()
         with LeakCheck(self), self.assertLogs("getapr", logging.DEBUG) as logs:
             for _ in range(3):
-                getapr.create_connection(("127.0.0.1", good.port), timeout=5).close()
+                getapr.create_connection(("dead.test", good.port), timeout=5).close()
                 self.assertEqual(good.peer(), "127.0.0.1")
         self.assertEqual([r.levelno for r in logs.records].count(logging.WARNING), 1)
 
     def test_an_empty_list_tries_the_system_resolver_without_a_warning(self) -> None:
         good = self.closing(Listener())
-        self.sidecar.pairs["127.0.0.1"] = pairs_answer("127.0.0.1", good.port, [])
+        self.resolve_to("empty.test", good.port)
+        self.sidecar.pairs["empty.test"] = pairs_answer("empty.test", good.port, [])
         with LeakCheck(self), self.assertLogs("getapr", logging.DEBUG) as logs:
-            getapr.create_connection(("127.0.0.1", good.port), timeout=5).close()
+            getapr.create_connection(("empty.test", good.port), timeout=5).close()
         self.assertEqual(good.peer(), "127.0.0.1")
         self.assertEqual([r.levelno for r in logs.records], [logging.INFO])
+        self.assertEqual(len(self.sidecar.requests), 1)
+
+    def test_a_loopback_literal_is_connected_from_the_loopback(self) -> None:
+        # Were the daemon asked, it would pair 127.0.0.1 with a source of a
+        # real interface, and the server would not see 127.0.0.1.
+        good = self.closing(Listener())
+        with LeakCheck(self):
+            getapr.create_connection(("127.0.0.1", good.port), timeout=5).close()
+        self.assertEqual(good.peer(), "127.0.0.1")
+        self.assertEqual(self.sidecar.requests, [])
 
     def test_the_system_resolvers_addresses_are_raced_too(self) -> None:
-        # localhost is not asked (RFC 6761); with a dead first address the
-        # race moves on after 250 ms, as it does over the daemon's pairs.
+        # With a dead first address the race moves on after 250 ms, as it
+        # does over the daemon's pairs.
         silent = self.closing(Silent())
         good = self.closing(Listener())
-        infos = [
-            (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", silent.port)),
-            (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", good.port)),
-        ]
-        with mock.patch("socket.getaddrinfo", return_value=infos), LeakCheck(self):
-            sock, elapsed = timed(lambda: getapr.create_connection(("localhost", 1), timeout=5))
+        self.resolve_to("dead.test", silent.port, good.port)
+        self.use_dead_daemon()
+        with LeakCheck(self), self.assertLogs("getapr", logging.WARNING):
+            sock, elapsed = timed(lambda: getapr.create_connection(("dead.test", 1), timeout=5))
             sock.close()
         print("\n  system resolver's addresses: second won after %.3f s" % elapsed)
         self.assertGreaterEqual(elapsed, 0.2)
