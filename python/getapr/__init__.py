@@ -108,6 +108,9 @@ def get_addr_pairs(
     When the daemon cannot help, the system resolver's addresses are
     returned in its order, each with the unspecified source (``0.0.0.0`` or
     ``::``, port 0): binding it lets the kernel choose, as without getapr.
+    So are those of loopback (``localhost``, ``127.0.0.0/8``, ``::1``),
+    which the daemon is not asked about: the source of loopback is the
+    loopback.
 
     ``printing`` prints the pairs, for debugging.
     """
@@ -186,8 +189,9 @@ def create_connection(
 
     With a ``source_address`` the caller has chosen the source:
     ``socket.create_connection`` is called as it is. When the daemon cannot
-    help (the warning is logged once) or knows no pair, the system
-    resolver's addresses are raced the same way, without binding a source.
+    help (the warning is logged once) or knows no pair, and for loopback
+    (not asked about), the system resolver's addresses are raced the same
+    way, without binding a source.
     A name the daemon says does not exist raises :class:`socket.gaierror`.
     """
     if source_address is not None:
