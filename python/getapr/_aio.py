@@ -1,0 +1,110 @@
+"""The race of :mod:`getapr._race` in asyncio: one task per attempt, each
+connecting a non-blocking socket bound to its pair's source with
+``loop.sock_connect``; the losers are cancelled and their sockets closed."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import socket
+from typing import Dict, List, Optional, Sequence
+
+from ._pairs import Pair
+from ._race import CONNECTION_ATTEMPT_DELAY, Failure, RaceLost, open_socket
+
+
+async def race(
+    pairs: Sequence[Pair], timeout: Optional[float], delay: float = CONNECTION_ATTEMPT_DELAY
+) -> socket.socket:
+    """The first socket of ``pairs`` to connect, non-blocking; as
+    :func:`getapr._race.race`, raising :class:`RaceLost` when none does.
+    Cancelling the caller cancels every attempt and closes its socket."""
+    loop = asyncio.get_running_loop()
+    deadline = None if timeout is None else loop.time() + timeout
+    order = {id(p): i for i, p in enumerate(pairs)}
+    running: Dict["asyncio.Task[socket.socket]", Pair] = {}
+    failures: List[Failure] = []
+    winner: Optional[socket.socket] = None
+    started = 0
+    next_start = loop.time()
+    try:
+        while True:
+            now = loop.time()
+            while started < len(pairs) and (not running or now >= next_start):
+                pair = pairs[started]
+                started += 1
+                running[loop.create_task(_attempt(loop, pair))] = pair
+                next_start = now + delay
+            if not running:
+                raise RaceLost(failures, timed_out=False)
+            if deadline is not None and now >= deadline:
+                failures.extend(
+                    (p, socket.timeout(errno.ETIMEDOUT, "timed out")) for p in running.values()
+                )
+                raise RaceLost(failures, timed_out=True)
+            waits = []
+            if started < len(pairs):
+                waits.append(next_start - now)
+            if deadline is not None:
+                waits.append(deadline - now)
+            done, _ = await asyncio.wait(
+                set(running),
+                timeout=max(0.0, min(waits)) if waits else None,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            # Several at once: the better pair wins, the others are closed.
+            for task in sorted(done, key=lambda t: order[id(running[t])]):
+                pair = running.pop(task)
+                error = task.exception()
+                if error is None:
+                    if winner is None:
+                        winner = task.result()
+                    else:
+                        task.result().close()
+                elif isinstance(error, OSError):
+                    failures.append((pair, error))
+                else:
+                    # uvloop may raise RuntimeError for a failed connect.
+                    failures.append((pair, OSError(str(error))))
+            if winner is not None:
+                return winner
+    finally:
+        await _stop(running)
+
+
+async def _attempt(loop: asyncio.AbstractEventLoop, pair: Pair) -> socket.socket:
+    """One attempt: its socket connected, or closed before the error (or
+    the cancellation) goes on."""
+    sock = open_socket(pair)
+    try:
+        await loop.sock_connect(sock, pair.destination)
+    except BaseException:
+        _forget(loop, sock)
+        sock.close()
+        raise
+    return sock
+
+
+def _forget(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:
+    """Takes the socket out of the loop's selector before it is closed, so
+    that its descriptor number, reused by the next socket, is not watched on
+    its behalf; ``sock_connect`` removes it only in a callback that may not
+    have run yet."""
+    try:
+        loop.remove_writer(sock.fileno())
+    except (NotImplementedError, ValueError, RuntimeError, OSError):
+        pass  # a loop without add_writer (Windows' proactor) never watched it
+
+
+async def _stop(running: Dict["asyncio.Task[socket.socket]", Pair]) -> None:
+    """Cancels the attempts still running and waits until each closed its
+    socket; one that connected in the meantime is closed here."""
+    if not running:
+        return
+    tasks = list(running)
+    for task in tasks:
+        task.cancel()
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    for result in results:
+        if isinstance(result, socket.socket):
+            result.close()
