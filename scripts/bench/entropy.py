@@ -11,9 +11,11 @@ source ports and for IDs: the queries seen, the distinct values, and their
 collision entropy (Rényi entropy of order 2).
 
 The collision entropy H2 = -log2 Σ p_v² is the log of one over the chance
-that two independent draws are equal, i.e. of how many guesses a spoofer
-needs on average: the figure that matters for an off-path attacker. It is
-estimated without bias from the pairs that collide:
+that two independent draws are equal: log2 K for a uniform choice among K
+values, less when some values come up more often. It is at least the
+min-entropy H∞ = -log2 max p_v, which bounds a spoofer's best single guess,
+and at most twice it; unlike the min-entropy or the Shannon entropy it can
+be estimated without bias from a sample, from the pairs that collide:
 
     H2 = -log2( Σ_v c_v (c_v - 1) / (N (N - 1)) )
 
@@ -39,7 +41,9 @@ as much as the values.
 
 Exits 1 when the ports' collision entropy is under 14.5 bits or the IDs'
 under 15.5 (issue 19's floor), or either's successive differences under
-8 bits (a walk of ±128 or a stride); 2 when the run itself failed.
+8 bits (what a random walk with steps within ±128 gives; a counter or a
+stride gives 0); 2 when the run itself failed (fewer than 99 % of the
+names answered or seen upstream).
 
 Usage: scripts/bench/entropy.py --getapr PATH [--queries 2000] [--inflight 50]
        [--client auto|dnsperf|python]
