@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""getapr against dnsmasq, Unbound and SmartDNS, side by side.
+"""getapr against dnsmasq, Unbound and SmartDNS, side by side, and the floor.
 
 Every server forwards to the same local Knot (a generated zone with a
 wildcard, so each cache miss can use a name never asked before) and is
@@ -19,9 +19,17 @@ latency at a fixed 5000 QPS on hits (dnsperf -v, one line per query); lost
 queries; VmRSS/VmHWM idle and with 100k cached answers; the binary's size;
 time from process start to the first answer.
 
+The floor (scripts/bench/floor.c, compiled here with `cc -O2`) answers every
+query with one fixed A record, reading and writing in batches of 32 with
+recvmmsg/sendmmsg on one blocking thread: no cache, no upstream. It is
+measured like the servers, on hits and on misses (which it answers the same
+way, without asking Knot), so its rows show what the kernel and the load
+generator cost on this machine, the least any server's hit can cost. It has
+no nocache row and no 100k-cached RSS.
+
 Only loopback is used: no server here is given any address outside 127/8.
 
-Usage: scripts/bench/peers.py [--reps N] [--seconds S] [--servers getapr,dnsmasq,...]
+Usage: scripts/bench/peers.py [--reps N] [--seconds S] [--servers getapr,floor,dnsmasq,...]
        [--getapr PATH] [--json FILE]
 """
 
@@ -43,12 +51,14 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 ZONE = "bench.example"
 AUTH_PORT = 5300
 PORTS = {"getapr": 5301, "dnsmasq": 5302, "unbound": 5303, "smartdns": 5304, "getapr-static": 5305,
-         "getapr-w1": 5306, "getapr-w2": 5307}
+         "getapr-w1": 5306, "getapr-w2": 5307, "floor": 5308}
 SERVER_CPU = "0"
 LOAD_CPU = "1"
 HIT_NAMES = 1000
 CACHED_FOR_RSS = 100_000
 FIXED_QPS = 5000
+# Servers without a cache: no nocache workload, no RSS with 100k cached.
+NO_CACHE = {"floor"}
 
 
 def log(*args):
@@ -100,8 +110,18 @@ def start_knot(work):
 # --- the servers under test -----------------------------------------------
 
 
+def build_floor(work):
+    """The no-logic responder, compiled from floor.c into `work`."""
+    exe = os.path.join(work, "floor")
+    subprocess.run([which("cc"), "-O2", "-o", exe, os.path.join(HERE, "floor.c")], check=True)
+    return exe
+
+
 def server_command(name, work, cache, getapr):
     port = PORTS[name]
+    if name == "floor":
+        exe = os.path.join(work, "floor")
+        return [exe, str(port)], exe
     up = f"127.0.0.1:{AUTH_PORT}"
     size = 200_000 if cache else 0
     if name.startswith("getapr"):
@@ -314,7 +334,7 @@ def measure(name, workload, work, getapr, seconds, rep):
         if r["noerror"] < 0.99 * r["completed"]:
             raise RuntimeError(f"{name} {workload}: only {r['noerror']} of {r['completed']} answers were NOERROR")
         result.update(qps=r["qps"], completed=r["completed"], lost=r["lost"],
-                      cpu_us=cpu / 1000 / max(r["completed"], 1))
+                      cpu_us=cpu / 1000 / max(r["completed"], 1), after=server.memory())
         if workload == "hit":
             fixed = dnsperf(server.port, hits, seconds=max(2, seconds // 2), qps=FIXED_QPS,
                             verbose=True, clients=1, outstanding=100)
@@ -344,7 +364,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--seconds", type=int, default=10)
-    ap.add_argument("--servers", default="getapr,dnsmasq,unbound,smartdns")
+    ap.add_argument("--servers", default="getapr,floor,dnsmasq,unbound,smartdns")
     ap.add_argument("--workloads", default="hit,miss,nocache")
     ap.add_argument("--getapr", default=os.path.join(ROOT, "target", "release", "getapr"))
     ap.add_argument("--getapr-static", help="also measure this build (e.g. the static musl one) as getapr-static")
@@ -365,18 +385,21 @@ def main():
         LOAD_CPU = SERVER_CPU
     work = tempfile.mkdtemp(prefix="getapr-bench-")
     write_names(os.path.join(work, "hits.txt"), (f"h{i}.{ZONE}" for i in range(HIT_NAMES)))
+    if "floor" in servers:
+        build_floor(work)
     knot = start_knot(work)
-    results = {w: {s: [] for s in servers} for w in workloads}
+    # The floor has no cache to turn off: no nocache row.
+    results = {w: {s: [] for s in servers if not (w == "nocache" and s in NO_CACHE)} for w in workloads}
     filled = {}
     try:
         for rep in range(1, args.reps + 1):
             for workload in workloads:
-                for name in servers:
+                for name in results[workload]:
                     log(f"rep {rep}: {workload} {name}")
                     exe = args.getapr_static if name == "getapr-static" else args.getapr
                     results[workload][name].append(measure(name, workload, work, exe, args.seconds, rep))
         filled = {}
-        for name in [] if args.scaling else servers:
+        for name in [] if args.scaling else [s for s in servers if s not in NO_CACHE]:
             log(f"fill {CACHED_FOR_RSS} answers: {name}")
             exe = args.getapr_static if name == "getapr-static" else args.getapr
             filled[name] = fill(name, work, exe)
@@ -386,7 +409,8 @@ def main():
     sizes = {}
     for name in servers:
         exe = args.getapr_static if name == "getapr-static" else (
-            args.getapr if name.startswith("getapr") else which(name))
+            args.getapr if name.startswith("getapr") else
+            os.path.join(work, "floor") if name == "floor" else which(name))
         sizes[name] = os.path.getsize(exe)
     if args.json:
         with open(args.json, "w") as f:
@@ -417,10 +441,12 @@ def report(results, filled, sizes, servers, workloads, args):
     lines.append("| workload | server | QPS | ×dnsmasq | ×Unbound | CPU µs/query | lost |")
     lines.append("|---|---|---:|---:|---:|---:|---:|")
     for w in workloads:
-        for s in servers:
+        for s in results[w]:
             rs = results[w][s]
+            # The floor answers a miss as it answers a hit, without Knot.
+            label = f"{s} (fixed reply, no upstream)" if s == "floor" and w == "miss" else s
             lines.append(
-                f"| {w} | {s} | {med([r['qps'] for r in rs]):,.0f} | {ratio(results[w], s, 'dnsmasq', 'qps')} "
+                f"| {w} | {label} | {med([r['qps'] for r in rs]):,.0f} | {ratio(results[w], s, 'dnsmasq', 'qps')} "
                 f"| {ratio(results[w], s, 'unbound', 'qps')} | {med([r['cpu_us'] for r in rs]):.1f} "
                 f"| {sum(r['lost'] for r in rs)} |"
             )
@@ -429,20 +455,25 @@ def report(results, filled, sizes, servers, workloads, args):
         for w in workloads:
             lines.append(f"- {w}: 2 workers / 1 worker QPS = {ratio(results[w], 'getapr-w2', 'getapr-w1', 'qps')}")
     lines.append("")
-    lines.append(f"| server | CPU/hit ×dnsmasq | p50 / p99 ms at {FIXED_QPS} QPS (hits) | RSS idle (HWM) MiB "
+    lines.append(f"| server | CPU/hit ×dnsmasq | CPU/hit ×floor | p50 / p99 ms at {FIXED_QPS} QPS (hits) "
+                 f"| RSS idle (HWM) MiB | RSS after hits MiB "
                  f"| RSS with {CACHED_FOR_RSS // 1000}k cached (HWM) MiB | binary MiB | first answer ms |")
-    lines.append("|---|---:|---:|---:|---:|---:|---:|")
+    lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    hits = results.get("hit", {})
     for s in servers:
-        hit = results.get("hit", {}).get(s, [])
+        hit = hits.get(s, [])
         miss = results.get("miss", {}).get(s, [])
         idle = (hit or miss or [{}])[0].get("idle", {})
         cached = filled.get(s, {})
-        startup = med([r["startup_ms"] for w in workloads for r in results[w][s]])
+        startup = med([r["startup_ms"] for w in workloads for r in results[w].get(s, [])])
         mib = lambda kb: f"{kb / 1024:.1f}" if kb else "—"  # noqa: E731
+        after = med([r["after"]["VmRSS"] for r in hit])
         lines.append(
-            f"| {s} | {ratio(results.get('hit', {}), s, 'dnsmasq', 'cpu_us') if hit else '—'} "
+            f"| {s} | {ratio(hits, s, 'dnsmasq', 'cpu_us') if hit else '—'} "
+            f"| {ratio(hits, s, 'floor', 'cpu_us') if hit else '—'} "
             f"| {med([r['p50_ms'] for r in hit]):.3f} / {med([r['p99_ms'] for r in hit]):.3f} "
             f"| {mib(idle.get('VmRSS'))} ({mib(idle.get('VmHWM'))}) "
+            f"| {mib(after if after == after else 0)} "
             f"| {mib(cached.get('VmRSS'))} ({mib(cached.get('VmHWM'))}) "
             f"| {sizes[s] / 1048576:.2f} | {startup:.1f} |"
         )
