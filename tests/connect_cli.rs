@@ -472,41 +472,64 @@ fn an_empty_pair_list_tries_the_resolvers_addresses_without_a_warning() {
     sidecar.request();
 }
 
+/// The daemon asks DNS only: a name it does not find (404) or does not
+/// take (400) goes to the system resolver without a warning, which knows
+/// `/etc/hosts` (`localhost`) and fails on `a..b` without asking anyone.
 #[test]
-fn a_name_the_daemon_says_does_not_exist_is_not_found() {
+fn names_the_daemon_declines_go_to_the_system_resolver_quietly() {
     let server = Server::new(SocketAddr::new(ip(1), 0), Serve::ReportAndEcho);
-    let sidecar = Sidecar::new(
-        404,
-        r#"{"error": "nope.example: no such name (NXDOMAIN)"}"#.to_owned(),
-    );
     let port = server.port().to_string();
+    let not_found = Sidecar::new(
+        404,
+        r#"{"error": "localhost: no such name (NXDOMAIN)"}"#.to_owned(),
+    );
     let (out, _) = getapr(
-        &["connect", "nope.example", &port, "--api", &sidecar.api()],
+        &["connect", "localhost", &port, "--api", &not_found.api()],
         b"",
     );
+    assert_exit(&out, 0);
+    assert_eq!(stdout(&out), "peer=127.0.0.1\n");
+    assert_eq!(stderr(&out), "", "no warning: the daemon answered");
+    server.accepted();
+    not_found.request();
+
+    let bad = Sidecar::new(400, r#"{"error": "not a valid domain name"}"#.to_owned());
+    let (out, _) = getapr(&["connect", "a..b", &port, "--api", &bad.api()], b"");
     assert_exit(&out, 1);
     assert_eq!(stdout(&out), "");
-    assert_eq!(
-        stderr(&out),
-        format!(
-            "getapr: cannot connect to nope.example port {port}: \
-             name not found (nope.example: no such name (NXDOMAIN))\n"
-        )
-    );
-    server.accepted_none();
-
-    // Another refusal of the daemon's is its message, not a fallback.
-    let sidecar = Sidecar::new(400, r#"{"error": "not a valid domain name"}"#.to_owned());
-    let (out, _) = getapr(&["connect", "a..b", &port, "--api", &sidecar.api()], b"");
-    assert_exit(&out, 1);
-    assert_eq!(
-        stderr(&out),
-        format!(
+    let err = stderr(&out);
+    assert!(
+        err.starts_with(&format!(
             "getapr: cannot connect to a..b port {port}: \
-             the getapr daemon refused: not a valid domain name (HTTP 400)\n"
-        )
+             the getapr daemon has no pairs (not a valid domain name) \
+             and the system resolver failed ("
+        )),
+        "{err}"
     );
+    assert_eq!(err.lines().count(), 1, "{err}");
     server.accepted_none();
+}
+
+/// A daemon that will not serve this client (403: outside `http.allow`)
+/// is one that cannot help: the fallback, with its warning.
+#[test]
+fn a_forbidden_client_falls_back_with_a_warning() {
+    let server = Server::new(SocketAddr::new(ip(1), 0), Serve::ReportAndEcho);
+    let port = server.port().to_string();
+    let forbidden = Sidecar::new(403, r#"{"error": "forbidden"}"#.to_owned());
+    let (out, _) = getapr(
+        &["connect", "127.0.0.1", &port, "--api", &forbidden.api()],
+        b"",
+    );
+    assert_exit(&out, 0);
+    assert_eq!(stdout(&out), "peer=127.0.0.1\n");
+    let err = stderr(&out);
+    assert!(
+        err.starts_with("getapr: warning: no pairs from the getapr daemon")
+            && err.contains("(forbidden (HTTP 403))"),
+        "{err}"
+    );
+    server.accepted();
 }
 
 #[test]

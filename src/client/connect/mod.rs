@@ -4,13 +4,14 @@
 //! connection that won, as `nc` does. That makes it an ssh `ProxyCommand`.
 //!
 //! The daemon is a help, never a requirement: when it cannot be reached, or
-//! answers with something that is not its JSON or with a 5xx, the command
-//! says so once on stderr and connects like `nc` (the system resolver's
-//! addresses in its order, the kernel choosing the source). When the daemon
-//! knows no working pair, the resolver's addresses are raced the same way,
-//! since the daemon may simply not know (its probe targets unreachable
-//! where the destination is not). A name the daemon says does not exist is
-//! an error: the resolver would say the same, later.
+//! answers 403, a 5xx or something that is not its JSON, the command says so
+//! once on stderr and connects like `nc` (the system resolver's addresses in
+//! its order, the kernel choosing the source). The resolver's addresses are
+//! raced the same way, without a warning, when the daemon knows no working
+//! pair (it may simply not know: its probe targets unreachable where the
+//! destination is not), when it does not take the name (400) and when it
+//! finds no such name (404): it asks DNS only, and the name may be one
+//! that only `/etc/hosts` or a search domain knows.
 
 pub mod race;
 mod relay;
@@ -45,13 +46,9 @@ pub struct ConnectError {
 
 #[derive(Debug)]
 enum Why {
-    /// The daemon says the name does not exist (its 404).
-    NotFound(String),
-    /// The daemon refused the request (another 4xx: a bad name, a client
-    /// outside `http.allow`).
-    Daemon(Error),
-    /// The daemon could not help and neither could the system resolver.
-    Resolve(io::Error),
+    /// The daemon could not help and neither could the system resolver;
+    /// with what the daemon said, when it declined the name.
+    Resolve(io::Error, Option<String>),
     /// Every attempt failed, or the deadline came.
     AllFailed(AllFailed),
     Runtime(io::Error),
@@ -97,25 +94,27 @@ pub fn plan(host: &str, port: u16, api: &ApiUrl) -> Result<Plan, ConnectError> {
         port,
         why,
     };
-    let (reason, empty) = match ask_daemon(api, host, port) {
+    let (reason, declined) = match ask_daemon(api, host, port) {
         Ok(attempts) if !attempts.is_empty() => {
             return Ok(Plan {
                 attempts,
                 warning: None,
             });
         }
-        Ok(_) => (None, true),
-        Err(Answer::NotFound(message)) => return Err(fail(Why::NotFound(message))),
-        Err(Answer::Refused(e)) => return Err(fail(Why::Daemon(e))),
-        Err(Answer::Unusable(reason)) => (Some(reason), false),
+        Ok(_) => (None, "it knows no working pair".to_owned()),
+        Err(Answer::Declined(message)) => (None, message),
+        Err(Answer::Unusable(reason)) => (Some(reason), String::new()),
     };
-    if empty {
+    if reason.is_none() {
         tracing::info!(
-            "the getapr daemon knows no working pair for {host}; \
+            "the getapr daemon has no pairs for {host} ({declined}); \
              trying the system resolver's addresses"
         );
     }
-    let attempts = resolve(host, port).map_err(|e| fail(Why::Resolve(e)))?;
+    let attempts = resolve(host, port).map_err(|e| {
+        let declined = reason.is_none().then_some(declined);
+        fail(Why::Resolve(e, declined))
+    })?;
     Ok(Plan {
         attempts,
         warning: reason.map(|reason| {
@@ -149,13 +148,12 @@ fn connect(attempts: &[Attempt], timeout: Duration) -> Result<std::net::TcpStrea
 /// What the daemon's answer means for the command.
 #[derive(Debug)]
 enum Answer {
-    /// Its 404: the name does not exist; the message is its `error`.
-    NotFound(String),
-    /// Another 4xx with its JSON error: a request it will not serve.
-    Refused(Error),
-    /// It cannot be reached, is at its limits or failing (5xx), or the
-    /// answer is not its JSON: the system resolver takes over. The reason
-    /// is for the warning.
+    /// Its 400 (a host it does not take) or 404 (no such name in DNS),
+    /// with its `error`: the system resolver may still know the name.
+    Declined(String),
+    /// It cannot be reached, refuses this client (403), is at its limits or
+    /// failing (5xx), or the answer is not its JSON: the system resolver
+    /// takes over. The reason is for the warning.
     Unusable(String),
 }
 
@@ -183,11 +181,7 @@ fn ask_daemon(api: &ApiUrl, host: &str, port: u16) -> Result<Vec<Attempt>, Answe
         error: String,
     }
     match serde_json::from_slice::<ErrorBody>(&response.body) {
-        Ok(body) if status == 404 => Err(Answer::NotFound(body.error)),
-        Ok(body) if (400..500).contains(&status) => Err(Answer::Refused(Error::Refused {
-            status,
-            message: body.error,
-        })),
+        Ok(body) if status == 400 || status == 404 => Err(Answer::Declined(body.error)),
         Ok(body) => Err(Answer::Unusable(format!("{} (HTTP {status})", body.error))),
         Err(_) => Err(Answer::Unusable(format!(
             "HTTP {status} and not the sidecar's JSON"
@@ -254,9 +248,11 @@ impl fmt::Display for ConnectError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "cannot connect to {} port {}: ", self.host, self.port)?;
         match &self.why {
-            Why::NotFound(message) => write!(f, "name not found ({message})"),
-            Why::Daemon(e) => write!(f, "the getapr daemon refused: {e}"),
-            Why::Resolve(e) => write!(f, "the system resolver failed ({e})"),
+            Why::Resolve(e, Some(declined)) => write!(
+                f,
+                "the getapr daemon has no pairs ({declined}) and the system resolver failed ({e})"
+            ),
+            Why::Resolve(e, None) => write!(f, "the system resolver failed ({e})"),
             Why::AllFailed(failed) => write!(f, "{failed}"),
             Why::Runtime(e) => write!(f, "{e}"),
         }

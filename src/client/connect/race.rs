@@ -1,6 +1,7 @@
 //! The connection race of RFC 8305 §5 ("Happy Eyeballs"): attempts start in
 //! the order given, one [`CONNECTION_ATTEMPT_DELAY`] after the other, or at
-//! once when every running attempt has failed; the first to connect wins and
+//! once when an attempt fails (even while earlier ones still wait, as
+//! asyncio's staggered race does); the first to connect wins and
 //! every other one is dropped, which closes its socket (a pending connect is
 //! aborted, a connection that completed too late is closed unused).
 //!
@@ -132,6 +133,9 @@ where
                             started_at.elapsed()
                         );
                         outcomes[index] = Some(reason);
+                        // A failure starts the next attempt at once, even
+                        // while earlier ones still wait for an answer.
+                        next_at = Instant::now();
                     }
                 }
             }
@@ -386,16 +390,16 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_failure_while_another_runs_keeps_the_schedule() {
-        // At 300 ms the second fails but the first still runs: the third
-        // waits for its turn, 250 ms after the second started.
+    async fn a_failure_while_another_runs_starts_the_next_at_once() {
+        // At 300 ms the second fails while the first still runs: the third
+        // starts then, not 250 ms after the second.
         let (result, log) = scripted(
             &[Script::Hang, Script::Refuse(50), Script::Connect(0)],
             None,
         )
         .await;
         assert_eq!(result.unwrap(), (2, 2));
-        assert_eq!(log.started, [(0, ms(0)), (1, ms(250)), (2, ms(500))]);
+        assert_eq!(log.started, [(0, ms(0)), (1, ms(250)), (2, ms(300))]);
         assert_eq!(log.dropped, [0]);
     }
 
@@ -438,7 +442,9 @@ mod tests {
         .await;
         assert_eq!(start.elapsed(), ms(600));
         let error = result.unwrap_err();
-        assert_eq!(log.started, [(0, ms(0)), (1, ms(250)), (2, ms(500))]);
+        // The second's failure at 350 ms starts the third; the fourth's
+        // turn (600 ms) is the deadline's.
+        assert_eq!(log.started, [(0, ms(0)), (1, ms(250)), (2, ms(350))]);
         let mut dropped = log.dropped;
         dropped.sort_unstable();
         assert_eq!(dropped, [0, 2]);
