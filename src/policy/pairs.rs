@@ -2,13 +2,13 @@
 //! applied, then the families interleaved as RFC 8305 §4 asks.
 
 use std::cmp::Ordering;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
 use super::destination::{Ranked, compare_destinations, faster_family, sort_ranked};
 use super::source::{Route, select_source};
 use super::table::{PolicyTable, Table};
-use crate::inventory::{Address, Snapshot};
+use crate::inventory::{Address, Class, Snapshot};
 use crate::probe::verdicts::{Mtu, State, Verdicts};
 
 /// What [`pairs`] is asked to do.
@@ -86,12 +86,22 @@ pub fn ranked_pairs(
         .filter(|a| source_state(verdicts, a) != State::Failed)
         .cloned()
         .collect();
+    let loopback = [
+        loopback(Ipv4Addr::LOCALHOST.into()),
+        loopback(Ipv6Addr::LOCALHOST.into()),
+    ];
     let ranked: Vec<Ranked<'_>> = destinations
         .iter()
         .filter(|d| !verdicts.is_dead(**d))
         .filter_map(|&d| {
-            let route = Route::to(d, host);
-            let source = select_source(d, &route, &usable, &policy)?;
+            // The inventory leaves `lo` out (it reaches nothing else), but
+            // a loopback destination is reached from loopback only, as the
+            // kernel's own route (`local ... dev lo src 127.0.0.1`) does.
+            let source = match d.to_canonical() {
+                IpAddr::V4(v4) if v4.is_loopback() => &loopback[0],
+                IpAddr::V6(v6) if v6.is_loopback() => &loopback[1],
+                _ => select_source(d, &Route::to(d, host), &usable, &policy)?,
+            };
             Some(Ranked::new(
                 d,
                 Some(source),
@@ -125,6 +135,20 @@ pub fn ranked_pairs(
     let mut pairs = to_pairs(sorted);
     pairs.extend(to_pairs(sort_ranked(stalling, options.rtt_margin)));
     (pairs, lead)
+}
+
+/// The source for a loopback destination of `addr`'s family.
+fn loopback(addr: IpAddr) -> Address {
+    Address {
+        addr,
+        prefix_len: if addr.is_ipv4() { 8 } else { 128 },
+        interface: "lo".to_owned(),
+        ifindex: 0,
+        scope_id: 0,
+        class: Class::Other,
+        deprecated: false,
+        temporary: false,
+    }
 }
 
 /// An Internet destination of a family whose path drops full-size packets.

@@ -46,6 +46,37 @@ fn dsts(list: &[&str]) -> Vec<IpAddr> {
     list.iter().map(|d| ip(d)).collect()
 }
 
+/// The host's own loopback is reached from loopback, never from an
+/// interface address (a server that trusts 127.0.0.1 only would refuse
+/// that), whatever the verdicts or the other destinations.
+#[test]
+fn a_loopback_destination_pairs_with_loopback() {
+    let h = dual_host();
+    let got = pairs(
+        &dsts(&["127.0.0.5", "::1", "::ffff:127.0.0.1", "2001:db8:9::1"]),
+        &h,
+        &Verdicts::default(),
+        &Options::default(),
+    );
+    let mut strings = pair_strings(&got);
+    strings.sort();
+    assert_eq!(
+        strings,
+        expect(&[
+            ("127.0.0.5", "127.0.0.1"),
+            ("2001:db8:9::1", "2001:db8:1::2"),
+            ("::1", "::1"),
+            ("::ffff:127.0.0.1", "127.0.0.1"),
+        ])
+    );
+    assert!(
+        got.iter()
+            .filter(|p| p.destination.to_canonical().is_loopback())
+            .all(|p| p.source.interface == "lo"),
+        "{got:?}"
+    );
+}
+
 #[test]
 fn unknown_keeps_everything() {
     let got = pairs(
