@@ -175,9 +175,10 @@ def create_connection(
     ``socket.create_connection`` does, over the pairs the daemon ranks.
 
     Happy Eyeballs (RFC 8305 §5): the pairs are tried in order, the next
-    attempt 250 ms after the last or at once when every running one has
-    failed; each socket is bound to its pair's source before it connects;
-    the first to connect wins and the others are closed at once.
+    attempt 250 ms after the last one started or at once when any attempt
+    fails (even while earlier ones still wait); each socket is bound to its
+    pair's source before it connects; the first to connect wins and the
+    others are closed at once.
 
     ``timeout`` bounds the whole race, and the returned socket gets it with
     ``settimeout`` as the standard library's does (the default: the global

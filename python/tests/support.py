@@ -231,6 +231,60 @@ def resolving(name: str, *ports: int) -> Any:
     return mock.patch("socket.getaddrinfo", getaddrinfo)
 
 
+class Attempts:
+    """Watches the race's attempts where ``module`` (``getapr._race`` or
+    ``getapr._aio``) opens their sockets: :attr:`starts` records when each
+    attempt started (``time.monotonic()``) and to which port, and the
+    attempt to each port of ``fail_after`` is made to fail that many seconds
+    after it started.
+
+    Loopback refuses at once or not at all, so a late failure is made by
+    shutting the connecting socket down (to a :class:`Silent` destination,
+    whose SYNs are dropped): Linux then ends the connect with ECONNRESET, as
+    it would with a late refusal from the path. Use as a context manager."""
+
+    def __init__(self, module: Any, fail_after: Optional[Dict[int, float]] = None) -> None:
+        self.module = module
+        self.fail_after = dict(fail_after or {})
+        self.starts: List[Tuple[float, int]] = []
+        self.timers: List[threading.Timer] = []
+
+    def __enter__(self) -> "Attempts":
+        real = self.module.open_socket
+
+        def open_socket(pair: Any) -> socket.socket:
+            port = pair.destination[1]
+            self.starts.append((time.monotonic(), port))
+            sock = real(pair)
+            if port in self.fail_after:
+                timer = threading.Timer(self.fail_after[port], _shut_down, (sock,))
+                timer.daemon = True
+                timer.start()
+                self.timers.append(timer)
+            return sock
+
+        self.patch = mock.patch.object(self.module, "open_socket", open_socket)
+        self.patch.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.patch.stop()
+        for timer in self.timers:
+            timer.cancel()
+            timer.join()
+
+    def offsets(self) -> List[float]:
+        """When each attempt started, in seconds after the first."""
+        return [t - self.starts[0][0] for t, _ in self.starts]
+
+
+def _shut_down(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass  # the race is over and closed it
+
+
 def timed(fn: Callable[[], Any]) -> Tuple[Any, float]:
     start = time.monotonic()
     result = fn()

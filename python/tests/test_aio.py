@@ -11,9 +11,10 @@ import unittest
 from unittest import mock
 
 import getapr
-from getapr import _api
+from getapr import _aio, _api
 
 from .support import (
+    Attempts,
     FakeSidecar,
     LeakCheck,
     Listener,
@@ -77,6 +78,33 @@ class OpenConnection(unittest.IsolatedAsyncioTestCase):
         print("\n  asyncio, refused first pair: second won after %.3f s" % elapsed)
         self.assertLess(elapsed, 0.2)
         self.assertEqual(good.peer(), "127.0.0.3")
+
+    async def test_a_failure_starts_the_next_attempt_at_once_while_earlier_ones_wait(
+        self,
+    ) -> None:
+        # As in test_race: [never answers, fails after 50 ms, connects]
+        # start at 0, 250 and 300 ms, not 0, 250 and 500.
+        silent, failing = self.closing(Silent()), self.closing(Silent())
+        good = self.closing(Listener())
+        self.serve(
+            pair("127.0.0.2", "127.0.0.1", silent.port),
+            pair("127.0.0.3", "127.0.0.1", failing.port),
+            pair("127.0.0.4", "127.0.0.1", good.port),
+        )
+        with LeakCheck(self), Attempts(_aio, {failing.port: 0.05}) as attempts:
+            elapsed = await self.connect()
+        starts = attempts.offsets()
+        print(
+            "\n  asyncio, [never, fails after 50 ms, connects]: attempts started at %s s, "
+            "won after %.3f s" % (", ".join("%.3f" % t for t in starts), elapsed)
+        )
+        self.assertEqual([port for _, port in attempts.starts], [silent.port, failing.port, good.port])
+        self.assertGreaterEqual(starts[1], 0.2)
+        self.assertLess(starts[1], 0.4)
+        self.assertGreaterEqual(starts[2] - starts[1], 0.04)
+        self.assertLess(starts[2] - starts[1], 0.2)
+        self.assertLess(starts[2], 0.45)
+        self.assertEqual(good.peer(), "127.0.0.4")
 
     async def test_each_socket_is_bound_to_its_pairs_source(self) -> None:
         good = self.closing(Listener())

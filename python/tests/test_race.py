@@ -10,8 +10,10 @@ import time
 import unittest
 
 import getapr
+from getapr import _race
 
 from .support import (
+    Attempts,
     LeakCheck,
     Listener,
     SidecarTest,
@@ -53,6 +55,34 @@ class Race(SidecarTest):
         print("\n  refused first pair: second pair won after %.3f s" % elapsed)
         self.assertLess(elapsed, 0.2)
         self.assertEqual(good.peer(), "127.0.0.3")
+
+    def test_a_failure_starts_the_next_attempt_at_once_while_earlier_ones_wait(self) -> None:
+        # [never answers, fails 50 ms after it starts, connects]: starts at
+        # 0, 250 and 300 ms. The first attempt still waits when the second
+        # fails; the third does not wait for the 250 ms (500 ms) either.
+        silent, failing = self.closing(Silent()), self.closing(Silent())
+        good = self.closing(Listener())
+        self.serve(
+            pair("127.0.0.2", "127.0.0.1", silent.port),
+            pair("127.0.0.3", "127.0.0.1", failing.port),
+            pair("127.0.0.4", "127.0.0.1", good.port),
+        )
+        with LeakCheck(self), Attempts(_race, {failing.port: 0.05}) as attempts:
+            sock, elapsed = timed(lambda: getapr.create_connection(("race.test", 443), timeout=5))
+            sock.close()
+        starts = attempts.offsets()
+        print(
+            "\n  [never, fails after 50 ms, connects]: attempts started at %s s, won after %.3f s"
+            % (", ".join("%.3f" % t for t in starts), elapsed)
+        )
+        self.assertEqual([port for _, port in attempts.starts], [silent.port, failing.port, good.port])
+        self.assertGreaterEqual(starts[1], 0.2)
+        self.assertLess(starts[1], 0.4)
+        # 50 ms after the second, not 250 ms.
+        self.assertGreaterEqual(starts[2] - starts[1], 0.04)
+        self.assertLess(starts[2] - starts[1], 0.2)
+        self.assertLess(starts[2], 0.45)
+        self.assertEqual(good.peer(), "127.0.0.4")
 
     def test_a_source_not_on_this_host_falls_through_at_once(self) -> None:
         # Binding 192.0.2.1 fails locally (EADDRNOTAVAIL): nothing is sent.
