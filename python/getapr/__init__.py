@@ -102,15 +102,17 @@ def get_addr_pairs(
             sock.bind(SA)
             sock.connect(DA)
 
-    The list is empty when the daemon knows no pair that works. Raises
-    :class:`socket.gaierror` when the name does not exist.
+    The list is empty when the daemon knows no pair that works.
 
     When the daemon cannot help, the system resolver's addresses are
     returned in its order, each with the unspecified source (``0.0.0.0`` or
     ``::``, port 0): binding it lets the kernel choose, as without getapr.
     So are those of loopback (``localhost``, ``127.0.0.0/8``, ``::1``),
     which the daemon is not asked about: the source of loopback is the
-    loopback.
+    loopback; and those of a name the daemon answers 404 for: it resolves
+    through the DNS only, and ``/etc/hosts`` or a search domain may know
+    the name. A name that neither knows raises the system resolver's
+    :class:`socket.gaierror`.
 
     ``printing`` prints the pairs, for debugging.
     """
@@ -190,10 +192,12 @@ def create_connection(
 
     With a ``source_address`` the caller has chosen the source:
     ``socket.create_connection`` is called as it is. When the daemon cannot
-    help (the warning is logged once) or knows no pair, and for loopback
-    (not asked about), the system resolver's addresses are raced the same
-    way, without binding a source.
-    A name the daemon says does not exist raises :class:`socket.gaierror`.
+    help (the warning is logged once), knows no pair, or does not know the
+    name (404: it resolves through the DNS only, and ``/etc/hosts`` or a
+    search domain may know it), and for loopback (not asked about), the
+    system resolver's addresses are raced the same way, without binding a
+    source. A name that neither knows raises the system resolver's
+    :class:`socket.gaierror`.
     """
     if source_address is not None:
         extra = {"all_errors": all_errors} if sys.version_info >= (3, 11) else {}
@@ -233,8 +237,10 @@ async def open_connection(
 
     With ``sock`` or ``local_addr``, or without a host, the caller has
     chosen: ``asyncio.open_connection`` is called as it is. When the daemon
-    cannot help or knows no pair, the system resolver's addresses are raced
-    without binding a source.
+    cannot help, knows no pair or does not know the name (404), the system
+    resolver's addresses are raced without binding a source, as in
+    :func:`create_connection`; a name that neither knows raises the system
+    resolver's :class:`socket.gaierror`.
     """
     if host is None or kwargs.get("sock") is not None or kwargs.get("local_addr") is not None:
         return await asyncio.open_connection(host, port, **kwargs)

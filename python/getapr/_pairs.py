@@ -34,10 +34,11 @@ class Pair(NamedTuple):
 def daemon_pairs(host: str, port: int) -> Optional[List[Pair]]:
     """The daemon's pairs for ``host`` and ``port``, best first.
 
-    None when the daemon cannot help (the one warning is logged) or rejects
-    the question, or when ``host`` is not something to ask it about (a
-    ``localhost`` name); ``[]`` when it knows no pair that works. Raises
-    :class:`socket.gaierror` when the daemon says the name does not exist.
+    None when the system resolver is to be asked instead: the daemon cannot
+    help (the one warning is logged), or declines the question (400, or
+    404: the DNS does not know the name, which ``/etc/hosts`` or a search
+    domain may; logged at debug level), or ``host`` is not something to ask
+    it about (loopback); ``[]`` when it knows no pair that works.
     """
     asked = _question(host)
     if asked is None:

@@ -21,6 +21,7 @@ from .support import (
     Silent,
     check_silence,
     closed_port,
+    no_dns,
     pair,
     pairs_answer,
     resolving,
@@ -35,6 +36,7 @@ class OpenConnection(unittest.IsolatedAsyncioTestCase):
         for patch in (
             mock.patch.dict(os.environ, {"GETAPR_API": self.sidecar.url}),
             mock.patch.object(_api, "_warned", False),
+            no_dns(),
         ):
             patch.start()
             self.addCleanup(patch.stop)
@@ -199,6 +201,28 @@ class OpenConnection(unittest.IsolatedAsyncioTestCase):
         await writer.wait_closed()
         self.assertEqual(good.peer(), "127.0.0.3")
         self.assertEqual(self.sidecar.requests, [])
+
+    async def test_a_404_for_a_name_the_system_resolver_knows_connects_without_a_warning(
+        self,
+    ) -> None:
+        good = self.closing(Listener())
+        with LeakCheck(self), resolving("printer", good.port):
+            with self.assertLogs("getapr", logging.DEBUG) as logs:
+                reader, writer = await getapr.open_connection("printer", good.port)
+                writer.close()
+                await writer.wait_closed()
+        self.assertEqual(good.peer(), "127.0.0.1")
+        self.assertEqual([r.levelno for r in logs.records], [logging.DEBUG])
+        self.assertEqual(self.sidecar.requests[-1][1]["host"], "printer")
+
+    async def test_a_404_for_a_name_nobody_knows_raises_the_system_resolvers_gaierror(
+        self,
+    ) -> None:
+        with resolving("missing.test"), self.assertLogs("getapr", logging.DEBUG) as logs:
+            with self.assertRaises(socket.gaierror) as caught:
+                await getapr.open_connection("missing.test", 443)
+        self.assertEqual(caught.exception.errno, socket.EAI_NONAME)
+        self.assertEqual([r.levelno for r in logs.records], [logging.DEBUG])
 
     async def test_dead_daemon_connects_unbound_and_warns_once(self) -> None:
         good = self.closing(Listener())

@@ -19,6 +19,7 @@ from .support import (
     SidecarTest,
     Silent,
     closed_port,
+    hosts_file_names,
     pair,
     pairs_answer,
     resolving,
@@ -164,9 +165,15 @@ class Race(SidecarTest):
         self.assertEqual(sock.gettimeout(), socket.getdefaulttimeout())
         sock.close()
 
-    def test_a_404_raises_gaierror(self) -> None:
-        with self.assertRaises(socket.gaierror):
-            getapr.create_connection(("missing.test", 443), timeout=5)
+    def test_a_404_for_a_name_the_system_resolver_does_not_know_raises_its_gaierror(
+        self,
+    ) -> None:
+        with resolving("missing.test"), self.assertLogs("getapr", logging.DEBUG) as logs:
+            with self.assertRaises(socket.gaierror) as caught:
+                getapr.create_connection(("missing.test", 443), timeout=5)
+        self.assertEqual(caught.exception.errno, socket.EAI_NONAME)
+        self.assertEqual([r.levelno for r in logs.records], [logging.DEBUG])
+        self.assertEqual(self.sidecar.requests[-1][1]["host"], "missing.test")
 
     def test_an_explicit_source_address_is_the_standard_librarys_business(self) -> None:
         good = self.closing(Listener())
@@ -201,6 +208,32 @@ class Fallback(SidecarTest):
         self.assertEqual(good.peer(), "127.0.0.1")
         self.assertEqual([r.levelno for r in logs.records], [logging.INFO])
         self.assertEqual(len(self.sidecar.requests), 1)
+
+    def test_a_404_for_a_name_the_system_resolver_knows_connects_without_a_warning(
+        self,
+    ) -> None:
+        # "printer": in /etc/hosts (here: a patched getaddrinfo), not in the
+        # DNS through which the daemon resolves; socket.create_connection
+        # would connect, and so does getapr.
+        good = self.closing(Listener())
+        self.resolve_to("printer", good.port)
+        with LeakCheck(self), self.assertLogs("getapr", logging.DEBUG) as logs:
+            getapr.create_connection(("printer", good.port), timeout=5).close()
+        self.assertEqual(good.peer(), "127.0.0.1")
+        self.assertEqual([r.levelno for r in logs.records], [logging.DEBUG])
+        self.assertEqual(self.sidecar.requests[-1][1]["host"], "printer")
+
+    def test_a_name_of_etc_hosts_connects(self) -> None:
+        # The real getaddrinfo and /etc/hosts; the fake sidecar answers 404.
+        names = hosts_file_names()
+        if not names:
+            self.skipTest("/etc/hosts maps no name but localhost to 127.0.0.1")
+        name = sorted(names)[0]
+        good = self.closing(Listener())
+        with LeakCheck(self), self.assertLogs("getapr", logging.DEBUG) as logs:
+            getapr.create_connection((name, good.port), timeout=5).close()
+        self.assertEqual(good.peer(), "127.0.0.1")
+        self.assertEqual([r.levelno for r in logs.records], [logging.DEBUG])
 
     def test_a_loopback_literal_is_connected_from_the_loopback(self) -> None:
         # Were the daemon asked, it would pair 127.0.0.1 with a source of a
