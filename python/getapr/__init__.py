@@ -35,9 +35,6 @@ from ._pairs import (
     Pair,
     Sockaddr,
     connect_pairs,
-    daemon_pairs,
-    port_number,
-    system_pairs,
     unspecified,
 )
 
@@ -102,26 +99,24 @@ def get_addr_pairs(
             sock.bind(SA)
             sock.connect(DA)
 
-    The list is empty when the daemon knows no pair that works.
-
-    When the daemon cannot help, the system resolver's addresses are
-    returned in its order, each with the unspecified source (``0.0.0.0`` or
-    ``::``, port 0): binding it lets the kernel choose, as without getapr.
-    So are those of loopback (``localhost``, ``127.0.0.0/8``, ``::1``),
-    which the daemon is not asked about: the source of loopback is the
-    loopback; and those of a name the daemon answers 404 for: it resolves
-    through the DNS only, and ``/etc/hosts`` or a search domain may know
-    the name. A name that neither knows raises the system resolver's
+    The daemon's pairs are given when it answers with a non-empty list.
+    Otherwise the system resolver's addresses are returned in its order,
+    each with the unspecified source (``0.0.0.0`` or ``::``, port 0):
+    binding it lets the kernel choose, as without getapr. Silently for
+    loopback (``localhost``, ``127.0.0.0/8``, ``::1``: not asked about, its
+    source is the loopback), a 400 or 404 answer (the daemon resolves
+    through the DNS only; ``/etc/hosts`` or a search domain may know the
+    name) and an empty list (the daemon knows no working pair, but it may
+    just not know); with the one warning when the daemon cannot help. A
+    name that neither knows raises the system resolver's
     :class:`socket.gaierror`.
 
     ``printing`` prints the pairs, for debugging.
     """
-    number = port_number(port)
-    pairs = daemon_pairs(target, number) if number is not None else None
-    if pairs is None:
-        pairs = [
-            Pair(p.family, unspecified(p.family), p.destination) for p in system_pairs(target, port)
-        ]
+    pairs = [
+        Pair(p.family, unspecified(p.family) if p.source is None else p.source, p.destination)
+        for p in connect_pairs(target, port)
+    ]
     out = [(p.family, p.source, p.destination) for p in pairs]
     if printing:
         print("getapr: %d pair(s) for %s port %s" % (len(out), target, port))

@@ -70,9 +70,10 @@ def system_pairs(host: Optional[str], port: Union[int, str, None]) -> List[Pair]
 
 
 def connect_pairs(host: Optional[str], port: Union[int, str, None]) -> List[Pair]:
-    """What the connect functions race: the daemon's pairs; else the system
-    resolver's destinations, when the daemon cannot help or knows no pair
-    (it may just not know: its probe targets may be unreachable from a
+    """What every function uses: the daemon's pairs when it answers with a
+    non-empty list; else the system resolver's destinations, without a
+    source. An empty list is logged at info level, not as a warning: the
+    daemon may just not know (its probe targets may be unreachable from a
     network where the destination is not)."""
     number = port_number(port)
     if isinstance(host, str) and number is not None:

@@ -76,7 +76,9 @@ class Race(SidecarTest):
             "\n  [never, fails after 50 ms, connects]: attempts started at %s s, won after %.3f s"
             % (", ".join("%.3f" % t for t in starts), elapsed)
         )
-        self.assertEqual([port for _, port in attempts.starts], [silent.port, failing.port, good.port])
+        self.assertEqual(
+            [port for _, port in attempts.starts], [silent.port, failing.port, good.port]
+        )
         self.assertGreaterEqual(starts[1], 0.2)
         self.assertLess(starts[1], 0.4)
         # 50 ms after the second, not 250 ms.
