@@ -15,10 +15,15 @@ source so the kernel cannot pick one that does not work:
 - :func:`connect_infos`, :func:`addr_infos` and :func:`local_addr_infos`:
   what ``aiohappyeyeballs.start_connection`` takes, for code that uses it.
 
-When the daemon cannot be reached, or answers with an error or with
-something that is not its JSON, every function does what the standard
-library does (``getaddrinfo``, an unbound connect) and says so once, as a
-warning of the ``getapr`` logger: a program never breaks because the daemon
+Every function uses the daemon's pairs when it answers with a non-empty
+list; otherwise it does what the standard library does (``getaddrinfo``,
+an unbound connect), and ``getaddrinfo``'s :class:`socket.gaierror` is what
+a name nobody knows raises. Silently for loopback hosts (not asked about),
+a 400 or 404 answer (the daemon resolves through the DNS only: a name of
+``/etc/hosts`` or a search domain is a 404 to it) and an empty list (it may
+just not know); with one warning per process, of the ``getapr`` logger,
+when the daemon cannot be reached, answers 403 or 5xx, or answers with
+something that is not its JSON: a program never breaks because the daemon
 is down.
 """
 
@@ -186,13 +191,13 @@ def create_connection(
     ExceptionGroup of every attempt's error.
 
     With a ``source_address`` the caller has chosen the source:
-    ``socket.create_connection`` is called as it is. When the daemon cannot
-    help (the warning is logged once), knows no pair, or does not know the
-    name (404: it resolves through the DNS only, and ``/etc/hosts`` or a
-    search domain may know it), and for loopback (not asked about), the
-    system resolver's addresses are raced the same way, without binding a
-    source. A name that neither knows raises the system resolver's
-    :class:`socket.gaierror`.
+    ``socket.create_connection`` is called as it is. When the daemon gives
+    no pairs, the system resolver's addresses are raced the same way,
+    without binding a source: silently for loopback (not asked about), a
+    400 or 404 (it resolves through the DNS only, and ``/etc/hosts`` or a
+    search domain may know the name) and an empty list; with the one
+    warning when the daemon cannot help. A name that neither knows raises
+    the system resolver's :class:`socket.gaierror`.
     """
     if source_address is not None:
         extra = {"all_errors": all_errors} if sys.version_info >= (3, 11) else {}
@@ -232,10 +237,10 @@ async def open_connection(
 
     With ``sock`` or ``local_addr``, or without a host, the caller has
     chosen: ``asyncio.open_connection`` is called as it is. When the daemon
-    cannot help, knows no pair or does not know the name (404), the system
-    resolver's addresses are raced without binding a source, as in
-    :func:`create_connection`; a name that neither knows raises the system
-    resolver's :class:`socket.gaierror`.
+    gives no pairs (as in :func:`create_connection`: loopback, 400, 404, an
+    empty list silently, the rest with the one warning), the system
+    resolver's addresses are raced without binding a source; a name that
+    neither knows raises the system resolver's :class:`socket.gaierror`.
     """
     if host is None or kwargs.get("sock") is not None or kwargs.get("local_addr") is not None:
         return await asyncio.open_connection(host, port, **kwargs)
@@ -283,8 +288,10 @@ def connect_infos(
     ``(family, SOCK_STREAM, IPPROTO_TCP, '', sockaddr)`` of the destinations
     in the daemon's order (``interleave=0`` keeps it: the daemon has already
     interleaved the families). ``local_addr_infos``: the sources, each once,
-    in the same order; None when the daemon could not help (the system
-    resolver's destinations are then given, and nothing is to be bound).
+    in the same order; None when the system resolver's destinations are
+    given (the daemon gave no pairs: see :func:`get_addr_pairs`), and
+    nothing is to be bound. A name neither knows raises
+    :class:`socket.gaierror`.
 
     Limit: aiohappyeyeballs (like asyncio's ``local_addr``) binds every
     socket of a family to the first local address of that family it can

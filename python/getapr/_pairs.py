@@ -1,5 +1,6 @@
-"""The (source, destination) pairs to try for a host and port: the daemon's,
-or the system resolver's when the daemon cannot help.
+"""The (source, destination) pairs to try for a host and port: the daemon's
+when it gives a non-empty list, else the system resolver's (loopback, a 400
+or 404, an empty list: silently; the daemon unusable: with the one warning).
 
 Sockaddrs are the tuples ``socket.bind`` and ``socket.connect`` take:
 ``(address, port)`` for IPv4 and ``(address, port, flowinfo, scope_id)``
