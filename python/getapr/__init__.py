@@ -15,10 +15,15 @@ source so the kernel cannot pick one that does not work:
 - :func:`connect_infos`, :func:`addr_infos` and :func:`local_addr_infos`:
   what ``aiohappyeyeballs.start_connection`` takes, for code that uses it.
 
-When the daemon cannot be reached, or answers with an error or with
-something that is not its JSON, every function does what the standard
-library does (``getaddrinfo``, an unbound connect) and says so once, as a
-warning of the ``getapr`` logger: a program never breaks because the daemon
+Every function uses the daemon's pairs when it answers with a non-empty
+list; otherwise it does what the standard library does (``getaddrinfo``,
+an unbound connect), and ``getaddrinfo``'s :class:`socket.gaierror` is what
+a name nobody knows raises. Silently for loopback hosts (not asked about),
+a 400 or 404 answer (the daemon resolves through the DNS only: a name of
+``/etc/hosts`` or a search domain is a 404 to it) and an empty list (it may
+just not know); with one warning per process, of the ``getapr`` logger,
+when the daemon cannot be reached, answers 403 or 5xx, or answers with
+something that is not its JSON: a program never breaks because the daemon
 is down.
 """
 
@@ -35,9 +40,6 @@ from ._pairs import (
     Pair,
     Sockaddr,
     connect_pairs,
-    daemon_pairs,
-    port_number,
-    system_pairs,
     unspecified,
 )
 
@@ -102,24 +104,24 @@ def get_addr_pairs(
             sock.bind(SA)
             sock.connect(DA)
 
-    The list is empty when the daemon knows no pair that works. Raises
-    :class:`socket.gaierror` when the name does not exist.
-
-    When the daemon cannot help, the system resolver's addresses are
-    returned in its order, each with the unspecified source (``0.0.0.0`` or
-    ``::``, port 0): binding it lets the kernel choose, as without getapr.
-    So are those of loopback (``localhost``, ``127.0.0.0/8``, ``::1``),
-    which the daemon is not asked about: the source of loopback is the
-    loopback.
+    The daemon's pairs are given when it answers with a non-empty list.
+    Otherwise the system resolver's addresses are returned in its order,
+    each with the unspecified source (``0.0.0.0`` or ``::``, port 0):
+    binding it lets the kernel choose, as without getapr. Silently for
+    loopback (``localhost``, ``127.0.0.0/8``, ``::1``: not asked about, its
+    source is the loopback), a 400 or 404 answer (the daemon resolves
+    through the DNS only; ``/etc/hosts`` or a search domain may know the
+    name) and an empty list (the daemon knows no working pair, but it may
+    just not know); with the one warning when the daemon cannot help. A
+    name that neither knows raises the system resolver's
+    :class:`socket.gaierror`.
 
     ``printing`` prints the pairs, for debugging.
     """
-    number = port_number(port)
-    pairs = daemon_pairs(target, number) if number is not None else None
-    if pairs is None:
-        pairs = [
-            Pair(p.family, unspecified(p.family), p.destination) for p in system_pairs(target, port)
-        ]
+    pairs = [
+        Pair(p.family, unspecified(p.family) if p.source is None else p.source, p.destination)
+        for p in connect_pairs(target, port)
+    ]
     out = [(p.family, p.source, p.destination) for p in pairs]
     if printing:
         print("getapr: %d pair(s) for %s port %s" % (len(out), target, port))
@@ -175,9 +177,10 @@ def create_connection(
     ``socket.create_connection`` does, over the pairs the daemon ranks.
 
     Happy Eyeballs (RFC 8305 §5): the pairs are tried in order, the next
-    attempt 250 ms after the last or at once when every running one has
-    failed; each socket is bound to its pair's source before it connects;
-    the first to connect wins and the others are closed at once.
+    attempt 250 ms after the last one started or at once when any attempt
+    fails (even while earlier ones still wait); each socket is bound to its
+    pair's source before it connects; the first to connect wins and the
+    others are closed at once.
 
     ``timeout`` bounds the whole race, and the returned socket gets it with
     ``settimeout`` as the standard library's does (the default: the global
@@ -188,11 +191,13 @@ def create_connection(
     ExceptionGroup of every attempt's error.
 
     With a ``source_address`` the caller has chosen the source:
-    ``socket.create_connection`` is called as it is. When the daemon cannot
-    help (the warning is logged once) or knows no pair, and for loopback
-    (not asked about), the system resolver's addresses are raced the same
-    way, without binding a source.
-    A name the daemon says does not exist raises :class:`socket.gaierror`.
+    ``socket.create_connection`` is called as it is. When the daemon gives
+    no pairs, the system resolver's addresses are raced the same way,
+    without binding a source: silently for loopback (not asked about), a
+    400 or 404 (it resolves through the DNS only, and ``/etc/hosts`` or a
+    search domain may know the name) and an empty list; with the one
+    warning when the daemon cannot help. A name that neither knows raises
+    the system resolver's :class:`socket.gaierror`.
     """
     if source_address is not None:
         extra = {"all_errors": all_errors} if sys.version_info >= (3, 11) else {}
@@ -232,8 +237,10 @@ async def open_connection(
 
     With ``sock`` or ``local_addr``, or without a host, the caller has
     chosen: ``asyncio.open_connection`` is called as it is. When the daemon
-    cannot help or knows no pair, the system resolver's addresses are raced
-    without binding a source.
+    gives no pairs (as in :func:`create_connection`: loopback, 400, 404, an
+    empty list silently, the rest with the one warning), the system
+    resolver's addresses are raced without binding a source; a name that
+    neither knows raises the system resolver's :class:`socket.gaierror`.
     """
     if host is None or kwargs.get("sock") is not None or kwargs.get("local_addr") is not None:
         return await asyncio.open_connection(host, port, **kwargs)
@@ -281,8 +288,10 @@ def connect_infos(
     ``(family, SOCK_STREAM, IPPROTO_TCP, '', sockaddr)`` of the destinations
     in the daemon's order (``interleave=0`` keeps it: the daemon has already
     interleaved the families). ``local_addr_infos``: the sources, each once,
-    in the same order; None when the daemon could not help (the system
-    resolver's destinations are then given, and nothing is to be bound).
+    in the same order; None when the system resolver's destinations are
+    given (the daemon gave no pairs: see :func:`get_addr_pairs`), and
+    nothing is to be bound. A name neither knows raises
+    :class:`socket.gaierror`.
 
     Limit: aiohappyeyeballs (like asyncio's ``local_addr``) binds every
     socket of a family to the first local address of that family it can

@@ -27,10 +27,14 @@ async def race(
     winner: Optional[socket.socket] = None
     started = 0
     next_start = loop.time()
+    # Failures not yet answered by a start, as in _race.race: each lets the
+    # next attempt start at once.
+    owed = 0
     try:
         while True:
             now = loop.time()
-            while started < len(pairs) and (not running or now >= next_start):
+            while started < len(pairs) and (not running or owed or now >= next_start):
+                owed = max(0, owed - 1)
                 pair = pairs[started]
                 started += 1
                 running[loop.create_task(_attempt(loop, pair))] = pair
@@ -63,9 +67,11 @@ async def race(
                         task.result().close()
                 elif isinstance(error, OSError):
                     failures.append((pair, error))
+                    owed += 1
                 else:
                     # uvloop may raise RuntimeError for a failed connect.
                     failures.append((pair, OSError(str(error))))
+                    owed += 1
             if winner is not None:
                 return winner
     finally:

@@ -1,9 +1,9 @@
 """The getapr daemon's HTTP sidecar: where it is, and its /pairs and /status answers.
 
 Every way the daemon can fail to help is one exception, :class:`Unavailable`,
-so that callers fall back to the standard library in one place; a name the
-daemon knows does not exist is :class:`socket.gaierror`, as from
-``getaddrinfo``.
+so that callers fall back to the standard library (with the one warning) in
+one place; a question the daemon declines to answer (400, 404) is
+:class:`Declined`, which sends callers to the standard library silently.
 """
 
 from __future__ import annotations
@@ -46,9 +46,18 @@ class Unavailable(Exception):
 
 
 class Declined(Exception):
-    """The daemon rejected the question as malformed (400). The standard
-    library is asked instead: it gives the error a program would have seen
-    without getapr, or resolves what the daemon's stricter rules refuse."""
+    """The daemon answered, with its JSON error, that it has no pairs for
+    this question: 400, the host is malformed by its rules, or 404, the DNS
+    does not know the name. The standard library is asked instead, without
+    a warning: the daemon resolves through the DNS only, so a name that only
+    ``/etc/hosts`` or a search domain of ``resolv.conf`` knows (``printer``)
+    is a 404 to it and an address to ``getaddrinfo``; and when
+    ``getaddrinfo`` fails too, it raises the error a program would have seen
+    without getapr. :attr:`status` is the HTTP status."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class ApiAddress(NamedTuple):
@@ -136,16 +145,18 @@ def fetch_pairs(host: str, port: int) -> List[WirePair]:
     """``GET /pairs?host=HOST&port=PORT``: the pairs, best first, as the daemon
     ordered them (possibly empty: the daemon knows no pair that works).
 
-    Raises :class:`socket.gaierror` (``EAI_NONAME``) when the daemon says the
-    name does not exist (404), :class:`Declined` for a 400, and
-    :class:`Unavailable` for everything else that is not a good answer.
+    Raises :class:`Declined` for a 400 or a 404 with the sidecar's JSON
+    error (``{"error": "..."}``), and :class:`Unavailable` for everything
+    else that is not a good answer (including a 400 or 404 without that
+    JSON: some other web server answered).
     """
     path = "/pairs?host=%s&port=%d" % (urllib.parse.quote(host, safe=""), port)
     api, status, body = _get(path)
-    if status == 404:
-        raise socket.gaierror(socket.EAI_NONAME, "%s: %s" % (host, _error_text(body)))
-    if status == 400:
-        raise Declined("%s: %s" % (api, _error_text(body)))
+    if status in (400, 404):
+        error = _json_error(body)
+        if error is not None:
+            raise Declined(status, "%s answered %d for %s (%s)" % (api, status, host, error))
+        raise Unavailable("%s answered /pairs with %d and not the sidecar's JSON" % (api, status))
     answer = _json_answer(api, path, status, body)
     try:
         return _check_pairs(answer)
@@ -299,6 +310,16 @@ def _check_pairs(answer: Any) -> List[WirePair]:
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _json_error(body: bytes) -> Optional[str]:
+    """The ``error`` of the sidecar's JSON error body, or None when the body
+    is not one."""
+    try:
+        error = json.loads(body.decode("utf-8")).get("error")
+    except (UnicodeDecodeError, ValueError, AttributeError):
+        return None
+    return error if isinstance(error, str) else None
 
 
 def _error_text(body: bytes) -> str:

@@ -1,5 +1,6 @@
-"""The (source, destination) pairs to try for a host and port: the daemon's,
-or the system resolver's when the daemon cannot help.
+"""The (source, destination) pairs to try for a host and port: the daemon's
+when it gives a non-empty list, else the system resolver's (loopback, a 400
+or 404, an empty list: silently; the daemon unusable: with the one warning).
 
 Sockaddrs are the tuples ``socket.bind`` and ``socket.connect`` take:
 ``(address, port)`` for IPv4 and ``(address, port, flowinfo, scope_id)``
@@ -34,10 +35,11 @@ class Pair(NamedTuple):
 def daemon_pairs(host: str, port: int) -> Optional[List[Pair]]:
     """The daemon's pairs for ``host`` and ``port``, best first.
 
-    None when the daemon cannot help (the one warning is logged) or rejects
-    the question, or when ``host`` is not something to ask it about (a
-    ``localhost`` name); ``[]`` when it knows no pair that works. Raises
-    :class:`socket.gaierror` when the daemon says the name does not exist.
+    None when the system resolver is to be asked instead: the daemon cannot
+    help (the one warning is logged), or declines the question (400, or
+    404: the DNS does not know the name, which ``/etc/hosts`` or a search
+    domain may; logged at debug level), or ``host`` is not something to ask
+    it about (loopback); ``[]`` when it knows no pair that works.
     """
     asked = _question(host)
     if asked is None:
@@ -69,9 +71,10 @@ def system_pairs(host: Optional[str], port: Union[int, str, None]) -> List[Pair]
 
 
 def connect_pairs(host: Optional[str], port: Union[int, str, None]) -> List[Pair]:
-    """What the connect functions race: the daemon's pairs; else the system
-    resolver's destinations, when the daemon cannot help or knows no pair
-    (it may just not know: its probe targets may be unreachable from a
+    """What every function uses: the daemon's pairs when it answers with a
+    non-empty list; else the system resolver's destinations, without a
+    source. An empty list is logged at info level, not as a warning: the
+    daemon may just not know (its probe targets may be unreachable from a
     network where the destination is not)."""
     number = port_number(port)
     if isinstance(host, str) and number is not None:

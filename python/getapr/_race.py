@@ -2,9 +2,11 @@
 replaced by non-blocking sockets and a selector.
 
 The pairs are tried in the order given (the daemon already interleaved the
-families, RFC 8305 §4). An attempt starts every Connection Attempt Delay, or
-at once when every running attempt has failed; the first socket to connect
-wins and every other is closed at once. Each socket is bound to its pair's
+families, RFC 8305 §4). The next attempt starts a Connection Attempt Delay
+after the last one started, or at once when an attempt fails, even while
+earlier ones still wait (as asyncio's staggered race kicks off the next
+coroutine when one fails): a failure frees its place in the race. The first
+socket to connect wins and every other is closed at once. Each socket is bound to its pair's
 source before it connects, so the kernel cannot pick a source that does not
 work.
 """
@@ -52,17 +54,22 @@ def race(
     winner: Optional[socket.socket] = None
     started = 0
     next_start = time.monotonic()
+    # Failures not yet answered by a start: each lets the next attempt
+    # start at once.
+    owed = 0
     with selectors.DefaultSelector() as selector:
         try:
             while True:
                 now = time.monotonic()
-                while started < len(pairs) and (not running or now >= next_start):
+                while started < len(pairs) and (not running or owed or now >= next_start):
+                    owed = max(0, owed - 1)
                     pair = pairs[started]
                     started += 1
                     try:
                         sock, done = _start(pair)
                     except OSError as e:
                         failures.append((pair, e))
+                        owed += 1
                         continue
                     if done:
                         winner = sock
@@ -95,6 +102,7 @@ def race(
                     pair = running.pop(sock)
                     sock.close()
                     failures.append((pair, OSError(error, os.strerror(error))))
+                    owed += 1
                 if connected:
                     # Several at once: the better pair wins.
                     winner = min(connected, key=lambda s: order[id(running[s])])

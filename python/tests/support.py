@@ -9,6 +9,7 @@ connection was bound to.
 from __future__ import annotations
 
 import gc
+import ipaddress
 import json
 import os
 import socket
@@ -206,9 +207,9 @@ class SidecarTest(unittest.TestCase):
         env = mock.patch.dict(os.environ, {"GETAPR_API": self.sidecar.url})
         env.start()
         self.addCleanup(env.stop)
-        rearm = mock.patch.object(_api, "_warned", False)
-        rearm.start()
-        self.addCleanup(rearm.stop)
+        for patch in (mock.patch.object(_api, "_warned", False), no_dns()):
+            patch.start()
+            self.addCleanup(patch.stop)
 
     def use_dead_daemon(self) -> None:
         """GETAPR_API names a port where nothing listens."""
@@ -221,14 +222,116 @@ class SidecarTest(unittest.TestCase):
 
 def resolving(name: str, *ports: int) -> Any:
     """A patch of socket.getaddrinfo that answers ``name`` with 127.0.0.1 at
-    these ports and leaves every other host (the fake sidecar's) alone."""
+    these ports (as ``/etc/hosts`` would), or without ports raises
+    ``gaierror(EAI_NONAME)`` for it (as for a name nobody knows), and leaves
+    every other host (the fake sidecar's) alone."""
     real = socket.getaddrinfo
     infos = [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", p)) for p in ports]
 
     def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
-        return list(infos) if host == name else real(host, *args, **kwargs)
+        if host != name:
+            return real(host, *args, **kwargs)
+        if not infos:
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return list(infos)
 
     return mock.patch("socket.getaddrinfo", getaddrinfo)
+
+
+def hosts_file_names() -> Dict[str, str]:
+    """The names ``/etc/hosts`` maps to 127.0.0.1, other than localhost
+    names (which getapr does not ask the daemon about): name -> address."""
+    names: Dict[str, str] = {}
+    try:
+        with open("/etc/hosts") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return names
+    for line in lines:
+        fields = line.split("#", 1)[0].split()
+        if len(fields) < 2 or fields[0] != "127.0.0.1":
+            continue
+        for name in fields[1:]:
+            low = name.lower().rstrip(".")
+            if low != "localhost" and not low.endswith(".localhost"):
+                names.setdefault(name, fields[0])
+    return names
+
+
+def no_dns() -> Any:
+    """A patch of socket.getaddrinfo that fails the test (AssertionError)
+    when a name would be looked up in the DNS: tests keep to loopback.
+    IP literals, localhost names and the names of ``/etc/hosts`` pass to
+    the real getaddrinfo; a test answers others with :func:`resolving`."""
+    real = socket.getaddrinfo
+    local = {name.lower() for name in hosts_file_names()}
+
+    def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
+        name = host.decode() if isinstance(host, bytes) else host
+        if isinstance(name, str):
+            low = name.lower().rstrip(".")
+            try:
+                ipaddress.ip_address(name.split("%", 1)[0])
+            except ValueError:
+                if not (low == "localhost" or low.endswith(".localhost") or low in local):
+                    raise AssertionError("the test would look %r up in the DNS" % name)
+        return real(host, *args, **kwargs)
+
+    return mock.patch("socket.getaddrinfo", getaddrinfo)
+
+
+class Attempts:
+    """Watches the race's attempts where ``module`` (``getapr._race`` or
+    ``getapr._aio``) opens their sockets: :attr:`starts` records when each
+    attempt started (``time.monotonic()``) and to which port, and the
+    attempt to each port of ``fail_after`` is made to fail that many seconds
+    after it started.
+
+    Loopback refuses at once or not at all, so a late failure is made by
+    shutting the connecting socket down (to a :class:`Silent` destination,
+    whose SYNs are dropped): Linux then ends the connect with ECONNRESET, as
+    it would with a late refusal from the path. Use as a context manager."""
+
+    def __init__(self, module: Any, fail_after: Optional[Dict[int, float]] = None) -> None:
+        self.module = module
+        self.fail_after = dict(fail_after or {})
+        self.starts: List[Tuple[float, int]] = []
+        self.timers: List[threading.Timer] = []
+
+    def __enter__(self) -> "Attempts":
+        real = self.module.open_socket
+
+        def open_socket(pair: Any) -> socket.socket:
+            port = pair.destination[1]
+            self.starts.append((time.monotonic(), port))
+            sock = real(pair)
+            if port in self.fail_after:
+                timer = threading.Timer(self.fail_after[port], _shut_down, (sock,))
+                timer.daemon = True
+                timer.start()
+                self.timers.append(timer)
+            return sock
+
+        self.patch = mock.patch.object(self.module, "open_socket", open_socket)
+        self.patch.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.patch.stop()
+        for timer in self.timers:
+            timer.cancel()
+            timer.join()
+
+    def offsets(self) -> List[float]:
+        """When each attempt started, in seconds after the first."""
+        return [t - self.starts[0][0] for t, _ in self.starts]
+
+
+def _shut_down(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass  # the race is over and closed it
 
 
 def timed(fn: Callable[[], Any]) -> Tuple[Any, float]:

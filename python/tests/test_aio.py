@@ -11,15 +11,17 @@ import unittest
 from unittest import mock
 
 import getapr
-from getapr import _api
+from getapr import _aio, _api
 
 from .support import (
+    Attempts,
     FakeSidecar,
     LeakCheck,
     Listener,
     Silent,
     check_silence,
     closed_port,
+    no_dns,
     pair,
     pairs_answer,
     resolving,
@@ -34,6 +36,7 @@ class OpenConnection(unittest.IsolatedAsyncioTestCase):
         for patch in (
             mock.patch.dict(os.environ, {"GETAPR_API": self.sidecar.url}),
             mock.patch.object(_api, "_warned", False),
+            no_dns(),
         ):
             patch.start()
             self.addCleanup(patch.stop)
@@ -77,6 +80,35 @@ class OpenConnection(unittest.IsolatedAsyncioTestCase):
         print("\n  asyncio, refused first pair: second won after %.3f s" % elapsed)
         self.assertLess(elapsed, 0.2)
         self.assertEqual(good.peer(), "127.0.0.3")
+
+    async def test_a_failure_starts_the_next_attempt_at_once_while_earlier_ones_wait(
+        self,
+    ) -> None:
+        # As in test_race: [never answers, fails after 50 ms, connects]
+        # start at 0, 250 and 300 ms, not 0, 250 and 500.
+        silent, failing = self.closing(Silent()), self.closing(Silent())
+        good = self.closing(Listener())
+        self.serve(
+            pair("127.0.0.2", "127.0.0.1", silent.port),
+            pair("127.0.0.3", "127.0.0.1", failing.port),
+            pair("127.0.0.4", "127.0.0.1", good.port),
+        )
+        with LeakCheck(self), Attempts(_aio, {failing.port: 0.05}) as attempts:
+            elapsed = await self.connect()
+        starts = attempts.offsets()
+        print(
+            "\n  asyncio, [never, fails after 50 ms, connects]: attempts started at %s s, "
+            "won after %.3f s" % (", ".join("%.3f" % t for t in starts), elapsed)
+        )
+        self.assertEqual(
+            [port for _, port in attempts.starts], [silent.port, failing.port, good.port]
+        )
+        self.assertGreaterEqual(starts[1], 0.2)
+        self.assertLess(starts[1], 0.4)
+        self.assertGreaterEqual(starts[2] - starts[1], 0.04)
+        self.assertLess(starts[2] - starts[1], 0.2)
+        self.assertLess(starts[2], 0.45)
+        self.assertEqual(good.peer(), "127.0.0.4")
 
     async def test_each_socket_is_bound_to_its_pairs_source(self) -> None:
         good = self.closing(Listener())
@@ -171,6 +203,28 @@ class OpenConnection(unittest.IsolatedAsyncioTestCase):
         await writer.wait_closed()
         self.assertEqual(good.peer(), "127.0.0.3")
         self.assertEqual(self.sidecar.requests, [])
+
+    async def test_a_404_for_a_name_the_system_resolver_knows_connects_without_a_warning(
+        self,
+    ) -> None:
+        good = self.closing(Listener())
+        with LeakCheck(self), resolving("printer", good.port):
+            with self.assertLogs("getapr", logging.DEBUG) as logs:
+                reader, writer = await getapr.open_connection("printer", good.port)
+                writer.close()
+                await writer.wait_closed()
+        self.assertEqual(good.peer(), "127.0.0.1")
+        self.assertEqual([r.levelno for r in logs.records], [logging.DEBUG])
+        self.assertEqual(self.sidecar.requests[-1][1]["host"], "printer")
+
+    async def test_a_404_for_a_name_nobody_knows_raises_the_system_resolvers_gaierror(
+        self,
+    ) -> None:
+        with resolving("missing.test"), self.assertLogs("getapr", logging.DEBUG) as logs:
+            with self.assertRaises(socket.gaierror) as caught:
+                await getapr.open_connection("missing.test", 443)
+        self.assertEqual(caught.exception.errno, socket.EAI_NONAME)
+        self.assertEqual([r.levelno for r in logs.records], [logging.DEBUG])
 
     async def test_dead_daemon_connects_unbound_and_warns_once(self) -> None:
         good = self.closing(Listener())

@@ -12,7 +12,7 @@ from unittest import mock
 import getapr
 from getapr import _api
 
-from .support import SidecarTest, pair, pairs_answer
+from .support import SidecarTest, hosts_file_names, pair, pairs_answer, resolving
 
 
 class Shapes(SidecarTest):
@@ -79,16 +79,53 @@ class Shapes(SidecarTest):
         )
         self.assertEqual(len(getapr.get_addr_pairs("bücher.example", 443)), 1)
 
-    def test_empty_list_means_no_working_pair(self) -> None:
+    def test_an_empty_list_gives_the_system_resolvers_addresses_without_a_warning(self) -> None:
+        # The daemon knows no working pair, but it may just not know (its
+        # probe targets unreachable from here): as the connect functions do.
         self.sidecar.pairs["none.example"] = pairs_answer("none.example", 443, [])
-        self.assertEqual(getapr.get_addr_pairs("none.example", 443), [])
+        with resolving("none.example", 443), self.assertLogs("getapr", logging.DEBUG) as logs:
+            got = getapr.get_addr_pairs("none.example", 443)
+        self.assertEqual(got, [(socket.AF_INET, ("0.0.0.0", 0), ("127.0.0.1", 443))])
+        self.assertEqual([r.levelno for r in logs.records], [logging.INFO])
 
-    def test_404_is_gaierror_noname(self) -> None:
+    def test_a_404_gives_the_system_resolvers_addresses_without_a_warning(self) -> None:
+        # The daemon resolves through the DNS only; "printer" is known to
+        # /etc/hosts (here: a patched getaddrinfo) and not to the DNS.
+        self.sidecar.pairs["printer"] = (404, {"error": "printer: no such name (NXDOMAIN)"})
+        with resolving("printer", 631), self.assertLogs("getapr", logging.DEBUG) as logs:
+            got = getapr.get_addr_pairs("printer", 631)
+            infos = getapr.connect_infos("printer", 631)
+        self.assertEqual(got, [(socket.AF_INET, ("0.0.0.0", 0), ("127.0.0.1", 631))])
+        tcp = (socket.SOCK_STREAM, socket.IPPROTO_TCP, "")
+        self.assertEqual(infos, ([(socket.AF_INET, *tcp, ("127.0.0.1", 631))], None))
+        self.assertEqual([r.levelno for r in logs.records], [logging.DEBUG] * 2)
+        self.assertIn("404", logs.records[0].getMessage())
+        self.assertEqual([r[1]["host"] for r in self.sidecar.requests], ["printer"] * 2)
+
+    def test_a_404_for_a_name_the_system_resolver_does_not_know_is_its_gaierror(self) -> None:
         self.sidecar.pairs["nx.example"] = (404, {"error": "nx.example: no such name (NXDOMAIN)"})
-        with self.assertRaises(socket.gaierror) as caught:
-            getapr.get_addr_pairs("nx.example", 443)
+        with resolving("nx.example"), self.assertLogs("getapr", logging.DEBUG) as logs:
+            with self.assertRaises(socket.gaierror) as caught:
+                getapr.get_addr_pairs("nx.example", 443)
+            with self.assertRaises(socket.gaierror):
+                getapr.connect_infos("nx.example", 443)
         self.assertEqual(caught.exception.errno, socket.EAI_NONAME)
-        self.assertIn("NXDOMAIN", str(caught.exception))
+        self.assertEqual([r.levelno for r in logs.records], [logging.DEBUG] * 2)
+        self.assertEqual(len(self.sidecar.requests), 2)
+
+    def test_a_404_for_a_name_of_etc_hosts_gives_its_address(self) -> None:
+        # The real getaddrinfo and the real /etc/hosts: a name the fake
+        # sidecar does not know (404), as the daemon's DNS would not.
+        names = hosts_file_names()
+        if not names:
+            self.skipTest("/etc/hosts maps no name but localhost to 127.0.0.1")
+        name = sorted(names)[0]
+        with self.assertLogs("getapr", logging.DEBUG) as logs:
+            got = getapr.get_addr_pairs(name, 80)
+        print("\n  /etc/hosts name %r, 404 from the sidecar: %s" % (name, got))
+        self.assertIn((socket.AF_INET, ("0.0.0.0", 0), ("127.0.0.1", 80)), got)
+        self.assertEqual([r.levelno for r in logs.records], [logging.DEBUG])
+        self.assertEqual(self.sidecar.requests[-1][1]["host"], name)
 
     def test_api_variable_is_read_at_every_call(self) -> None:
         self.sidecar.pairs["a.example"] = pairs_answer(
@@ -134,6 +171,9 @@ class Fallback(SidecarTest):
             "busy": (503, {"error": "too many /pairs requests at once"}),
             "upstreams": (502, {"error": "the upstream resolvers failed"}),
             "forbidden": (403, {"error": "Host must be localhost"}),
+            # Some other web server: not the sidecar's JSON error.
+            "html 404": (404, b"<html><h1>Not Found</h1></html>"),
+            "text 400": (400, b"Bad Request"),
         }
         for what, answer in cases.items():
             with self.subTest(what):
@@ -142,6 +182,8 @@ class Fallback(SidecarTest):
                     got = getapr.get_addr_pairs("192.0.2.1", 80)
                 self.assertEqual(got, [(socket.AF_INET, ("0.0.0.0", 0), ("192.0.2.1", 80))])
                 self.assertTrue(any("system resolver" in r.getMessage() for r in logs.records))
+                self.assertEqual(logs.records[0].levelno, logging.WARNING)
+                _api._warned = False
 
     def test_a_bad_api_variable_falls_back_naming_it(self) -> None:
         os.environ["GETAPR_API"] = "https://127.0.0.1"

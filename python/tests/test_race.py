@@ -10,13 +10,16 @@ import time
 import unittest
 
 import getapr
+from getapr import _race
 
 from .support import (
+    Attempts,
     LeakCheck,
     Listener,
     SidecarTest,
     Silent,
     closed_port,
+    hosts_file_names,
     pair,
     pairs_answer,
     resolving,
@@ -53,6 +56,36 @@ class Race(SidecarTest):
         print("\n  refused first pair: second pair won after %.3f s" % elapsed)
         self.assertLess(elapsed, 0.2)
         self.assertEqual(good.peer(), "127.0.0.3")
+
+    def test_a_failure_starts_the_next_attempt_at_once_while_earlier_ones_wait(self) -> None:
+        # [never answers, fails 50 ms after it starts, connects]: starts at
+        # 0, 250 and 300 ms. The first attempt still waits when the second
+        # fails; the third does not wait for the 250 ms (500 ms) either.
+        silent, failing = self.closing(Silent()), self.closing(Silent())
+        good = self.closing(Listener())
+        self.serve(
+            pair("127.0.0.2", "127.0.0.1", silent.port),
+            pair("127.0.0.3", "127.0.0.1", failing.port),
+            pair("127.0.0.4", "127.0.0.1", good.port),
+        )
+        with LeakCheck(self), Attempts(_race, {failing.port: 0.05}) as attempts:
+            sock, elapsed = timed(lambda: getapr.create_connection(("race.test", 443), timeout=5))
+            sock.close()
+        starts = attempts.offsets()
+        print(
+            "\n  [never, fails after 50 ms, connects]: attempts started at %s s, won after %.3f s"
+            % (", ".join("%.3f" % t for t in starts), elapsed)
+        )
+        self.assertEqual(
+            [port for _, port in attempts.starts], [silent.port, failing.port, good.port]
+        )
+        self.assertGreaterEqual(starts[1], 0.2)
+        self.assertLess(starts[1], 0.4)
+        # 50 ms after the second, not 250 ms.
+        self.assertGreaterEqual(starts[2] - starts[1], 0.04)
+        self.assertLess(starts[2] - starts[1], 0.2)
+        self.assertLess(starts[2], 0.45)
+        self.assertEqual(good.peer(), "127.0.0.4")
 
     def test_a_source_not_on_this_host_falls_through_at_once(self) -> None:
         # Binding 192.0.2.1 fails locally (EADDRNOTAVAIL): nothing is sent.
@@ -134,9 +167,15 @@ class Race(SidecarTest):
         self.assertEqual(sock.gettimeout(), socket.getdefaulttimeout())
         sock.close()
 
-    def test_a_404_raises_gaierror(self) -> None:
-        with self.assertRaises(socket.gaierror):
-            getapr.create_connection(("missing.test", 443), timeout=5)
+    def test_a_404_for_a_name_the_system_resolver_does_not_know_raises_its_gaierror(
+        self,
+    ) -> None:
+        with resolving("missing.test"), self.assertLogs("getapr", logging.DEBUG) as logs:
+            with self.assertRaises(socket.gaierror) as caught:
+                getapr.create_connection(("missing.test", 443), timeout=5)
+        self.assertEqual(caught.exception.errno, socket.EAI_NONAME)
+        self.assertEqual([r.levelno for r in logs.records], [logging.DEBUG])
+        self.assertEqual(self.sidecar.requests[-1][1]["host"], "missing.test")
 
     def test_an_explicit_source_address_is_the_standard_librarys_business(self) -> None:
         good = self.closing(Listener())
@@ -171,6 +210,32 @@ class Fallback(SidecarTest):
         self.assertEqual(good.peer(), "127.0.0.1")
         self.assertEqual([r.levelno for r in logs.records], [logging.INFO])
         self.assertEqual(len(self.sidecar.requests), 1)
+
+    def test_a_404_for_a_name_the_system_resolver_knows_connects_without_a_warning(
+        self,
+    ) -> None:
+        # "printer": in /etc/hosts (here: a patched getaddrinfo), not in the
+        # DNS through which the daemon resolves; socket.create_connection
+        # would connect, and so does getapr.
+        good = self.closing(Listener())
+        self.resolve_to("printer", good.port)
+        with LeakCheck(self), self.assertLogs("getapr", logging.DEBUG) as logs:
+            getapr.create_connection(("printer", good.port), timeout=5).close()
+        self.assertEqual(good.peer(), "127.0.0.1")
+        self.assertEqual([r.levelno for r in logs.records], [logging.DEBUG])
+        self.assertEqual(self.sidecar.requests[-1][1]["host"], "printer")
+
+    def test_a_name_of_etc_hosts_connects(self) -> None:
+        # The real getaddrinfo and /etc/hosts; the fake sidecar answers 404.
+        names = hosts_file_names()
+        if not names:
+            self.skipTest("/etc/hosts maps no name but localhost to 127.0.0.1")
+        name = sorted(names)[0]
+        good = self.closing(Listener())
+        with LeakCheck(self), self.assertLogs("getapr", logging.DEBUG) as logs:
+            getapr.create_connection((name, good.port), timeout=5).close()
+        self.assertEqual(good.peer(), "127.0.0.1")
+        self.assertEqual([r.levelno for r in logs.records], [logging.DEBUG])
 
     def test_a_loopback_literal_is_connected_from_the_loopback(self) -> None:
         # Were the daemon asked, it would pair 127.0.0.1 with a source of a
