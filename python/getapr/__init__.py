@@ -112,15 +112,21 @@ def get_addr_pairs(
     source is the loopback), a 400 or 404 answer (the daemon resolves
     through the DNS only; ``/etc/hosts`` or a search domain may know the
     name) and an empty list (the daemon knows no working pair, but it may
-    just not know); with the one warning when the daemon cannot help. A
-    name that neither knows raises the system resolver's
-    :class:`socket.gaierror`.
+    just not know); with the one warning when the daemon cannot help.
+    Empty only when nothing can work, as in the original module: a name
+    that neither the daemon nor the system resolver knows gives ``[]``
+    (the connect functions raise the resolver's :class:`socket.gaierror`).
 
     ``printing`` prints the pairs, for debugging.
     """
+    try:
+        found = connect_pairs(target, port)
+    except socket.gaierror as error:
+        log.debug("no address for %s: %s", target, error)
+        found = []
     pairs = [
         Pair(p.family, unspecified(p.family) if p.source is None else p.source, p.destination)
-        for p in connect_pairs(target, port)
+        for p in found
     ]
     out = [(p.family, p.source, p.destination) for p in pairs]
     if printing:
