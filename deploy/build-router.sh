@@ -29,7 +29,8 @@
 #     directory).
 #
 # getapr's release dependencies compile no C, so no cross C compiler is
-# needed. The release profile (Cargo.toml) already strips. Prints target ->
+# needed. The `router` profile (Cargo.toml: the release profile at
+# opt-level "s") already strips. Prints target ->
 # size (bytes, MiB) -> build time -> `file` output, and fails unless every
 # binary is statically linked (static-pie counts). CARGO_TARGET_DIR is
 # honoured (default: ./target).
@@ -135,7 +136,7 @@ for t in "${targets[@]}"; do
         var="CARGO_TARGET_$(echo "$t" | tr 'a-z-' 'A-Z_')_LINKER"
         export "$var=${!var:-$linker}"
         echo "$var=${!var}"
-        cargo build --release --locked --target "$t"
+        cargo build --profile router --locked --target "$t"
     else
         # link-self-contained=no: rustc would otherwise name crt1.o & co.
         # from a self-contained directory that build-std does not make;
@@ -148,7 +149,7 @@ for t in "${targets[@]}"; do
         # static-pie or qemu); a non-PIE static binary runs, and is also
         # what MIPS router firmware usually ships.
         [ "$t" = mipsel-unknown-linux-musl ] && flags+=',"-Crelocation-model=static"'
-        PATH="$tools/bin:$PATH" cargo +nightly zigbuild --release --locked --target "$t" \
+        PATH="$tools/bin:$PATH" cargo +nightly zigbuild --profile router --locked --target "$t" \
             -Z build-std=std,panic_abort --config "target.$t.rustflags=[$flags]"
     fi
     secs[$t]=$(($(date +%s) - start))
@@ -158,7 +159,7 @@ step "router binaries"
 printf '| target | bytes | MiB | build s | file |\n|---|---:|---:|---:|---|\n'
 bad=0
 for t in "${targets[@]}"; do
-    bin=$target_dir/$t/release/getapr
+    bin=$target_dir/$t/router/getapr
     bytes=$(stat -c %s "$bin")
     mib=$(awk -v b="$bytes" 'BEGIN { printf "%.2f", b / 1048576 }')
     desc=$(file -b "$bin")

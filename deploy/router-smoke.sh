@@ -27,7 +27,7 @@ else
     targets=(aarch64-unknown-linux-musl)
     required=(aarch64-unknown-linux-musl)
     for t in armv7-unknown-linux-musleabihf x86_64-unknown-linux-musl; do
-        [ -x "$target_dir/$t/release/getapr" ] && targets+=("$t")
+        [ -x "$target_dir/$t/router/getapr" ] && targets+=("$t")
     done
 fi
 
@@ -227,7 +227,7 @@ print(port)'
 declare -A result
 fail=0
 for t in "${targets[@]}"; do
-    bin=$target_dir/$t/release/getapr
+    bin=$target_dir/$t/router/getapr
     if [ ! -x "$bin" ]; then
         echo "$bin missing: run deploy/build-router.sh $t" >&2
         exit 1

@@ -21,7 +21,7 @@ fi
 cargo build --release --quiet
 args=()
 if rustup target add x86_64-unknown-linux-musl >/dev/null 2>&1 \
-    && cargo build --release --quiet --target x86_64-unknown-linux-musl; then
-    args+=(--getapr-static target/x86_64-unknown-linux-musl/release/getapr)
+    && cargo build --profile router --quiet --target x86_64-unknown-linux-musl; then
+    args+=(--getapr-static target/x86_64-unknown-linux-musl/router/getapr)
 fi
 exec python3 scripts/bench/peers.py "${args[@]}" "$@"
