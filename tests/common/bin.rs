@@ -66,10 +66,29 @@ pub fn config(dir: &Path, name: &str, listen: u16, upstream: SocketAddr) -> Path
     path
 }
 
-pub fn tempdir(tag: &str) -> PathBuf {
+/// A directory of the test's own under the system's temp directory,
+/// removed with what it holds when dropped (a failing test unwinds through
+/// the drop too).
+pub fn tempdir(tag: &str) -> TempDir {
     let dir = std::env::temp_dir().join(format!("getapr-cli-{tag}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    dir
+    TempDir(dir)
+}
+
+#[derive(Debug)]
+pub struct TempDir(PathBuf);
+
+impl std::ops::Deref for TempDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// Sends an A query for `name` and returns the first answer's address.

@@ -41,19 +41,31 @@ fn resolv_conf_lines() {
     );
 }
 
-fn dns_with_resolv_conf(text: &str, tag: &str) -> config::Dns {
+/// The `dns` section of a config reading `text` as its resolv.conf, and
+/// that file, removed when the guard drops.
+fn dns_with_resolv_conf(text: &str, tag: &str) -> (config::Dns, Removed) {
     let path = std::env::temp_dir().join(format!("getapr-resolv-{tag}-{}", std::process::id()));
     std::fs::write(&path, text).unwrap();
     let toml = format!(
         "[dns]\nlisten = [\"127.0.0.53:53\"]\nupstreams = [\"system\", \"192.0.2.9\"]\nresolv_conf = {:?}\n",
         path.display().to_string()
     );
-    config::Config::parse(&toml).unwrap().dns
+    (config::Config::parse(&toml).unwrap().dns, Removed(path))
+}
+
+/// Removes its file when dropped.
+struct Removed(std::path::PathBuf);
+
+impl Drop for Removed {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 #[test]
 fn system_upstreams_skip_ourselves() {
-    let dns = dns_with_resolv_conf("nameserver 127.0.0.53\nnameserver 192.0.2.53\n", "mixed");
+    let (dns, _file) =
+        dns_with_resolv_conf("nameserver 127.0.0.53\nnameserver 192.0.2.53\n", "mixed");
     assert_eq!(
         addresses(&dns).unwrap(),
         vec![
@@ -61,7 +73,7 @@ fn system_upstreams_skip_ourselves() {
             "192.0.2.9:53".parse().unwrap()
         ]
     );
-    let mut only_us = dns_with_resolv_conf("nameserver 127.0.0.53\n", "self");
+    let (mut only_us, _other) = dns_with_resolv_conf("nameserver 127.0.0.53\n", "self");
     only_us.upstreams.truncate(1);
     let err = addresses(&only_us).unwrap_err();
     assert!(err.contains("no upstream left"), "{err}");
