@@ -1,10 +1,10 @@
 //! Forwarding to the upstream resolvers.
 //!
-//! Every try uses a fresh UDP socket bound to port 0 and connected to the
-//! upstream: Linux picks a random ephemeral port for each bind, so every
-//! query gets a random source port (RFC 5452 §9.2) besides its random ID,
-//! and the connected socket makes the kernel drop datagrams from any other
-//! address or port (we check the peer again anyway). A socket per query
+//! Every try uses a fresh UDP socket connected to the upstream: `connect`
+//! binds it to an ephemeral port Linux picks at random for each socket, so
+//! every query gets a random source port (RFC 5452 §9.2) besides its random
+//! ID, and the connected socket makes the kernel drop datagrams from any
+//! other address or port (we check the peer again anyway). A socket per query
 //! costs a few system calls, which the cache-miss path can afford; a pool of
 //! long-lived ports would save them but let an off-path attacker learn the
 //! ports. A connected socket also reports ICMP port-unreachable at once,

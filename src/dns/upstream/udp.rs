@@ -3,7 +3,7 @@
 //! counts as its reply.
 
 use std::io;
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -28,13 +28,7 @@ impl Pool {
     pub(super) async fn udp(&self, server: &Server, packet: &mut [u8]) -> io::Result<Udp> {
         let addr = server.addr;
         let id = new_id(packet);
-        let local: SocketAddr = match addr {
-            SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
-            SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
-        };
-        let sock = UdpSocket::bind(local).await?;
-        sock.connect(addr).await?;
-        sock.send(packet).await?;
+        let sock = connected(addr, packet)?;
         let query = Query::parse(packet).ok();
         let question = query.as_ref().map_or(&[][..], |q| q.question());
         let offered = query
@@ -90,6 +84,27 @@ impl Pool {
             }
         }
     }
+}
+
+/// A fresh socket connected to `addr`, `packet` sent on it, and then
+/// registered with the runtime to wait for the reply.
+///
+/// `connect` binds the socket itself, to a port Linux picks at random from
+/// `ip_local_port_range` as an explicit bind to port 0 would (the same
+/// `get_port(sk, 0)` path; RFC 6056), so there is no `bind` call. The first
+/// send goes out before the registration: tokio only sends on a socket once
+/// the reactor has reported it writable, which for a new socket is a trip
+/// through the event loop for nothing.
+fn connected(addr: SocketAddr, packet: &[u8]) -> io::Result<UdpSocket> {
+    let ty = socket2::Type::DGRAM.nonblocking();
+    let sock = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        ty,
+        Some(socket2::Protocol::UDP),
+    )?;
+    sock.connect(&addr.into())?;
+    sock.send(packet)?;
+    UdpSocket::from_std(sock.into())
 }
 
 /// The first retransmission of a UDP query to an upstream not measured
