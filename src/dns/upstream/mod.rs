@@ -12,10 +12,11 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use prometheus_client::metrics::histogram::Histogram;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -61,6 +62,11 @@ struct Server {
     addr: SocketAddr,
     last_warning: Mutex<Option<Instant>>,
     rtt: Mutex<Rtt>,
+    /// Its series of `getapr_upstream_latency_seconds`, found once: the
+    /// lookup by label formats the address, which cost more than the rest
+    /// of the metrics of a cache miss together. A pool reports to the
+    /// metrics of one daemon.
+    latency: OnceLock<Histogram>,
 }
 
 impl Pool {
@@ -72,6 +78,7 @@ impl Pool {
                     addr,
                     last_warning: Mutex::new(None),
                     rtt: Mutex::new(Rtt::default()),
+                    latency: OnceLock::new(),
                 })
                 .collect(),
             preferred: AtomicUsize::new(0),
@@ -124,7 +131,10 @@ impl Pool {
                         self.warn(server, &format!("answered rcode {rc}"));
                         continue;
                     }
-                    metrics.answered(server.addr, sent.elapsed());
+                    server
+                        .latency
+                        .get_or_init(|| metrics.latency_of(server.addr))
+                        .observe(sent.elapsed().as_secs_f64());
                     self.preferred.store(idx, Ordering::Relaxed);
                     return Ok(reply);
                 }
