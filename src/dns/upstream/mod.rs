@@ -53,8 +53,6 @@ pub struct Pool {
     preferred: AtomicUsize,
     timeout: Duration,
     max_inflight: usize,
-    /// Receive buffers of finished UDP exchanges, for the next ones.
-    buffers: Mutex<Vec<Box<[u8]>>>,
 }
 
 #[derive(Debug)]
@@ -84,7 +82,6 @@ impl Pool {
             preferred: AtomicUsize::new(0),
             timeout,
             max_inflight: max_inflight.max(1),
-            buffers: Mutex::new(Vec::new()),
         }
     }
 

@@ -2,9 +2,9 @@
 //! measured RTT, receive buffers sized to the query's EDNS offer, and what
 //! counts as its reply.
 
+use std::cell::RefCell;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use tokio::net::UdpSocket;
@@ -35,16 +35,14 @@ impl Pool {
             .as_ref()
             .and_then(|q| q.edns())
             .map_or(0, |e| e.udp_size);
-        let mut buffer = Buffer::get(&self.buffers, usize::from(offered));
-        let buf = buffer.bytes();
+        let size = usize::from(offered).max(SMALL_REPLY) + 1;
         let sent = tokio::time::Instant::now();
         let deadline = sent + self.timeout;
         let mut rto = lock(&server.rtt).rto(self.timeout);
         let mut resend = sent + rto;
         let mut sends = 1u32;
         loop {
-            let Ok(received) =
-                tokio::time::timeout_at(resend.min(deadline), sock.recv_from(buf)).await
+            let Ok(ready) = tokio::time::timeout_at(resend.min(deadline), sock.readable()).await
             else {
                 if resend >= deadline {
                     return Err(io::Error::new(io::ErrorKind::TimedOut, "timed out"));
@@ -55,34 +53,51 @@ impl Pool {
                 resend = tokio::time::Instant::now() + rto;
                 continue;
             };
-            let (n, from) = received?;
-            // A reply from anyone else, or to another query, is ignored and
-            // the wait goes on: a spoofed packet must not end the exchange.
-            let got = &buf[..n];
-            if from != addr || !wire::answers(got, id, question) {
-                continue;
-            }
-            if n == buf.len() {
-                // Larger than offered and than the buffer (RFC 6891 §7
-                // forbids it): what arrived is cut, so ask over TCP.
-                return Ok(Udp::Oversize);
-            }
-            match Reply::parse(got) {
-                Ok(r) => {
+            ready?;
+            let got = with_buffer(size, |buf| -> io::Result<Option<Udp>> {
+                let (n, from) = match sock.try_recv_from(buf) {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+                    r => r?,
+                };
+                Ok(judge(buf, n, from == addr, id, question))
+            })?;
+            match got {
+                Some(Udp::Reply(r)) => {
                     if sends == 1 {
                         lock(&server.rtt).sample(sent.elapsed());
                     }
                     return Ok(Udp::Reply(r));
                 }
-                Err(_) if is_bare_formerr(got) => return Ok(Udp::Reply(bare_formerr(got))),
-                // As large as a datagram over IPv4 can be, and broken: its
-                // sender cut a larger answer to fit (a buffer sized to a
-                // large offer took it whole). No later datagram will be
-                // whole either, so ask over TCP rather than wait.
-                Err(_) if n >= MAX_UDP_PAYLOAD => return Ok(Udp::Oversize),
-                Err(_) => continue,
+                Some(Udp::Oversize) => return Ok(Udp::Oversize),
+                None => {}
             }
         }
+    }
+}
+
+/// What a datagram of `n` bytes received into `buf` is to the exchange:
+/// its reply, a reply too large to take whole, or nothing (the wait goes
+/// on). A reply from anyone else, or to another query, is nothing: a
+/// spoofed packet must not end the exchange.
+fn judge(buf: &[u8], n: usize, from_upstream: bool, id: u16, question: &[u8]) -> Option<Udp> {
+    let got = buf.get(..n)?;
+    if !from_upstream || !wire::answers(got, id, question) {
+        return None;
+    }
+    if n == buf.len() {
+        // Larger than offered and than the buffer (RFC 6891 §7 forbids
+        // it): what arrived is cut, so ask over TCP.
+        return Some(Udp::Oversize);
+    }
+    match Reply::parse(got) {
+        Ok(r) => Some(Udp::Reply(r)),
+        Err(_) if is_bare_formerr(got) => Some(Udp::Reply(bare_formerr(got))),
+        // As large as a datagram over IPv4 can be, and broken: its sender
+        // cut a larger answer to fit (a buffer sized to a large offer took
+        // it whole). No later datagram will be whole either, so ask over
+        // TCP rather than wait.
+        Err(_) if n >= MAX_UDP_PAYLOAD => Some(Udp::Oversize),
+        Err(_) => None,
     }
 }
 
@@ -144,18 +159,6 @@ impl Rtt {
     }
 }
 
-/// Receive buffers kept for reuse; beyond this many exchanges in flight at
-/// once, buffers are freed after use.
-///
-/// A UDP reply may be as large as the EDNS size the query offered, so the
-/// buffer is sized to that, but never under [`SMALL_REPLY`]: nearly every
-/// query offers 1232 bytes or less (or has no EDNS: 512), and those
-/// buffers are the ones kept. A buffer allocated per cache miss and freed
-/// between the small allocations of the cache entries it produced would
-/// fragment the heap, and a 64 KiB buffer per exchange would let a burst
-/// of 1,000 misses in flight take 64 MiB. Eight kept buffers are 32 KiB.
-const KEEP_BUFFERS: usize = 8;
-
 /// The least a receive buffer holds: a reply to a query that offers up
 /// to 4096 bytes, or none, fits.
 const SMALL_REPLY: usize = 4096;
@@ -164,43 +167,32 @@ const SMALL_REPLY: usize = 4096;
 /// 65,527.
 const MAX_UDP_PAYLOAD: usize = 65_507;
 
-/// A receive buffer that goes back to its pool when dropped.
-struct Buffer<'a> {
-    pool: &'a Mutex<Vec<Box<[u8]>>>,
-    bytes: Option<Box<[u8]>>,
+thread_local! {
+    /// The thread's receive buffer for upstream replies. A reply is read
+    /// and parsed (copied into its [`Reply`]) without awaiting in between,
+    /// so one buffer per thread serves every exchange of the thread: no
+    /// allocation, zeroing or free per cache miss, and no buffer per
+    /// exchange in flight. It grows to the largest size asked (at most
+    /// 64 KiB, for a query offering 65,535 bytes) and stays.
+    static RECEIVE: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
-impl Buffer<'_> {
-    /// Room for a reply of `size` bytes (at least [`SMALL_REPLY`]) and one
-    /// byte more: the kernel cuts a larger datagram to the buffer, so a
-    /// full buffer tells a reply too large to have been read whole.
-    fn get(pool: &Mutex<Vec<Box<[u8]>>>, size: usize) -> Buffer<'_> {
-        let len = size.max(SMALL_REPLY) + 1;
-        let kept = if len == SMALL_REPLY + 1 {
-            lock(pool).pop()
-        } else {
-            None
-        };
-        Buffer {
-            pool,
-            bytes: Some(kept.unwrap_or_else(|| vec![0u8; len].into_boxed_slice())),
-        }
-    }
-
-    fn bytes(&mut self) -> &mut [u8] {
-        self.bytes.as_deref_mut().unwrap_or(&mut [])
-    }
-}
-
-impl Drop for Buffer<'_> {
-    fn drop(&mut self) {
-        if let Some(bytes) = self.bytes.take().filter(|b| b.len() == SMALL_REPLY + 1) {
-            let mut pool = lock(self.pool);
-            if pool.len() < KEEP_BUFFERS {
-                pool.push(bytes);
+/// Calls `f` with `size` bytes of the thread's receive buffer. A reply may
+/// be as large as the EDNS size the query offered, so `size` is that (at
+/// least [`SMALL_REPLY`]) and one byte more: the kernel cuts a larger
+/// datagram to the buffer, so a full buffer tells a reply too large to
+/// have been read whole.
+fn with_buffer<T>(size: usize, f: impl FnOnce(&mut [u8]) -> T) -> T {
+    RECEIVE.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut buf) => {
+            if buf.len() < size {
+                buf.resize(size, 0);
             }
+            f(&mut buf[..size])
         }
-    }
+        // Only if `f` itself asked for the buffer, which it does not.
+        Err(_) => f(&mut vec![0u8; size]),
+    })
 }
 
 /// An old server's FORMERR may carry no question (RFC 6891 §7).
