@@ -677,3 +677,37 @@ fn key_hash_follows_equality() {
         hash(&Key::new(&other, A, IN, false, false))
     );
 }
+
+#[test]
+fn get_fresh_or_stale_tells_which() {
+    let now = Instant::now();
+    let mut cache = Cache::new(4);
+    let k = cache_key("a.example");
+    assert!(cache.get_fresh_or_stale(&k, now, secs(30)).is_none());
+    cache.insert(k.clone(), 1, now, secs(10));
+    let (v, age, fresh) = cache
+        .get_fresh_or_stale(&k, now + secs(3), secs(30))
+        .unwrap();
+    assert_eq!((*v, age, fresh), (1, secs(3), true));
+    // Expired 5 s ago: within a 30 s window, stale; outside a 2 s one, gone.
+    let (v, age, fresh) = cache
+        .get_fresh_or_stale(&k, now + secs(15), secs(30))
+        .unwrap();
+    assert_eq!((*v, age, fresh), (1, secs(15), false));
+    assert!(
+        cache
+            .get_fresh_or_stale(&k, now + secs(15), secs(2))
+            .is_none()
+    );
+    // With no window it is `get`.
+    assert!(
+        cache
+            .get_fresh_or_stale(&k, now + secs(15), Duration::ZERO)
+            .is_none()
+    );
+    assert!(
+        cache
+            .get_fresh_or_stale(&k, now + secs(9), Duration::ZERO)
+            .is_some()
+    );
+}

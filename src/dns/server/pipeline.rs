@@ -264,13 +264,11 @@ impl Flight {
         let (cached, stale) = {
             let now = Instant::now();
             let mut cache = lock(&shared.cache);
-            let fresh =
-                (cache.get(&self.key, now)).map(|(e, age)| (Arc::clone(&e.reply), age_secs(age)));
-            let stale = (fresh.is_none() && !settings.serve_stale.is_zero())
-                .then(|| cache.get_stale(&self.key, now, settings.serve_stale))
-                .flatten()
-                .map(|(e, _)| Arc::new(e.reply.stale(STALE_TTL)));
-            (fresh, stale)
+            match cache.get_fresh_or_stale(&self.key, now, settings.serve_stale) {
+                Some((e, age, true)) => (Some((Arc::clone(&e.reply), age_secs(age))), None),
+                Some((e, _, false)) => (None, Some(Arc::new(e.reply.stale(STALE_TTL)))),
+                None => (None, None),
+            }
         };
         let mut stale = stale.map(|reply| Stale { reply, view: None });
         let mut beside = None;
@@ -419,11 +417,16 @@ impl Flight {
             }
         };
         let udp_cap = settings.udp_cap;
+        // What a rendered answer takes at most besides the upstream's bytes
+        // (an OPT record added for the client), so the answer is written
+        // into one allocation rather than grown from empty three times.
+        const ROOM: usize = 64;
+        let capacity = view.reply.bytes().len() + ROOM;
         for w in clients {
             let Ok(query) = Query::parse(&w.packet) else {
                 continue;
             };
-            let mut out = Vec::new();
+            let mut out = Vec::with_capacity(capacity);
             let shape = query.shape(w.udp().then_some(udp_cap));
             shared.answer(&view, query.parts().1, &shape, age, &mut out);
             w.to.send(out).await;
