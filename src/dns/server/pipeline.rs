@@ -160,8 +160,9 @@ impl Shared {
         // An IPv4 client reaching an IPv6 socket shows up as ::ffff:a.b.c.d.
         let client = client.to_canonical();
         let now = Instant::now();
+        let packet: Arc<[u8]> = packet.into();
         let waiter = Waiter {
-            packet: packet.into(),
+            packet: Arc::clone(&packet),
             since: now,
             to,
         };
@@ -197,7 +198,7 @@ impl Shared {
                     pool: Arc::clone(pool),
                     key,
                     id,
-                    packet: packet.to_vec(),
+                    packet,
                     client,
                 };
                 self.tracker.spawn(flight.run(stop));
@@ -248,7 +249,7 @@ struct Flight {
     pool: Arc<Pool>,
     key: Key,
     id: u64,
-    packet: Vec<u8>,
+    packet: Arc<[u8]>,
     /// The client that started it.
     client: IpAddr,
 }
@@ -379,13 +380,10 @@ impl Flight {
         beside: Option<tokio::task::JoinHandle<Option<Arc<Reply>>>>,
     ) {
         let shared = &self.shared;
-        let mut clients = Vec::with_capacity(waiters.len());
-        for w in waiters {
-            match w.to {
-                Sink::Lookup(tx) => {
-                    let _ = tx.send(ending.clone().map(|(reply, _)| reply));
-                }
-                _ => clients.push(w),
+        let mut clients = waiters;
+        for w in clients.extract_if(.., |w| !w.is_client()) {
+            if let Sink::Lookup(tx) = w.to {
+                let _ = tx.send(ending.clone().map(|(reply, _)| reply));
             }
         }
         if clients.is_empty() {
