@@ -7,6 +7,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use tokio::io::Interest;
 use tokio::net::UdpSocket;
 
 use super::{Pool, Server, new_id};
@@ -42,8 +43,7 @@ impl Pool {
         let mut resend = sent + rto;
         let mut sends = 1u32;
         loop {
-            let Ok(ready) = tokio::time::timeout_at(resend.min(deadline), sock.readable()).await
-            else {
+            let Ok(ready) = tokio::time::timeout_at(resend.min(deadline), wait(&sock)).await else {
                 if resend >= deadline {
                     return Err(io::Error::new(io::ErrorKind::TimedOut, "timed out"));
                 }
@@ -53,7 +53,9 @@ impl Pool {
                 resend = tokio::time::Instant::now() + rto;
                 continue;
             };
-            ready?;
+            if !ready? {
+                continue;
+            }
             let got = with_buffer(size, |buf| -> io::Result<Option<Udp>> {
                 let (n, from) = match sock.try_recv_from(buf) {
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
@@ -73,6 +75,32 @@ impl Pool {
             }
         }
     }
+}
+
+/// Waits until `sock` has a datagram to read (`true`) or fails with the
+/// socket's pending error: ICMP port-unreachable and the like.
+///
+/// The error is waited for explicitly: tokio's readable state does not
+/// include it, and when the ICMP error comes back before the socket is
+/// registered (it does on loopback: it is handled within the `send`), the
+/// reactor sees only the error, never a readable edge, and a wait for
+/// readability alone would last until the timeout. `false`: an error edge
+/// with no error pending; the wait goes on.
+async fn wait(sock: &UdpSocket) -> io::Result<bool> {
+    let ready = sock.ready(Interest::READABLE | Interest::ERROR).await?;
+    if ready.is_error() {
+        if let Some(e) = sock.take_error()? {
+            return Err(e);
+        }
+        if !ready.is_readable() {
+            // Clears the error state, so the next wait waits.
+            let _ = sock.try_io(Interest::ERROR, || {
+                Err::<(), _>(io::Error::from(io::ErrorKind::WouldBlock))
+            });
+            return Ok(false);
+        }
+    }
+    Ok(ready.is_readable())
 }
 
 /// What a datagram of `n` bytes received into `buf` is to the exchange:
