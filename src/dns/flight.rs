@@ -23,6 +23,7 @@
 //! Pure bookkeeping: the caller passes `now`, owns the waiters (`W`) and
 //! the handle that stops an evicted flight's task (`C`).
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
@@ -102,6 +103,22 @@ struct Flight<W, C> {
     cancel: C,
 }
 
+/// Adds `waiter` to `flight` unless the flight, or all flights together
+/// (`waiters`), have their most.
+fn join<W, C>(
+    flight: &mut Flight<W, C>,
+    waiters: &mut usize,
+    waiter: W,
+    limits: Limits,
+) -> Admission<W, C> {
+    if flight.waiters.len() >= limits.per_flight || *waiters >= limits.waiters {
+        return Admission::Dropped(waiter);
+    }
+    flight.waiters.push(waiter);
+    *waiters += 1;
+    Admission::Joined
+}
+
 /// The flights in progress, by key, with each client's share.
 #[derive(Debug)]
 pub struct Table<W, C> {
@@ -158,13 +175,33 @@ impl<W, C> Table<W, C> {
         limits: Limits,
         now: Instant,
     ) -> Admission<W, C> {
+        if self.flights.len() < limits.flights {
+            // A free slot, the usual case: the key is hashed once, whether
+            // the query joins or leads.
+            return match self.flights.entry(key.clone()) {
+                Entry::Occupied(mut o) => join(o.get_mut(), &mut self.waiters, waiter, limits),
+                Entry::Vacant(_) if self.waiters >= limits.waiters => Admission::Dropped(waiter),
+                Entry::Vacant(v) => {
+                    let id = self.next_id;
+                    self.next_id += 1;
+                    v.insert(Flight {
+                        id,
+                        client,
+                        started: now,
+                        waiters: vec![waiter],
+                        cancel: cancel(),
+                    });
+                    self.keys.insert(id, key.clone());
+                    self.waiters += 1;
+                    self.shift_load(client, |ids| {
+                        ids.insert(id);
+                    });
+                    Admission::Lead { id, evicted: None }
+                }
+            };
+        }
         if let Some(flight) = self.flights.get_mut(key) {
-            if flight.waiters.len() >= limits.per_flight || self.waiters >= limits.waiters {
-                return Admission::Dropped(waiter);
-            }
-            flight.waiters.push(waiter);
-            self.waiters += 1;
-            return Admission::Joined;
+            return join(flight, &mut self.waiters, waiter, limits);
         }
         if self.waiters >= limits.waiters {
             return Admission::Dropped(waiter);
@@ -217,10 +254,18 @@ impl<W, C> Table<W, C> {
     /// Flight `id` of `key` is over: its waiters, to be answered. Nothing
     /// when it was evicted meanwhile (its waiters went with the eviction).
     pub fn finish(&mut self, key: &Key, id: u64) -> Vec<W> {
-        if self.flights.get(key).is_none_or(|f| f.id != id) {
+        let Some(flight) = self.flights.remove(key) else {
+            return Vec::new();
+        };
+        if flight.id != id {
+            // Evicted, and a new flight for the key started since: put it
+            // back (rare; taking it out first hashes the key once for the
+            // usual case).
+            self.flights.insert(key.clone(), flight);
             return Vec::new();
         }
-        self.remove(id).map(|e| e.waiters).unwrap_or_default()
+        self.keys.remove(&id);
+        self.forget(flight).waiters
     }
 
     /// Takes out of flight `id` of `key` the waiters `due` picks (in their
@@ -248,14 +293,20 @@ impl<W, C> Table<W, C> {
     fn remove(&mut self, id: u64) -> Option<Evicted<W, C>> {
         let key = self.keys.remove(&id)?;
         let flight = self.flights.remove(&key)?;
+        Some(self.forget(flight))
+    }
+
+    /// The bookkeeping of a flight taken out of `flights` and `keys`.
+    fn forget(&mut self, flight: Flight<W, C>) -> Evicted<W, C> {
+        let id = flight.id;
         self.shift_load(flight.client, |ids| {
             ids.remove(&id);
         });
         self.waiters -= flight.waiters.len();
-        Some(Evicted {
+        Evicted {
             cancel: flight.cancel,
             waiters: flight.waiters,
-        })
+        }
     }
 
     /// Changes `client`'s set of flights, keeping `load` in step.
@@ -296,6 +347,37 @@ mod tests {
             Admission::Lead { id, evicted: None } => id,
             other => panic!("{name}: expected a new flight, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn an_evicted_flight_finishing_leaves_the_new_one_of_its_key() {
+        let now = Instant::now();
+        let l = limits(2);
+        let mut t = T::default();
+        let old = lead(&mut t, "a.test", ip(66), 1, l, now);
+        lead(&mut t, "b.test", ip(66), 2, l, now);
+        // Full: another client takes the slot of a.test's flight...
+        assert!(matches!(
+            t.admit(&cache_key("c.test"), ip(2), 3, || "x", l, now),
+            Admission::Lead {
+                evicted: Some(_),
+                ..
+            }
+        ));
+        t.finish(&cache_key("b.test"), 1);
+        // ...and a.test is asked again: a new flight for the same key.
+        let new = lead(&mut t, "a.test", ip(3), 4, l, now);
+        assert_ne!(old, new);
+        // The evicted task ends after it: it takes nothing, and the new
+        // flight stays, joinable, with its waiter.
+        assert!(t.finish(&cache_key("a.test"), old).is_empty());
+        assert_eq!((t.len(), t.waiters()), (2, 2));
+        assert!(matches!(
+            t.admit(&cache_key("a.test"), ip(4), 5, || "x", l, now),
+            Admission::Joined
+        ));
+        assert_eq!(t.finish(&cache_key("a.test"), new), vec![4, 5]);
+        assert_eq!((t.len(), t.waiters()), (1, 1));
     }
 
     #[test]

@@ -61,6 +61,17 @@ impl Upstreams {
         }
     }
 
+    /// The latency series of `upstream`: the pool keeps it and observes
+    /// into it directly, without formatting and looking up the label for
+    /// every reply.
+    pub fn latency_of(&self, upstream: SocketAddr) -> Histogram {
+        self.latency
+            .get_or_create(&UpstreamLabels {
+                upstream: upstream.to_string(),
+            })
+            .clone()
+    }
+
     /// `upstream` gave a reply the pool accepted, `took` after the try began.
     pub fn answered(&self, upstream: SocketAddr, took: Duration) {
         self.latency

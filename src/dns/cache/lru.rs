@@ -116,6 +116,21 @@ impl<V> Cache<V> {
         self.lookup(key, now, max_stale)
     }
 
+    /// [`get_stale`](Self::get_stale), and whether the entry is fresh: one
+    /// lookup where `get` and then `get_stale` would take two.
+    pub fn get_fresh_or_stale(
+        &mut self,
+        key: &Key,
+        now: Instant,
+        max_stale: Duration,
+    ) -> Option<(&V, Duration, bool)> {
+        let idx = self.find_live(key, now, max_stale)?;
+        let node = &self.nodes[slot(idx)];
+        let fresh = is_live(node.expires, Duration::ZERO, now);
+        let age = now.saturating_duration_since(node.inserted);
+        Some((&self.nodes[slot(idx)].value, age, fresh))
+    }
+
     /// The fresh entry for `key`, to look at or change, without marking it
     /// used or counting a hit or miss: for the daemon's own bookkeeping
     /// (the rewritten view of an entry, the other family of a name).
@@ -231,20 +246,27 @@ impl<V> Cache<V> {
     }
 
     fn lookup(&mut self, key: &Key, now: Instant, window: Duration) -> Option<(&V, Duration)> {
+        let idx = self.find_live(key, now, window)?;
+        let node = &self.nodes[slot(idx)];
+        // A caller whose `now` was taken before the insert sees age 0.
+        let age = now.saturating_duration_since(node.inserted);
+        Some((&node.value, age))
+    }
+
+    /// The entry for `key` if it is live within `window`, counted as a hit
+    /// and promoted; else counted as a miss.
+    fn find_live(&mut self, key: &Key, now: Instant, window: Duration) -> Option<u32> {
         let Some(idx) = self.map.get(&self.nodes, key) else {
             self.stats.misses += 1;
             return None;
         };
-        let node = &self.nodes[slot(idx)];
-        if !is_live(node.expires, window, now) {
+        if !is_live(self.nodes[slot(idx)].expires, window, now) {
             self.stats.misses += 1;
             return None;
         }
-        // A caller whose `now` was taken before the insert sees age 0.
-        let age = now.saturating_duration_since(node.inserted);
         self.stats.hits += 1;
         self.promote(idx);
-        Some((&self.nodes[slot(idx)].value, age))
+        Some(idx)
     }
 
     fn promote(&mut self, idx: u32) {

@@ -630,3 +630,84 @@ mod lifetime {
         assert_eq!(lifetime(&reply(0x8381, &[60], None)), None, "TC");
     }
 }
+
+#[test]
+fn key_hash_follows_equality() {
+    use std::hash::{BuildHasher, RandomState};
+    let hasher = RandomState::new();
+    let hash = |k: &Key| hasher.hash_one(k);
+    let short = wire_name("short.example");
+    let long = wire_name("a-rather-long-label.another-long-label.example.com");
+    // Equal keys hash alike, inline or on the heap, whatever the case.
+    for name in [
+        "short.example",
+        "a-rather-long-label.another-long-label.example.com",
+    ] {
+        assert_eq!(
+            hash(&cache_key(name)),
+            hash(&cache_key(&name.to_ascii_uppercase()))
+        );
+    }
+    // Every field goes into the hash: keys that differ in one field only
+    // hash apart (a 64-bit collision here would be a broken hash).
+    for name in [&short, &long] {
+        let base = hash(&Key::new(name, A, IN, false, false));
+        for other in [
+            Key::new(name, AAAA, IN, false, false),
+            Key::new(name, A, 3, false, false),
+            Key::new(name, A, IN, true, false),
+            Key::new(name, A, IN, false, true),
+            Key::new(&name[1..], A, IN, false, false),
+        ] {
+            assert_ne!(base, hash(&other), "{other:?}");
+        }
+    }
+    // Where the name ends is part of what is hashed: moving a byte from
+    // the name into the type changes the hash.
+    assert_ne!(
+        hash(&Key::new(b"\x01a\x00", 0x0001, IN, false, false)),
+        hash(&Key::new(b"\x01a", 0x0000, 0x0101, false, false))
+    );
+    // Longer than any valid name: hashed too, and by all its bytes.
+    let huge = vec![b'a'; 300];
+    let mut other = huge.clone();
+    other[299] = b'b';
+    assert_ne!(
+        hash(&Key::new(&huge, A, IN, false, false)),
+        hash(&Key::new(&other, A, IN, false, false))
+    );
+}
+
+#[test]
+fn get_fresh_or_stale_tells_which() {
+    let now = Instant::now();
+    let mut cache = Cache::new(4);
+    let k = cache_key("a.example");
+    assert!(cache.get_fresh_or_stale(&k, now, secs(30)).is_none());
+    cache.insert(k.clone(), 1, now, secs(10));
+    let (v, age, fresh) = cache
+        .get_fresh_or_stale(&k, now + secs(3), secs(30))
+        .unwrap();
+    assert_eq!((*v, age, fresh), (1, secs(3), true));
+    // Expired 5 s ago: within a 30 s window, stale; outside a 2 s one, gone.
+    let (v, age, fresh) = cache
+        .get_fresh_or_stale(&k, now + secs(15), secs(30))
+        .unwrap();
+    assert_eq!((*v, age, fresh), (1, secs(15), false));
+    assert!(
+        cache
+            .get_fresh_or_stale(&k, now + secs(15), secs(2))
+            .is_none()
+    );
+    // With no window it is `get`.
+    assert!(
+        cache
+            .get_fresh_or_stale(&k, now + secs(15), Duration::ZERO)
+            .is_none()
+    );
+    assert!(
+        cache
+            .get_fresh_or_stale(&k, now + secs(9), Duration::ZERO)
+            .is_some()
+    );
+}

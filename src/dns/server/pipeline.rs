@@ -160,8 +160,9 @@ impl Shared {
         // An IPv4 client reaching an IPv6 socket shows up as ::ffff:a.b.c.d.
         let client = client.to_canonical();
         let now = Instant::now();
+        let packet: Arc<[u8]> = packet.into();
         let waiter = Waiter {
-            packet: packet.into(),
+            packet: Arc::clone(&packet),
             since: now,
             to,
         };
@@ -197,7 +198,7 @@ impl Shared {
                     pool: Arc::clone(pool),
                     key,
                     id,
-                    packet: packet.to_vec(),
+                    packet,
                     client,
                 };
                 self.tracker.spawn(flight.run(stop));
@@ -248,7 +249,7 @@ struct Flight {
     pool: Arc<Pool>,
     key: Key,
     id: u64,
-    packet: Vec<u8>,
+    packet: Arc<[u8]>,
     /// The client that started it.
     client: IpAddr,
 }
@@ -264,13 +265,11 @@ impl Flight {
         let (cached, stale) = {
             let now = Instant::now();
             let mut cache = lock(&shared.cache);
-            let fresh =
-                (cache.get(&self.key, now)).map(|(e, age)| (Arc::clone(&e.reply), age_secs(age)));
-            let stale = (fresh.is_none() && !settings.serve_stale.is_zero())
-                .then(|| cache.get_stale(&self.key, now, settings.serve_stale))
-                .flatten()
-                .map(|(e, _)| Arc::new(e.reply.stale(STALE_TTL)));
-            (fresh, stale)
+            match cache.get_fresh_or_stale(&self.key, now, settings.serve_stale) {
+                Some((e, age, true)) => (Some((Arc::clone(&e.reply), age_secs(age))), None),
+                Some((e, _, false)) => (None, Some(Arc::new(e.reply.stale(STALE_TTL)))),
+                None => (None, None),
+            }
         };
         let mut stale = stale.map(|reply| Stale { reply, view: None });
         let mut beside = None;
@@ -381,13 +380,10 @@ impl Flight {
         beside: Option<tokio::task::JoinHandle<Option<Arc<Reply>>>>,
     ) {
         let shared = &self.shared;
-        let mut clients = Vec::with_capacity(waiters.len());
-        for w in waiters {
-            match w.to {
-                Sink::Lookup(tx) => {
-                    let _ = tx.send(ending.clone().map(|(reply, _)| reply));
-                }
-                _ => clients.push(w),
+        let mut clients = waiters;
+        for w in clients.extract_if(.., |w| !w.is_client()) {
+            if let Sink::Lookup(tx) = w.to {
+                let _ = tx.send(ending.clone().map(|(reply, _)| reply));
             }
         }
         if clients.is_empty() {
@@ -419,11 +415,16 @@ impl Flight {
             }
         };
         let udp_cap = settings.udp_cap;
+        // What a rendered answer takes at most besides the upstream's bytes
+        // (an OPT record added for the client), so the answer is written
+        // into one allocation rather than grown from empty three times.
+        const ROOM: usize = 64;
+        let capacity = view.reply.bytes().len() + ROOM;
         for w in clients {
             let Ok(query) = Query::parse(&w.packet) else {
                 continue;
             };
-            let mut out = Vec::new();
+            let mut out = Vec::with_capacity(capacity);
             let shape = query.shape(w.udp().then_some(udp_cap));
             shared.answer(&view, query.parts().1, &shape, age, &mut out);
             w.to.send(out).await;

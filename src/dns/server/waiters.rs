@@ -15,8 +15,9 @@ use crate::dns::wire::Reply;
 /// A client (or the daemon itself) waiting on a flight.
 #[derive(Debug)]
 pub struct Waiter {
-    /// The client's query, for fitting the answer to it.
-    pub(super) packet: Box<[u8]>,
+    /// The client's query, for fitting the answer to it; the flight it
+    /// leads, if it does, forwards the same bytes.
+    pub(super) packet: Arc<[u8]>,
     /// When it arrived: with a stale answer at hand, a client waits the
     /// client response timer (RFC 8767 §5) at most.
     pub(super) since: Instant,

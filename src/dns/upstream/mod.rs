@@ -1,10 +1,10 @@
 //! Forwarding to the upstream resolvers.
 //!
-//! Every try uses a fresh UDP socket bound to port 0 and connected to the
-//! upstream: Linux picks a random ephemeral port for each bind, so every
-//! query gets a random source port (RFC 5452 §9.2) besides its random ID,
-//! and the connected socket makes the kernel drop datagrams from any other
-//! address or port (we check the peer again anyway). A socket per query
+//! Every try uses a fresh UDP socket connected to the upstream: `connect`
+//! binds it to an ephemeral port Linux picks at random for each socket, so
+//! every query gets a random source port (RFC 5452 §9.2) besides its random
+//! ID, and the connected socket makes the kernel drop datagrams from any
+//! other address or port (we check the peer again anyway). A socket per query
 //! costs a few system calls, which the cache-miss path can afford; a pool of
 //! long-lived ports would save them but let an off-path attacker learn the
 //! ports. A connected socket also reports ICMP port-unreachable at once,
@@ -12,10 +12,11 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use prometheus_client::metrics::histogram::Histogram;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -52,8 +53,6 @@ pub struct Pool {
     preferred: AtomicUsize,
     timeout: Duration,
     max_inflight: usize,
-    /// Receive buffers of finished UDP exchanges, for the next ones.
-    buffers: Mutex<Vec<Box<[u8]>>>,
 }
 
 #[derive(Debug)]
@@ -61,6 +60,11 @@ struct Server {
     addr: SocketAddr,
     last_warning: Mutex<Option<Instant>>,
     rtt: Mutex<Rtt>,
+    /// Its series of `getapr_upstream_latency_seconds`, found once: the
+    /// lookup by label formats the address, which cost more than the rest
+    /// of the metrics of a cache miss together. A pool reports to the
+    /// metrics of one daemon.
+    latency: OnceLock<Histogram>,
 }
 
 impl Pool {
@@ -72,12 +76,12 @@ impl Pool {
                     addr,
                     last_warning: Mutex::new(None),
                     rtt: Mutex::new(Rtt::default()),
+                    latency: OnceLock::new(),
                 })
                 .collect(),
             preferred: AtomicUsize::new(0),
             timeout,
             max_inflight: max_inflight.max(1),
-            buffers: Mutex::new(Vec::new()),
         }
     }
 
@@ -124,7 +128,10 @@ impl Pool {
                         self.warn(server, &format!("answered rcode {rc}"));
                         continue;
                     }
-                    metrics.answered(server.addr, sent.elapsed());
+                    server
+                        .latency
+                        .get_or_init(|| metrics.latency_of(server.addr))
+                        .observe(sent.elapsed().as_secs_f64());
                     self.preferred.store(idx, Ordering::Relaxed);
                     return Ok(reply);
                 }

@@ -2,11 +2,12 @@
 //! measured RTT, receive buffers sized to the query's EDNS offer, and what
 //! counts as its reply.
 
+use std::cell::RefCell;
 use std::io;
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::Mutex;
+use std::net::SocketAddr;
 use std::time::Duration;
 
+use tokio::io::Interest;
 use tokio::net::UdpSocket;
 
 use super::{Pool, Server, new_id};
@@ -28,30 +29,21 @@ impl Pool {
     pub(super) async fn udp(&self, server: &Server, packet: &mut [u8]) -> io::Result<Udp> {
         let addr = server.addr;
         let id = new_id(packet);
-        let local: SocketAddr = match addr {
-            SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
-            SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
-        };
-        let sock = UdpSocket::bind(local).await?;
-        sock.connect(addr).await?;
-        sock.send(packet).await?;
+        let sock = connected(addr, packet)?;
         let query = Query::parse(packet).ok();
         let question = query.as_ref().map_or(&[][..], |q| q.question());
         let offered = query
             .as_ref()
             .and_then(|q| q.edns())
             .map_or(0, |e| e.udp_size);
-        let mut buffer = Buffer::get(&self.buffers, usize::from(offered));
-        let buf = buffer.bytes();
+        let size = usize::from(offered).max(SMALL_REPLY) + 1;
         let sent = tokio::time::Instant::now();
         let deadline = sent + self.timeout;
         let mut rto = lock(&server.rtt).rto(self.timeout);
         let mut resend = sent + rto;
         let mut sends = 1u32;
         loop {
-            let Ok(received) =
-                tokio::time::timeout_at(resend.min(deadline), sock.recv_from(buf)).await
-            else {
+            let Ok(ready) = tokio::time::timeout_at(resend.min(deadline), wait(&sock)).await else {
                 if resend >= deadline {
                     return Err(io::Error::new(io::ErrorKind::TimedOut, "timed out"));
                 }
@@ -61,35 +53,101 @@ impl Pool {
                 resend = tokio::time::Instant::now() + rto;
                 continue;
             };
-            let (n, from) = received?;
-            // A reply from anyone else, or to another query, is ignored and
-            // the wait goes on: a spoofed packet must not end the exchange.
-            let got = &buf[..n];
-            if from != addr || !wire::answers(got, id, question) {
+            if !ready? {
                 continue;
             }
-            if n == buf.len() {
-                // Larger than offered and than the buffer (RFC 6891 §7
-                // forbids it): what arrived is cut, so ask over TCP.
-                return Ok(Udp::Oversize);
-            }
-            match Reply::parse(got) {
-                Ok(r) => {
+            let got = with_buffer(size, |buf| -> io::Result<Option<Udp>> {
+                let (n, from) = match sock.try_recv_from(buf) {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+                    r => r?,
+                };
+                Ok(judge(buf, n, from == addr, id, question))
+            })?;
+            match got {
+                Some(Udp::Reply(r)) => {
                     if sends == 1 {
                         lock(&server.rtt).sample(sent.elapsed());
                     }
                     return Ok(Udp::Reply(r));
                 }
-                Err(_) if is_bare_formerr(got) => return Ok(Udp::Reply(bare_formerr(got))),
-                // As large as a datagram over IPv4 can be, and broken: its
-                // sender cut a larger answer to fit (a buffer sized to a
-                // large offer took it whole). No later datagram will be
-                // whole either, so ask over TCP rather than wait.
-                Err(_) if n >= MAX_UDP_PAYLOAD => return Ok(Udp::Oversize),
-                Err(_) => continue,
+                Some(Udp::Oversize) => return Ok(Udp::Oversize),
+                None => {}
             }
         }
     }
+}
+
+/// Waits until `sock` has a datagram to read (`true`) or fails with the
+/// socket's pending error: ICMP port-unreachable and the like.
+///
+/// The error is waited for explicitly: tokio's readable state does not
+/// include it, and when the ICMP error comes back before the socket is
+/// registered (it does on loopback: it is handled within the `send`), the
+/// reactor sees only the error, never a readable edge, and a wait for
+/// readability alone would last until the timeout. `false`: an error edge
+/// with no error pending; the wait goes on.
+async fn wait(sock: &UdpSocket) -> io::Result<bool> {
+    let ready = sock.ready(Interest::READABLE | Interest::ERROR).await?;
+    if ready.is_error() {
+        if let Some(e) = sock.take_error()? {
+            return Err(e);
+        }
+        if !ready.is_readable() {
+            // Clears the error state, so the next wait waits.
+            let _ = sock.try_io(Interest::ERROR, || {
+                Err::<(), _>(io::Error::from(io::ErrorKind::WouldBlock))
+            });
+            return Ok(false);
+        }
+    }
+    Ok(ready.is_readable())
+}
+
+/// What a datagram of `n` bytes received into `buf` is to the exchange:
+/// its reply, a reply too large to take whole, or nothing (the wait goes
+/// on). A reply from anyone else, or to another query, is nothing: a
+/// spoofed packet must not end the exchange.
+fn judge(buf: &[u8], n: usize, from_upstream: bool, id: u16, question: &[u8]) -> Option<Udp> {
+    let got = buf.get(..n)?;
+    if !from_upstream || !wire::answers(got, id, question) {
+        return None;
+    }
+    if n == buf.len() {
+        // Larger than offered and than the buffer (RFC 6891 §7 forbids
+        // it): what arrived is cut, so ask over TCP.
+        return Some(Udp::Oversize);
+    }
+    match Reply::parse(got) {
+        Ok(r) => Some(Udp::Reply(r)),
+        Err(_) if is_bare_formerr(got) => Some(Udp::Reply(bare_formerr(got))),
+        // As large as a datagram over IPv4 can be, and broken: its sender
+        // cut a larger answer to fit (a buffer sized to a large offer took
+        // it whole). No later datagram will be whole either, so ask over
+        // TCP rather than wait.
+        Err(_) if n >= MAX_UDP_PAYLOAD => Some(Udp::Oversize),
+        Err(_) => None,
+    }
+}
+
+/// A fresh socket connected to `addr`, `packet` sent on it, and then
+/// registered with the runtime to wait for the reply.
+///
+/// `connect` binds the socket itself, to a port Linux picks at random from
+/// `ip_local_port_range` as an explicit bind to port 0 would (the same
+/// `get_port(sk, 0)` path; RFC 6056), so there is no `bind` call. The first
+/// send goes out before the registration: tokio only sends on a socket once
+/// the reactor has reported it writable, which for a new socket is a trip
+/// through the event loop for nothing.
+fn connected(addr: SocketAddr, packet: &[u8]) -> io::Result<UdpSocket> {
+    let ty = socket2::Type::DGRAM.nonblocking();
+    let sock = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        ty,
+        Some(socket2::Protocol::UDP),
+    )?;
+    sock.connect(&addr.into())?;
+    sock.send(packet)?;
+    UdpSocket::from_std(sock.into())
 }
 
 /// The first retransmission of a UDP query to an upstream not measured
@@ -129,18 +187,6 @@ impl Rtt {
     }
 }
 
-/// Receive buffers kept for reuse; beyond this many exchanges in flight at
-/// once, buffers are freed after use.
-///
-/// A UDP reply may be as large as the EDNS size the query offered, so the
-/// buffer is sized to that, but never under [`SMALL_REPLY`]: nearly every
-/// query offers 1232 bytes or less (or has no EDNS: 512), and those
-/// buffers are the ones kept. A buffer allocated per cache miss and freed
-/// between the small allocations of the cache entries it produced would
-/// fragment the heap, and a 64 KiB buffer per exchange would let a burst
-/// of 1,000 misses in flight take 64 MiB. Eight kept buffers are 32 KiB.
-const KEEP_BUFFERS: usize = 8;
-
 /// The least a receive buffer holds: a reply to a query that offers up
 /// to 4096 bytes, or none, fits.
 const SMALL_REPLY: usize = 4096;
@@ -149,43 +195,32 @@ const SMALL_REPLY: usize = 4096;
 /// 65,527.
 const MAX_UDP_PAYLOAD: usize = 65_507;
 
-/// A receive buffer that goes back to its pool when dropped.
-struct Buffer<'a> {
-    pool: &'a Mutex<Vec<Box<[u8]>>>,
-    bytes: Option<Box<[u8]>>,
+thread_local! {
+    /// The thread's receive buffer for upstream replies. A reply is read
+    /// and parsed (copied into its [`Reply`]) without awaiting in between,
+    /// so one buffer per thread serves every exchange of the thread: no
+    /// allocation, zeroing or free per cache miss, and no buffer per
+    /// exchange in flight. It grows to the largest size asked (at most
+    /// 64 KiB, for a query offering 65,535 bytes) and stays.
+    static RECEIVE: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
-impl Buffer<'_> {
-    /// Room for a reply of `size` bytes (at least [`SMALL_REPLY`]) and one
-    /// byte more: the kernel cuts a larger datagram to the buffer, so a
-    /// full buffer tells a reply too large to have been read whole.
-    fn get(pool: &Mutex<Vec<Box<[u8]>>>, size: usize) -> Buffer<'_> {
-        let len = size.max(SMALL_REPLY) + 1;
-        let kept = if len == SMALL_REPLY + 1 {
-            lock(pool).pop()
-        } else {
-            None
-        };
-        Buffer {
-            pool,
-            bytes: Some(kept.unwrap_or_else(|| vec![0u8; len].into_boxed_slice())),
-        }
-    }
-
-    fn bytes(&mut self) -> &mut [u8] {
-        self.bytes.as_deref_mut().unwrap_or(&mut [])
-    }
-}
-
-impl Drop for Buffer<'_> {
-    fn drop(&mut self) {
-        if let Some(bytes) = self.bytes.take().filter(|b| b.len() == SMALL_REPLY + 1) {
-            let mut pool = lock(self.pool);
-            if pool.len() < KEEP_BUFFERS {
-                pool.push(bytes);
+/// Calls `f` with `size` bytes of the thread's receive buffer. A reply may
+/// be as large as the EDNS size the query offered, so `size` is that (at
+/// least [`SMALL_REPLY`]) and one byte more: the kernel cuts a larger
+/// datagram to the buffer, so a full buffer tells a reply too large to
+/// have been read whole.
+fn with_buffer<T>(size: usize, f: impl FnOnce(&mut [u8]) -> T) -> T {
+    RECEIVE.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut buf) => {
+            if buf.len() < size {
+                buf.resize(size, 0);
             }
+            f(&mut buf[..size])
         }
-    }
+        // Only if `f` itself asked for the buffer, which it does not.
+        Err(_) => f(&mut vec![0u8; size]),
+    })
 }
 
 /// An old server's FORMERR may carry no question (RFC 6891 §7).
