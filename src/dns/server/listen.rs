@@ -57,8 +57,9 @@ pub async fn serve_udp(shared: Arc<Shared>, socket: Arc<UdpSocket>, stop: Cancel
                 continue;
             }
         };
-        batch.answer_each(
-            |packet, peer, out| match shared.triage(packet, peer.ip(), true, out) {
+        let mut moment = shared.moment();
+        batch.answer_each(|packet, peer, out| {
+            match shared.triage_at(&mut moment, packet, peer.ip(), true, out) {
                 Step::Drop => false,
                 Step::Reply => true,
                 Step::Forward(key) => {
@@ -70,8 +71,9 @@ pub async fn serve_udp(shared: Arc<Shared>, socket: Arc<UdpSocket>, stop: Cancel
                     shared.submit(&pool, key, peer.ip(), packet, to);
                     false
                 }
-            },
-        );
+            }
+        });
+        shared.settle(moment);
         let sent = batch.send(&socket);
         // What sendmmsg did not take (a full socket buffer, or an error for
         // one peer) goes one by one, waiting for room as a single reply
