@@ -105,9 +105,12 @@ impl Batch {
         HEADERS.with_borrow_mut(|headers| {
             let headers =
                 headers[family].get_or_insert_with(|| MultiHeaders::preallocate(BATCH, None));
-            let mut chunks = slots.chunks_exact_mut(SLOT);
-            let mut iovs: [[IoSliceMut<'_>; 1]; BATCH] =
-                std::array::from_fn(|_| [IoSliceMut::new(chunks.next().unwrap_or_default())]);
+            // Built for each call (they borrow the slots); a loop, not an
+            // array built element by element, which compiles to 32 copies.
+            let mut iovs: Vec<[IoSliceMut<'_>; 1]> = slots
+                .chunks_exact_mut(SLOT)
+                .map(|slot| [IoSliceMut::new(slot)])
+                .collect();
             let received = recvmmsg(fd, headers, iovs.iter_mut(), MsgFlags::empty(), None)?;
             let mut n = 0;
             for msg in received {
@@ -156,10 +159,15 @@ impl Batch {
             return 0;
         }
         let sent = socket.try_io(Interest::WRITABLE, || {
-            let mut controls: [SendAncillaryBuffer<'_, '_, '_>; BATCH] =
-                std::array::from_fn(|_| SendAncillaryBuffer::default());
-            let iovs: [[IoSlice<'_>; 1]; BATCH] =
-                std::array::from_fn(|i| [IoSlice::new(self.out.get(i).map_or(&[], |v| v))]);
+            let n = self.to.len();
+            let mut controls: Vec<SendAncillaryBuffer<'_, '_, '_>> =
+                (0..n).map(|_| SendAncillaryBuffer::default()).collect();
+            let iovs: Vec<[IoSlice<'_>; 1]> = self
+                .out
+                .iter()
+                .take(n)
+                .map(|out| [IoSlice::new(out)])
+                .collect();
             let mut msgs: Vec<MMsgHdr<'_>> = self
                 .to
                 .iter()
