@@ -4,11 +4,10 @@
 //!
 //! A cache hit costs little more than the kernel's receive and send, so a
 //! system call per datagram each way is a large part of it; a batch shares
-//! one of each, as the no-logic floor of the benchmark (and Knot, Unbound's
-//! and dnsmasq's peers) do. `recvmmsg` comes from `nix` and `sendmmsg` from
-//! `rustix`, both behind safe wrappers (nix's own `sendmmsg` reads
-//! uninitialised address storage when its results are counted; rustix has
-//! no `recvmmsg`).
+//! one of each, as the benchmark's no-logic floor and Knot do. `recvmmsg`
+//! comes from `nix` and `sendmmsg` from `rustix`, both behind safe wrappers
+//! (nix's own `sendmmsg` reads uninitialised address storage when its
+//! results are counted; rustix has no `recvmmsg`).
 
 use std::cell::RefCell;
 use std::io::{self, IoSlice, IoSliceMut};
@@ -122,8 +121,8 @@ impl Batch {
     }
 
     /// Calls `answer` on each datagram received, in order, with its sender
-    /// and an empty buffer for its answer; `answer` says whether to send
-    /// what it wrote there.
+    /// and the buffer to write its answer into (reused: the writer clears
+    /// it first, as the renderers do); `answer` says whether to send it.
     pub(super) fn answer_each(
         &mut self,
         mut answer: impl FnMut(&[u8], SocketAddr, &mut Vec<u8>) -> bool,
