@@ -223,7 +223,12 @@ impl Metrics {
     /// Counts an answer sent to a client: `rcode` is the 12-bit one (EDNS
     /// extended rcodes such as BADVERS included).
     pub fn query(&self, rcode: u16, qtype: u16) {
-        self.queries.count(rcode, qtype);
+        self.queries.count(rcode, qtype, 1);
+    }
+
+    /// Counts `n` answers alike at once (a batch's).
+    pub fn queries_by(&self, rcode: u16, qtype: u16, n: u64) {
+        self.queries.count(rcode, qtype, n);
     }
 
     /// Counts an answer sent with its addresses reordered or filtered.

@@ -36,8 +36,8 @@ impl Queries {
         }
     }
 
-    /// Counts an answer: `rcode` is the 12-bit one.
-    pub(super) fn count(&self, rcode: u16, qtype: u16) {
+    /// Counts `n` answers: `rcode` is the 12-bit one.
+    pub(super) fn count(&self, rcode: u16, qtype: u16, n: u64) {
         let (r, q) = (rcode_index(rcode), qtype_index(qtype));
         self.counters[r][q]
             .get_or_init(|| {
@@ -47,7 +47,7 @@ impl Queries {
                 };
                 self.family.get_or_create(&labels).clone()
             })
-            .inc();
+            .inc_by(n);
     }
 }
 

@@ -66,6 +66,25 @@ impl Key {
     }
 }
 
+/// Two writes to the hasher, the name's bytes and the rest packed in one
+/// word, rather than a derived one per field (a length prefix, the bytes and
+/// four small fields): SipHash's cost on a cache hit is mostly per write.
+/// The name's length goes into the word, so different keys still feed
+/// different streams.
+impl Hash for Key {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        let name = self.name.as_bytes();
+        state.write(name);
+        state.write_u64(
+            u64::from(self.qtype)
+                | u64::from(self.qclass) << 16
+                | u64::from(self.do_bit) << 32
+                | u64::from(self.cd) << 33
+                | (name.len() as u64) << 40,
+        );
+    }
+}
+
 impl fmt::Debug for Key {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Key")
@@ -134,41 +153,24 @@ impl PartialEq for Name {
 
 impl Eq for Name {}
 
-/// The key's bytes go to the hasher in one `write`: the name, then type,
-/// class and the two flags in six bytes of fixed length, which tell where
-/// the name ends. A derived `Hash` made six calls of the hasher for one
-/// key, and SipHash pays for each call with its buffering, which made a
-/// hash about three times the cost of one over the same bytes; a cache
-/// miss hashes its key a dozen times (cache, flights, failures).
-impl Hash for Key {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        let name = self.name.as_bytes();
-        let [t0, t1] = self.qtype.to_be_bytes();
-        let [c0, c1] = self.qclass.to_be_bytes();
-        let tail = [t0, t1, c0, c1, u8::from(self.do_bit), u8::from(self.cd)];
-        let mut buf = [0u8; MAX_NAME + 6];
-        match buf.get_mut(..name.len() + tail.len()) {
-            Some(bytes) => {
-                let (head, rest) = bytes.split_at_mut(name.len());
-                head.copy_from_slice(name);
-                rest.copy_from_slice(&tail);
-                state.write(bytes);
-            }
-            // Longer than a valid name: never asked upstream, hashed all
-            // the same.
-            None => {
-                state.write(name);
-                state.write(&tail);
-            }
-        }
-    }
-}
-
-/// The longest valid wire-format name (RFC 1035 §3.1).
-const MAX_NAME: usize = 255;
-
 /// Lower-cases label contents, stepping over length octets.
+///
+/// In a well-formed name (labels of at most 63 bytes, the root label last)
+/// no length octet is an ASCII capital, so the whole name is lower-cased
+/// in one pass; otherwise label by label, leaving the length octets and
+/// what follows a root label as they are.
 fn lowercase_labels(name: &mut [u8]) {
+    let mut at = 0;
+    while let Some(&len) = name.get(at) {
+        if len == 0 || len >= b'A' {
+            break;
+        }
+        at += 1 + usize::from(len);
+    }
+    if at + 1 == name.len() && name[at] == 0 {
+        name.make_ascii_lowercase();
+        return;
+    }
     let mut at = 0;
     while at < name.len() {
         let len = usize::from(name[at]);

@@ -11,6 +11,7 @@ use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{AcquireError, OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
+use super::batch::Batch;
 use super::{Shared, Sink, Step};
 use crate::dns::wire;
 use crate::metrics::Limit;
@@ -24,38 +25,64 @@ pub(super) const TCP_IDLE: Duration = Duration::from_secs(10);
 /// beyond this, so one client cannot pile up unbounded work.
 const TCP_PIPELINE: usize = 128;
 
-/// Answers UDP queries on `socket` until `stop`.
+/// Answers UDP queries on `socket` until `stop`, in batches (see
+/// [`Batch`]): the answers given at once (errors, cache hits) go out together
+/// after the batch, each to its own peer; a query that needs the upstreams
+/// goes to [`Shared::submit`], whose flight answers it on its own.
+///
+/// After a full batch the task yields, so that a flood of datagrams cannot
+/// keep the other tasks of its thread (flights, TCP, the sidecar) waiting;
+/// after a batch that emptied the queue it waits for the socket anyway.
 pub async fn serve_udp(shared: Arc<Shared>, socket: Arc<UdpSocket>, stop: CancellationToken) {
-    let mut buf = vec![0u8; 65535];
-    let mut out = Vec::with_capacity(1232);
+    let mut batch = Batch::new(&socket);
     loop {
-        let (n, peer) = tokio::select! {
+        tokio::select! {
             biased;
             () = stop.cancelled() => return,
-            r = socket.recv_from(&mut buf) => match r {
-                Ok(x) => x,
-                // ICMP errors from earlier replies and the like surface
-                // here; they concern one client, not the socket.
-                Err(e) => {
-                    tracing::debug!("udp receive: {e}");
-                    continue;
+            r = socket.readable() => {
+                if let Err(e) = r {
+                    // Only when the runtime's I/O driver is gone.
+                    tracing::debug!("udp readiness: {e}");
+                    return;
                 }
-            },
+            }
+        }
+        let full = match batch.recv(&socket) {
+            Ok(full) => full,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            // ICMP errors from earlier replies and the like surface here;
+            // they concern one client, not the socket.
+            Err(e) => {
+                tracing::debug!("udp receive: {e}");
+                continue;
+            }
         };
-        let packet = &buf[..n];
-        match shared.triage(packet, peer.ip(), true, &mut out) {
-            Step::Drop => {}
-            Step::Reply => {
-                let _ = socket.send_to(&out, peer).await;
+        let mut moment = shared.moment();
+        batch.answer_each(|packet, peer, out| {
+            match shared.triage_at(&mut moment, packet, peer.ip(), true, out) {
+                Step::Drop => false,
+                Step::Reply => true,
+                Step::Forward(key) => {
+                    let pool = Arc::clone(&shared.settings.load().pool);
+                    let to = Sink::Udp {
+                        socket: Arc::clone(&socket),
+                        peer,
+                    };
+                    shared.submit(&pool, key, peer.ip(), packet, to);
+                    false
+                }
             }
-            Step::Forward(key) => {
-                let pool = Arc::clone(&shared.settings.load().pool);
-                let to = Sink::Udp {
-                    socket: Arc::clone(&socket),
-                    peer,
-                };
-                shared.submit(&pool, key, peer.ip(), packet, to);
-            }
+        });
+        shared.settle(moment);
+        let sent = batch.send(&socket);
+        // What sendmmsg did not take (a full socket buffer, or an error for
+        // one peer) goes one by one, waiting for room as a single reply
+        // always did.
+        for (out, peer) in batch.unsent(sent) {
+            let _ = socket.send_to(out, peer).await;
+        }
+        if full {
+            tokio::task::yield_now().await;
         }
     }
 }

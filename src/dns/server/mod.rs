@@ -19,6 +19,7 @@ use crate::probe::driver::Input;
 use crate::probe::verdicts::Verdicts;
 use crate::slots::Slots;
 
+mod batch;
 mod failures;
 mod learn;
 mod listen;

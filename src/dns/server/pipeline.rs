@@ -40,10 +40,74 @@ pub enum Step {
     Forward(Key),
 }
 
+/// What the queries of one batch read alike, read once for all of them: the
+/// settings, the verdicts and the clock (a batch is a few microseconds of
+/// work), the last client's standing with `dns.allow`; and what they add to
+/// the metrics, added once when the batch is done ([`Shared::settle`]).
+#[derive(Debug)]
+pub(super) struct Moment {
+    settings: arc_swap::Guard<Arc<super::Settings>>,
+    verdicts: arc_swap::Guard<Arc<crate::probe::verdicts::Verdicts>>,
+    stamp: Stamp,
+    now: Instant,
+    /// The last client asked about and whether `dns.allow` lets it in.
+    allowed: Option<(IpAddr, bool)>,
+    hits: u64,
+    misses: u64,
+    /// Answers counted but not yet added: a run of one (rcode, qtype)
+    /// pair, which in a batch is mostly a single pair.
+    answers: Option<(u16, u16, u64)>,
+}
+
 impl Shared {
+    /// A [`Moment`] for the messages received now.
+    pub(super) fn moment(&self) -> Moment {
+        let settings = self.settings.load();
+        let verdicts = self.verdicts.load();
+        let stamp = Stamp::new(&verdicts, &settings.policy);
+        Moment {
+            settings,
+            verdicts,
+            stamp,
+            now: Instant::now(),
+            allowed: None,
+            hits: 0,
+            misses: 0,
+            answers: None,
+        }
+    }
+
+    /// Adds what a [`Moment`]'s queries counted to the metrics.
+    pub(super) fn settle(&self, moment: Moment) {
+        if moment.hits > 0 {
+            self.metrics.cache_hits.inc_by(moment.hits);
+        }
+        if moment.misses > 0 {
+            self.metrics.cache_misses.inc_by(moment.misses);
+        }
+        if let Some((rcode, qtype, n)) = moment.answers {
+            self.metrics.queries_by(rcode, qtype, n);
+        }
+    }
+
     /// Decides on a message without awaiting: the error answers, the ACL and
     /// cache hits are written to `out` at once.
     pub fn triage(&self, packet: &[u8], peer: IpAddr, udp: bool, out: &mut Vec<u8>) -> Step {
+        let mut moment = self.moment();
+        let step = self.triage_at(&mut moment, packet, peer, udp, out);
+        self.settle(moment);
+        step
+    }
+
+    /// [`Self::triage`] for one message of a batch read at `moment`.
+    pub(super) fn triage_at(
+        &self,
+        moment: &mut Moment,
+        packet: &[u8],
+        peer: IpAddr,
+        udp: bool,
+        out: &mut Vec<u8>,
+    ) -> Step {
         let Some(header) = Header::parse(packet) else {
             return Step::Drop;
         };
@@ -52,7 +116,7 @@ impl Shared {
         if header.qr() {
             return Step::Drop;
         }
-        let settings = self.settings.load();
+        let settings = &*moment.settings;
         let cap = udp.then_some(settings.udp_cap);
         let query = Query::parse(packet);
         // The error answers carry the question when there is a readable one.
@@ -61,7 +125,15 @@ impl Shared {
             Err(_) => wire::header_shape(&header),
         };
         let qtype = query.as_ref().map_or(0, |q| q.parts().1);
-        if !crate::config::allows(&settings.allow, peer) {
+        let allowed = match moment.allowed {
+            Some((last, allowed)) if last == peer => allowed,
+            _ => {
+                let allowed = crate::config::allows(&settings.allow, peer);
+                moment.allowed = Some((peer, allowed));
+                allowed
+            }
+        };
+        if !allowed {
             self.error_answer(&shape, header.opcode(), rcode::REFUSED, qtype, out);
             return Step::Reply;
         }
@@ -80,15 +152,14 @@ impl Shared {
         }
         let (name, qtype, qclass) = query.parts();
         let key = Key::new(name, qtype, qclass, query.do_bit(), header.cd());
-        let now = Instant::now();
-        let verdicts = self.verdicts.load();
-        let stamp = Stamp::new(&verdicts, &settings.policy);
+        let now = moment.now;
+        let stamp = moment.stamp;
         let mut cache = lock(&self.cache);
         let Some((entry, age)) = cache.get(&key, now) else {
-            self.metrics.cache_misses.inc();
+            moment.misses += 1;
             // A name that failed lately, with no stale answer to give, gets
             // SERVFAIL here: clients retrying it cost no flight (RFC 9520).
-            if self.failed_recently(&key, now, &settings)
+            if self.failed_recently(&key, now, settings)
                 && (settings.serve_stale.is_zero()
                     || cache.get_stale(&key, now, settings.serve_stale).is_none())
             {
@@ -97,16 +168,20 @@ impl Shared {
             }
             return Step::Forward(key);
         };
-        self.metrics.cache_hits.inc();
+        moment.hits += 1;
         if let Some((s, view)) = &entry.view
             && *s == stamp
         {
-            self.answer(view, qtype, &shape, age_secs(age), out);
+            view.reply.render(&shape, age_secs(age), out);
+            moment.count(&self.metrics, view.reply.rcode(), qtype);
+            if let Some(rewrite) = view.rewrite {
+                self.metrics.rewritten(rewrite);
+            }
             return Step::Reply;
         }
         // The verdicts moved since this entry was last answered from.
         let upstream = Arc::clone(&entry.reply);
-        let ctx = context(&verdicts, &settings.policy);
+        let ctx = context(&moment.verdicts, &settings.policy);
         match view_from_cache(&mut cache, &key, &upstream, &ctx, stamp, now) {
             Some(view) => {
                 self.answer(&view, qtype, &shape, age_secs(age), out);
@@ -469,6 +544,21 @@ impl Shared {
     fn error_answer(&self, shape: &Shape<'_>, opcode: u8, rc: u16, qtype: u16, out: &mut Vec<u8>) {
         wire::error_reply(shape, opcode, rc, out);
         self.metrics.query(rc, qtype);
+    }
+}
+
+impl Moment {
+    /// Counts an answer sent: added to the run of its pair, else the run
+    /// goes to the metrics and a new one starts (see [`Shared::settle`]).
+    fn count(&mut self, metrics: &crate::metrics::Metrics, rcode: u16, qtype: u16) {
+        match &mut self.answers {
+            Some((r, q, n)) if *r == rcode && *q == qtype => *n += 1,
+            pending => {
+                if let Some((r, q, n)) = pending.replace((rcode, qtype, 1)) {
+                    metrics.queries_by(r, q, n);
+                }
+            }
+        }
     }
 }
 

@@ -129,3 +129,75 @@ fn public_names() {
     }
     assert!(!is_public_name(&[5, b'a']), "malformed");
 }
+
+/// More queries than a batch holds, from many clients at once, with
+/// datagrams to drop among them: every client gets exactly the answers to
+/// its own queries, those answered at once (NOTIMP, sent together after
+/// the batch) and those that went to a flight (SERVFAIL: no upstream).
+#[tokio::test]
+async fn a_burst_of_udp_queries_each_answered_to_its_own_client() {
+    use tokio::net::UdpSocket;
+    let shared = offline();
+    let server = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
+    let addr = server.local_addr().unwrap();
+    let mut clients = Vec::new();
+    for _ in 0..40 {
+        clients.push(UdpSocket::bind("127.0.0.1:0").await.unwrap());
+    }
+    // All of it is queued before the server reads: 140 datagrams, so
+    // batches come full and then partial.
+    for round in 0..3u16 {
+        for (i, client) in clients.iter().enumerate() {
+            let id = u16::try_from(i).unwrap() * 8 + round;
+            let msg = if round == 2 {
+                let mut q = header(id, wire::flag::RD, [1, 0, 0, 0]);
+                q.extend(question(&format!("c{i}.example.test"), 1));
+                q
+            } else {
+                // STATUS (opcode 2): NOTIMP at once.
+                header(id, 2 << 11, [0, 0, 0, 0])
+            };
+            client.send_to(&msg, addr).await.unwrap();
+            if i % 2 == 0 {
+                client.send_to(&[0xde, 0xad], addr).await.unwrap();
+            }
+        }
+    }
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(super::serve_udp(
+        Arc::clone(&shared),
+        Arc::clone(&server),
+        stop.clone(),
+    ));
+    let mut buf = vec![0; 2048];
+    for (i, client) in clients.iter().enumerate() {
+        let mut got = Vec::new();
+        for _ in 0..3 {
+            let n = tokio::time::timeout(Duration::from_secs(5), client.recv(&mut buf))
+                .await
+                .unwrap_or_else(|_| panic!("client {i}: an answer is missing"))
+                .unwrap();
+            let h = wire::Header::parse(&buf[..n]).unwrap();
+            assert!(h.qr(), "client {i}: not an answer");
+            got.push((h.id, h.rcode()));
+        }
+        got.sort_unstable();
+        let base = u16::try_from(i).unwrap() * 8;
+        assert_eq!(
+            got,
+            [
+                (base, rcode::NOTIMP),
+                (base + 1, rcode::NOTIMP),
+                (base + 2, rcode::SERVFAIL)
+            ],
+            "client {i}"
+        );
+    }
+    // And nothing else came.
+    for (i, client) in clients.iter().enumerate() {
+        let more = tokio::time::timeout(Duration::from_millis(50), client.recv(&mut buf)).await;
+        assert!(more.is_err(), "client {i}: an answer too many");
+    }
+    stop.cancel();
+    task.await.unwrap();
+}
