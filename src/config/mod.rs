@@ -29,7 +29,7 @@ pub use addresses::allows;
 pub(crate) use addresses::is_own;
 pub use error::{Error, Position};
 pub use load::{DEFAULT_PATH, DEFAULT_TEXT, Source, check};
-pub use types::{Config, Dns, Filter, HostPort, Http, Policy, Probe, Upstream};
+pub use types::{Config, Dns, Dns64, Filter, HostPort, Http, Policy, Probe, Synthesize, Upstream};
 
 #[cfg(test)]
 mod tests;

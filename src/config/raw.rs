@@ -10,8 +10,10 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::addresses::is_own;
-use super::types::{Config, Dns, Filter, Http, Policy, Probe, Upstream};
-use super::values::{host_port, interface, network, remote_addr, socket_addr, upstream};
+use super::types::{Config, Dns, Dns64, Filter, Http, Policy, Probe, Synthesize, Upstream};
+use super::values::{
+    host_port, interface, nat64_prefix, network, remote_addr, socket_addr, upstream,
+};
 
 // ---- stage 1: the file as written -----------------------------------------
 
@@ -24,6 +26,7 @@ pub(super) struct RawConfig {
     pub(super) http: RawHttp,
     pub(super) probe: RawProbe,
     pub(super) policy: RawPolicy,
+    pub(super) dns64: RawDns64,
 }
 
 // `None` = key absent = the default. Integers stay `i64` (TOML's integer) so
@@ -72,6 +75,13 @@ pub(super) struct RawPolicy {
     pub(super) table: Option<Spanned<String>>,
     pub(super) first_family_count: Option<Spanned<i64>>,
     pub(super) rtt_margin_ms: Option<Spanned<i64>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default, expecting = "a [dns64] table")]
+pub(super) struct RawDns64 {
+    pub(super) synthesize: Option<Spanned<String>>,
+    pub(super) prefixes: Option<StrList>,
 }
 
 // ---- stage 2: validation --------------------------------------------------
@@ -222,11 +232,36 @@ impl RawConfig {
             .map_or(d.policy.rtt_margin, Duration::from_millis),
         };
 
+        let synthesize = match self.dns64.synthesize {
+            None => d.dns64.synthesize,
+            Some(s) => match s.get_ref().as_str() {
+                "auto" => Synthesize::Auto,
+                "on" => Synthesize::On,
+                "off" => Synthesize::Off,
+                other => {
+                    let message =
+                        format!("dns64.synthesize: {other:?} is not \"auto\", \"on\" or \"off\"");
+                    return invalid(s.span(), message);
+                }
+            },
+        };
+        let dns64 = Dns64 {
+            synthesize,
+            prefixes: list(
+                "dns64.prefixes",
+                self.dns64.prefixes,
+                Len::Any,
+                nat64_prefix,
+            )?
+            .map_or(d.dns64.prefixes, values),
+        };
+
         Ok(Config {
             dns,
             http,
             probe,
             policy,
+            dns64,
         })
     }
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 
 use super::load::discover_from;
-use super::raw::{RawConfig, RawDns, RawHttp, RawPolicy, RawProbe};
+use super::raw::{RawConfig, RawDns, RawDns64, RawHttp, RawPolicy, RawProbe};
 use super::*;
 
 fn error(text: &str) -> Error {
@@ -49,6 +49,7 @@ fn default_file_states_every_key() {
         http,
         probe,
         policy,
+        dns64,
     } = raw;
     let RawDns {
         listen,
@@ -84,6 +85,10 @@ fn default_file_states_every_key() {
         first_family_count,
         rtt_margin_ms,
     } = policy;
+    let RawDns64 {
+        synthesize,
+        prefixes,
+    } = dns64;
     let present = [
         ("dns.listen", listen.is_some()),
         ("dns.upstreams", upstreams.is_some()),
@@ -108,6 +113,8 @@ fn default_file_states_every_key() {
         ("probe.exclude_interfaces", exclude_interfaces.is_some()),
         ("policy.filter", filter.is_some()),
         ("policy.break_dnssec", break_dnssec.is_some()),
+        ("dns64.synthesize", synthesize.is_some()),
+        ("dns64.prefixes", prefixes.is_some()),
         ("policy.table", table.is_some()),
         ("policy.first_family_count", first_family_count.is_some()),
         ("policy.rtt_margin_ms", rtt_margin_ms.is_some()),
@@ -151,6 +158,9 @@ break_dnssec = true
 table = "update"
 first_family_count = 2
 rtt_margin_ms = 0
+[dns64]
+synthesize = "off"
+prefixes = ["2001:db8:64:ff00::/64"]
 "#,
     )
     .unwrap();
@@ -208,6 +218,10 @@ rtt_margin_ms = 0
             table: crate::policy::Table::Update,
             first_family_count: 2,
             rtt_margin: Duration::ZERO,
+        },
+        dns64: Dns64 {
+            synthesize: Synthesize::Off,
+            prefixes: vec!["2001:db8:64:ff00::/64".parse().unwrap()],
         },
     };
     assert_eq!(config, expected);
@@ -277,7 +291,7 @@ fn assert_errors(cases: &[(&str, &str)]) {
 #[rustfmt::skip] // one line per case keeps the table readable
 fn toml_errors_keep_position_and_first_line() {
     assert_errors(&[
-        ("foo = 1\n", "1:1: unknown field `foo`, expected one of `dns`, `http`, `probe`, `policy`"),
+        ("foo = 1\n", "1:1: unknown field `foo`, expected one of `dns`, `http`, `probe`, `policy`, `dns64`"),
         ("[dns]\nlisten = [\"127.0.0.1:53\"]\nbogus = 3\n",
          "3:1: unknown field `bogus`, expected one of `listen`, `upstreams`, `resolv_conf`, \
           `timeout_ms`, `cache_size`, `allow`, `udp_max_size`, `max_inflight`, `tcp_max_connections`, `workers`, `serve_stale_s`, `failure_cache_s`"),
@@ -356,6 +370,11 @@ fn validation_errors_name_key_input_and_position() {
         ("[policy]\nrtt_margin_ms = -1\n", "2:17: policy.rtt_margin_ms: -1 is outside 0..=60000"),
         ("[policy]\nrtt_margin_ms = 60001\n", "2:17: policy.rtt_margin_ms: 60001 is outside 0..=60000"),
         ("[policy]\nrtt_margin_ms = 2.5\n", "2:17: invalid type: floating point `2.5`, expected i64"),
+        ("[dns64]\nsynthesize = \"yes\"\n", r#"2:14: dns64.synthesize: "yes" is not "auto", "on" or "off""#),
+        ("[dns64]\nprefixes = [\"64:ff9b::/95\"]\n", r#"2:13: dns64.prefixes: "64:ff9b::/95" has a length RFC 6052 does not allow (32, 40, 48, 56, 64 or 96)"#),
+        ("[dns64]\nprefixes = [\"2001:db8:0:0:100::/96\"]\n", r#"2:13: dns64.prefixes: "2001:db8:0:0:100::/96" sets bits 64-71, which RFC 6052 §2.2 reserves (must be zero)"#),
+        ("[dns64]\nprefixes = [\"192.0.2.0/24\"]\n", r#"2:13: dns64.prefixes: "192.0.2.0/24" is not an IPv6 prefix (e.g. 64:ff9b::/96)"#),
+        ("[dns64]\nprefixes = [\"64:ff9b::/96\", \"64:ff9b::1/96\"]\n", r#"2:29: dns64.prefixes: "64:ff9b::1/96" repeats an earlier entry"#),
     ]);
 }
 
@@ -496,4 +515,19 @@ fn discover_prefers_explicit_then_default_path_then_embedded() {
     for path in [explicit, default] {
         std::fs::remove_file(path).unwrap();
     }
+}
+
+#[test]
+fn dns64_keys_are_read() {
+    let c = Config::parse(
+        "[dns64]\nsynthesize = \"on\"\nprefixes = [\"2001:db8:64::5/96\", \"2001:db8::/32\"]\n",
+    );
+    let c = c.unwrap();
+    assert_eq!(c.dns64.synthesize, Synthesize::On);
+    let want: Vec<ipnet::Ipv6Net> = vec![
+        "2001:db8:64::/96".parse().unwrap(),
+        "2001:db8::/32".parse().unwrap(),
+    ];
+    assert_eq!(c.dns64.prefixes, want);
+    assert_eq!(Config::default().dns64.synthesize, Synthesize::Auto);
 }

@@ -13,6 +13,7 @@ pub struct Config {
     pub http: Http,
     pub probe: Probe,
     pub policy: Policy,
+    pub dns64: Dns64,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -104,6 +105,27 @@ pub enum Filter {
     Auto,
 }
 
+/// DNS64 in the stub (RFC 6147) and the NAT64 prefixes it may use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dns64 {
+    pub synthesize: Synthesize,
+    /// NAT64 prefixes known without discovery, for networks that announce
+    /// none (RA PREF64, RFC 7050). Each of an RFC 6052 length (32, 40, 48,
+    /// 56, 64, 96), host bits clear, bits 64–71 zero; no duplicates.
+    pub prefixes: Vec<ipnet::Ipv6Net>,
+}
+
+/// When the stub synthesizes AAAA records from A records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Synthesize {
+    /// Only when the host has no working IPv4 and a NAT64 prefix is known
+    /// and its IPv6 works.
+    Auto,
+    /// Whenever a NAT64 prefix is known.
+    On,
+    Off,
+}
+
 impl Default for Config {
     /// The same as an empty file, and as `config/getapr.toml`.
     fn default() -> Config {
@@ -161,6 +183,10 @@ impl Default for Config {
                 table: crate::policy::Table::Rfc6724,
                 first_family_count: 1,
                 rtt_margin: crate::policy::DEFAULT_RTT_MARGIN,
+            },
+            dns64: Dns64 {
+                synthesize: Synthesize::Auto,
+                prefixes: Vec::new(),
             },
         }
     }

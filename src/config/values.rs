@@ -90,6 +90,22 @@ pub(super) fn network(s: &str) -> Result<IpNet, String> {
     }
 }
 
+/// A NAT64 prefix: an IPv6 CIDR of an RFC 6052 §2.2 length whose bits
+/// 64–71 (the "u" octet) are zero, host bits cleared as in `network`.
+pub(super) fn nat64_prefix(s: &str) -> Result<ipnet::Ipv6Net, String> {
+    let net = s
+        .parse::<ipnet::Ipv6Net>()
+        .map_err(|_| "is not an IPv6 prefix (e.g. 64:ff9b::/96)".to_owned())?
+        .trunc();
+    if !crate::probe::nat64::LENGTHS.contains(&net.prefix_len()) {
+        return Err("has a length RFC 6052 does not allow (32, 40, 48, 56, 64 or 96)".to_owned());
+    }
+    if net.network().octets()[8] != 0 {
+        return Err("sets bits 64-71, which RFC 6052 §2.2 reserves (must be zero)".to_owned());
+    }
+    Ok(net)
+}
+
 /// An interface name (Linux: at most 15 bytes, no `/`, `:` or blanks) or a
 /// prefix of one ending in `*`.
 pub(super) fn interface(s: &str) -> Result<String, String> {

@@ -15,6 +15,17 @@ pub const WELL_KNOWN_NAME: &str = "ipv4only.arpa";
 pub const WELL_KNOWN: [Ipv4Addr; 2] =
     [Ipv4Addr::new(192, 0, 0, 170), Ipv4Addr::new(192, 0, 0, 171)];
 
+/// RFC 6052 §2.1: the Well-Known Prefix.
+pub const WELL_KNOWN_PREFIX: Ipv6Net =
+    Ipv6Net::new_assert(Ipv6Addr::new(0x64, 0xff9b, 0, 0, 0, 0, 0, 0), 96);
+
+/// RFC 6052 §3.1: the Well-Known Prefix MUST NOT represent non-global IPv4
+/// addresses (private, shared, loopback...), so such an address is never
+/// embedded under it; a network-specific prefix may carry any.
+pub fn may_embed(prefix: Ipv6Net, v4: Ipv4Addr) -> bool {
+    prefix != WELL_KNOWN_PREFIX || crate::inventory::is_global(IpAddr::V4(v4))
+}
+
 /// RFC 6052 §2.2: the only prefix lengths an IPv4-embedded address may use.
 pub const LENGTHS: [u8; 6] = [32, 40, 48, 56, 64, 96];
 
@@ -138,6 +149,23 @@ mod tests {
         for (prefix, want) in TABLE {
             assert_eq!(embed(net(prefix), v4), Some(v6(want)), "{prefix}");
             assert_eq!(extract(net(prefix), v6(want)), Some(v4), "{prefix}");
+        }
+    }
+
+    #[test]
+    fn the_well_known_prefix_carries_only_global_ipv4() {
+        let nsp = net("2001:db8:64::/96");
+        for (v4, global) in [
+            ("192.0.2.33", true),
+            ("198.51.100.7", true),
+            ("10.1.2.3", false),
+            ("192.168.1.1", false),
+            ("100.64.0.1", false),
+            ("127.0.0.1", false),
+        ] {
+            let v4: Ipv4Addr = v4.parse().unwrap();
+            assert_eq!(may_embed(WELL_KNOWN_PREFIX, v4), global, "{v4}");
+            assert!(may_embed(nsp, v4), "{v4}");
         }
     }
 
