@@ -14,9 +14,10 @@
 //! forwarding loop).
 //!
 //! Validation is pure: it reads no files beyond the config itself and asks
-//! the OS nothing. That is why IPv6 zones must be numeric interface indexes
-//! (`fe80::1%2`): resolving `%eth0` is I/O, and its answer changes as
-//! interfaces come and go.
+//! the OS nothing. That is why an upstream's IPv6 zone by interface name
+//! (`fe80::1%eth0`) stays a name in [`Nameserver`]: resolving it is I/O,
+//! and its answer changes as interfaces come and go, so the upstream pool
+//! does it (and checks such an upstream against our own listen addresses).
 
 mod addresses;
 mod error;
@@ -29,7 +30,9 @@ pub use addresses::allows;
 pub(crate) use addresses::is_own;
 pub use error::{Error, Position};
 pub use load::{DEFAULT_PATH, DEFAULT_TEXT, Source, check};
-pub use types::{Config, Dns, Dns64, Filter, HostPort, Http, Policy, Probe, Synthesize, Upstream};
+pub use types::{
+    Config, Dns, Dns64, Filter, HostPort, Http, Nameserver, Policy, Probe, Synthesize, Upstream,
+};
 
 #[cfg(test)]
 mod tests;

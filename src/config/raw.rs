@@ -105,11 +105,17 @@ impl RawConfig {
         let listen = listen.map_or(dns.listen, values);
         let upstreams = list("dns.upstreams", raw.upstreams, Len::NonEmpty, upstream)?;
         for up in upstreams.iter().flatten() {
-            if let Upstream::Addr(addr) = *up.get_ref()
-                && is_own(addr, &listen)
+            // A zone by name is checked when the pool is built: its
+            // interface index is not known without asking the OS.
+            if let Upstream::Addr(server) = up.get_ref()
+                && server.interface().is_none()
+                && is_own(server.addr(), &listen)
             {
                 let loops = "is this daemon's own listen address (forwarding loop)";
-                return invalid(up.span(), format!("dns.upstreams: upstream {addr} {loops}"));
+                return invalid(
+                    up.span(),
+                    format!("dns.upstreams: upstream {server} {loops}"),
+                );
             }
         }
         let resolv_conf = match raw.resolv_conf {

@@ -174,8 +174,8 @@ prefixes = ["2001:db8:64:ff00::/64"]
         dns: Dns {
             listen: vec![sa("0.0.0.0:5353"), sa("[::1]:0")],
             upstreams: vec![
-                Upstream::Addr(sa("9.9.9.9:53")),
-                Upstream::Addr(sa("[2620:fe::fe]:853")),
+                Upstream::Addr(sa("9.9.9.9:53").into()),
+                Upstream::Addr(sa("[2620:fe::fe]:853").into()),
                 Upstream::System,
             ],
             resolv_conf: PathBuf::from("/run/resolv.conf"),
@@ -229,7 +229,13 @@ prefixes = ["2001:db8:64:ff00::/64"]
 
 #[test]
 fn upstream_forms() {
-    let sa = |s: &str| Upstream::Addr(s.parse().unwrap());
+    let sa = |s: &str| Upstream::Addr(s.parse::<SocketAddr>().unwrap().into());
+    let named = |s: &str, name: &str| {
+        Upstream::Addr(Nameserver::on_interface(
+            s.parse().unwrap(),
+            name.to_owned(),
+        ))
+    };
     for (input, expected) in [
         ("system", Upstream::System),
         ("192.0.2.1", sa("192.0.2.1:53")),
@@ -239,6 +245,17 @@ fn upstream_forms() {
         ("[2001:db8::1]:5353", sa("[2001:db8::1]:5353")),
         ("fe80::1%2", sa("[fe80::1%2]:53")),
         ("[fe80::1%2]:5353", sa("[fe80::1%2]:5353")),
+        // A zone by name stays a name: its index changes as the interface
+        // comes and goes.
+        ("fe80::1%eth0", named("[fe80::1]:53", "eth0")),
+        ("[fe80::1%eth0]:5353", named("[fe80::1]:5353", "eth0")),
+        ("fe80::1%wlp0s20f3", named("[fe80::1]:53", "wlp0s20f3")),
+        (
+            "[fe80::53%br-lan.10]:53",
+            named("[fe80::53]:53", "br-lan.10"),
+        ),
+        // Any IPv6 address may have a zone; link-local ones must.
+        ("[2001:db8::1%eth0]:53", named("[2001:db8::1]:53", "eth0")),
         // Forwarding to ourselves on another port is no loop.
         ("127.0.0.53:5353", sa("127.0.0.53:5353")),
     ] {
@@ -246,6 +263,38 @@ fn upstream_forms() {
         let config = Config::parse(&text).unwrap_or_else(|e| panic!("{input}: {e}"));
         assert_eq!(config.dns.upstreams, [expected], "{input}");
     }
+}
+
+#[test]
+fn zoned_upstreams_show_their_zone() {
+    let shown = |s: &str| match Config::parse(&format!("[dns]\nupstreams = [{s:?}]\n"))
+        .unwrap()
+        .dns
+        .upstreams[0]
+    {
+        Upstream::Addr(ref server) => server.to_string(),
+        Upstream::System => unreachable!(),
+    };
+    assert_eq!(shown("fe80::1%eth0"), "[fe80::1%eth0]:53");
+    assert_eq!(shown("[fe80::1%wlan0]:5353"), "[fe80::1%wlan0]:5353");
+    assert_eq!(shown("fe80::1%2"), "[fe80::1%2]:53");
+    assert_eq!(shown("2001:db8::53"), "[2001:db8::53]:53");
+    assert_eq!(shown("192.0.2.1"), "192.0.2.1:53");
+}
+
+#[test]
+fn a_zone_by_name_is_sent_with_the_index_given() {
+    let server = Nameserver::on_interface("[fe80::1%7]:53".parse().unwrap(), "eth0".to_owned());
+    assert_eq!(server.interface(), Some("eth0"));
+    // The index written with it is not kept: only the name is.
+    assert_eq!(server.addr(), "[fe80::1]:53".parse::<SocketAddr>().unwrap());
+    assert_eq!(
+        server.with_index(3),
+        "[fe80::1%3]:53".parse::<SocketAddr>().unwrap()
+    );
+    // A zone by index is what it is.
+    let numeric = Nameserver::from("[fe80::1%2]:53".parse::<SocketAddr>().unwrap());
+    assert_eq!(numeric.with_index(3), numeric.addr());
 }
 
 #[test]
@@ -278,6 +327,9 @@ fn link_local_loops_need_the_same_link() {
     assert!(Config::parse(&format!("{listen}upstreams = [\"fe80::1%2\"]\n")).is_err());
     // The same address on another link is another host.
     assert!(Config::parse(&format!("{listen}upstreams = [\"fe80::1%3\"]\n")).is_ok());
+    // A zone by name is checked when the pool is built (it asks the OS for
+    // the index; see dns::upstream), not by the validation.
+    assert!(Config::parse(&format!("{listen}upstreams = [\"fe80::1%lo\"]\n")).is_ok());
 }
 
 /// Each case: the text and the whole `LINE:COL: message` it must give.
@@ -313,6 +365,8 @@ fn validation_errors_name_key_input_and_position() {
     const LOOP: &str = "is this daemon's own listen address (forwarding loop)";
     const ZONE: &str = "only a numeric zone (interface index, e.g. %2) is accepted; see `ip link` for the index";
     const UPSTREAM: &str = r#"is not "system", IP, IP:PORT or [IPv6]:PORT"#;
+    const NO_ZONE: &str = "is link-local and needs a zone (its interface), e.g. fe80::1%eth0 or fe80::1%2";
+    const BAD_ZONE: &str = "not an interface name (at most 15 characters, no `/`, `:`, `*` or blanks) or index";
     const STUN: &str = "is not HOST:PORT, IP:PORT or [IPv6]:PORT";
     assert_errors(&[
         ("[dns]\nlisten = [\"127.0.0.1\"]\n", r#"2:11: dns.listen: "127.0.0.1" is not IP:PORT"#),
@@ -325,9 +379,25 @@ fn validation_errors_name_key_input_and_position() {
         // A v6 literal without a port takes no brackets.
         ("[dns]\nupstreams = [\"[2001:db8::1]\"]\n", &format!(r#"2:14: dns.upstreams: "[2001:db8::1]" {UPSTREAM}"#)),
         ("[dns]\nupstreams = [\"192.0.2.1:0\"]\n", r#"2:14: dns.upstreams: "192.0.2.1:0" has port 0"#),
-        ("[dns]\nupstreams = [\"fe80::1%eth0\"]\n", &format!(r#"2:14: dns.upstreams: "fe80::1%eth0" has zone "eth0": {ZONE}"#)),
-        ("[dns]\nupstreams = [\"system\", \"[fe80::1%eth0]:53\"]\n", &format!(r#"2:24: dns.upstreams: "[fe80::1%eth0]:53" has zone "eth0": {ZONE}"#)),
-        ("[dns]\nupstreams = [\"fe80::1\"]\n", r#"2:14: dns.upstreams: "fe80::1" is link-local and needs a zone (interface index), e.g. fe80::1%2"#),
+        // Listeners are bound by index; upstreams take names too.
+        ("[dns]\nlisten = [\"[fe80::1%eth0]:53\"]\n", &format!(r#"2:11: dns.listen: "[fe80::1%eth0]:53" has zone "eth0": {ZONE}"#)),
+        ("[dns]\nupstreams = [\"fe80::1\"]\n", &format!(r#"2:14: dns.upstreams: "fe80::1" {NO_ZONE}"#)),
+        ("[dns]\nupstreams = [\"system\", \"[fe80::1]:53\"]\n", &format!(r#"2:24: dns.upstreams: "[fe80::1]:53" {NO_ZONE}"#)),
+        // Zone 0 is no zone.
+        ("[dns]\nupstreams = [\"fe80::1%0\"]\n", &format!(r#"2:14: dns.upstreams: "fe80::1%0" {NO_ZONE}"#)),
+        ("[dns]\nupstreams = [\"fe80::1%\"]\n", &format!(r#"2:14: dns.upstreams: "fe80::1%" has zone "": {BAD_ZONE}"#)),
+        ("[dns]\nupstreams = [\"fe80::1%eth/0\"]\n", &format!(r#"2:14: dns.upstreams: "fe80::1%eth/0" has zone "eth/0": {BAD_ZONE}"#)),
+        ("[dns]\nupstreams = [\"fe80::1%eth*\"]\n", &format!(r#"2:14: dns.upstreams: "fe80::1%eth*" has zone "eth*": {BAD_ZONE}"#)),
+        ("[dns]\nupstreams = [\"fe80::1%eth 0\"]\n", &format!(r#"2:14: dns.upstreams: "fe80::1%eth 0" has zone "eth 0": {BAD_ZONE}"#)),
+        ("[dns]\nupstreams = [\"fe80::1%a:b\"]\n", &format!(r#"2:14: dns.upstreams: "fe80::1%a:b" has zone "a:b": {BAD_ZONE}"#)),
+        // Linux names have at most 15 bytes (IFNAMSIZ 16 with the NUL).
+        ("[dns]\nupstreams = [\"fe80::1%sixteen-chars-ab\"]\n", &format!(r#"2:14: dns.upstreams: "fe80::1%sixteen-chars-ab" has zone "sixteen-chars-ab": {BAD_ZONE}"#)),
+        ("[dns]\nupstreams = [\"[fe80::1%wlan0]:99999\"]\n", &format!(r#"2:14: dns.upstreams: "[fe80::1%wlan0]:99999" {UPSTREAM}"#)),
+        ("[dns]\nupstreams = [\"[fe80::1%wlan0]:0\"]\n", r#"2:14: dns.upstreams: "[fe80::1%wlan0]:0" has port 0"#),
+        ("[dns]\nupstreams = [\"fe80::1%4294967296\"]\n", r#"2:14: dns.upstreams: "fe80::1%4294967296" has zone "4294967296": too large for an interface index"#),
+        // Brackets only with a port, zone or not.
+        ("[dns]\nupstreams = [\"[fe80::1%eth0]\"]\n", &format!(r#"2:14: dns.upstreams: "[fe80::1%eth0]" {UPSTREAM}"#)),
+        ("[dns]\nupstreams = [\"192.0.2.1%eth0\"]\n", &format!(r#"2:14: dns.upstreams: "192.0.2.1%eth0" {UPSTREAM}"#)),
         // Against the default listen address 127.0.0.53:53.
         ("[dns]\nupstreams = [\"127.0.0.53\"]\n", &format!("2:14: dns.upstreams: upstream 127.0.0.53:53 {LOOP}")),
         ("[dns]\nlisten = [\"0.0.0.0:5353\"]\nupstreams = [\"system\",\n  \"127.0.0.1:5353\"]\n", &format!("4:3: dns.upstreams: upstream 127.0.0.1:5353 {LOOP}")),

@@ -1,11 +1,13 @@
 //! The validated configuration: what the rest of the crate reads, and its
 //! defaults (the same as an empty file).
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use ipnet::IpNet;
+
+use super::values::Zone;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -49,8 +51,85 @@ pub struct Dns {
 pub enum Upstream {
     /// The nameservers of `dns.resolv_conf`, minus our own listen addresses.
     System,
-    /// Port non-zero; a link-local IPv6 address carries its scope id.
-    Addr(SocketAddr),
+    /// Port non-zero; a link-local IPv6 address has a zone.
+    Addr(Nameserver),
+}
+
+/// One resolver: its address and, for an IPv6 address written with a zone
+/// by interface name (`fe80::1%eth0`), that name.
+///
+/// A zone by index (`fe80::1%2`) is the address's scope id. A zone by name
+/// stays a name: an interface's index changes when it is re-created
+/// (reboots, hotplug, a VPN or Wi-Fi link coming back), its name does not.
+/// The upstream pool looks the index up when it is built and again when a
+/// send fails; an interface that does not exist makes that upstream fail
+/// like an unreachable one. Shown (logs, metrics) as `[fe80::1%eth0]:53`,
+/// as a zone by index is (`[fe80::1%2]:53`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Nameserver {
+    /// Scope id 0 when `interface` names the zone.
+    addr: SocketAddr,
+    interface: Option<String>,
+}
+
+impl Nameserver {
+    /// A zone by name: `addr`'s scope id is dropped for it.
+    pub fn on_interface(addr: SocketAddrV6, interface: String) -> Nameserver {
+        let addr = SocketAddrV6::new(*addr.ip(), addr.port(), addr.flowinfo(), 0);
+        Nameserver {
+            addr: SocketAddr::V6(addr),
+            interface: Some(interface),
+        }
+    }
+
+    /// `ip%zone` on `port`, the zone by index (all digits) or by interface
+    /// name; the error says why `zone` is neither.
+    pub fn zoned(ip: Ipv6Addr, port: u16, zone: &str) -> Result<Nameserver, String> {
+        Ok(match super::values::zone_of(zone)? {
+            Zone::Index(index) => SocketAddr::V6(SocketAddrV6::new(ip, port, 0, index)).into(),
+            Zone::Name(name) => Nameserver::on_interface(SocketAddrV6::new(ip, port, 0, 0), name),
+        })
+    }
+
+    /// The address; with a zone by name, its scope id is 0 (see
+    /// [`Nameserver::with_index`]).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The interface name of a zone by name.
+    pub fn interface(&self) -> Option<&str> {
+        self.interface.as_deref()
+    }
+
+    /// The address to send to when the interface of a zone by name has
+    /// `index`.
+    pub fn with_index(&self, index: u32) -> SocketAddr {
+        match self.addr {
+            SocketAddr::V6(v6) if self.interface.is_some() => {
+                SocketAddrV6::new(*v6.ip(), v6.port(), v6.flowinfo(), index).into()
+            }
+            addr => addr,
+        }
+    }
+}
+
+impl From<SocketAddr> for Nameserver {
+    fn from(addr: SocketAddr) -> Nameserver {
+        Nameserver {
+            addr,
+            interface: None,
+        }
+    }
+}
+
+impl std::fmt::Display for Nameserver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (&self.interface, self.addr) {
+            (Some(name), SocketAddr::V6(v6)) => write!(f, "[{}%{name}]:{}", v6.ip(), v6.port()),
+            (_, addr) => addr.fmt(f),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

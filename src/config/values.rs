@@ -1,11 +1,11 @@
 //! Parsers of single values (addresses, upstreams, networks, interface
 //! names, STUN servers): each gives the value or says what is wrong with it.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use ipnet::IpNet;
 
-use super::types::{HostPort, Upstream};
+use super::types::{HostPort, Nameserver, Upstream};
 
 const DNS_PORT: u16 = 53;
 
@@ -40,33 +40,79 @@ fn check_remote(addr: SocketAddr) -> Result<SocketAddr, String> {
 
 /// `system`, `IP` (port 53), `IP:PORT` or `[IPv6]:PORT`. An unbracketed IPv6
 /// literal is always all address: `2001:db8::53` is that host on port 53.
+/// An IPv6 address may have a zone, by interface index or name:
+/// `fe80::1%2`, `fe80::1%eth0`, `[fe80::1%eth0]:53`; a link-local one must.
 pub(super) fn upstream(s: &str) -> Result<Upstream, String> {
     if s == "system" {
         return Ok(Upstream::System);
     }
-    let addr = if let Ok(addr) = s.parse::<SocketAddr>() {
-        addr
+    let server = if let Ok(addr) = s.parse::<SocketAddr>() {
+        Nameserver::from(addr)
     } else if let Ok(ip) = s.parse::<IpAddr>() {
-        SocketAddr::new(ip, DNS_PORT)
-    } else if let Some(reason) = named_zone(s) {
-        return Err(reason);
-    } else if let Some(v6) = zoned_ipv6(s, DNS_PORT) {
-        SocketAddr::V6(v6)
+        Nameserver::from(SocketAddr::new(ip, DNS_PORT))
+    } else if let Some(zoned) = zoned_ipv6(s) {
+        zoned?
     } else {
         return Err("is not \"system\", IP, IP:PORT or [IPv6]:PORT".to_owned());
     };
-    check_remote(addr).map(Upstream::Addr)
+    if server.addr().port() == 0 {
+        return Err("has port 0".to_owned());
+    }
+    if server.interface().is_none()
+        && let SocketAddr::V6(v6) = server.addr()
+        && v6.ip().is_unicast_link_local()
+        && v6.scope_id() == 0
+    {
+        return Err(
+            "is link-local and needs a zone (its interface), e.g. fe80::1%eth0 or fe80::1%2"
+                .to_owned(),
+        );
+    }
+    Ok(Upstream::Addr(server))
 }
 
-/// `fe80::1%2`: std parses zones only inside brackets with a port.
-fn zoned_ipv6(s: &str, port: u16) -> Option<SocketAddrV6> {
-    let (ip, zone) = s.split_once('%')?;
-    Some(SocketAddrV6::new(
-        ip.parse().ok()?,
-        port,
-        0,
-        zone.parse().ok()?,
-    ))
+/// An IPv6 address with a zone: `fe80::1%eth0` or `fe80::1%2` (port 53),
+/// `[fe80::1%eth0]:PORT` (std parses only a numeric zone, and only inside
+/// brackets with a port). `None`: not of that shape.
+fn zoned_ipv6(s: &str) -> Option<Result<Nameserver, String>> {
+    let (ip, zone, port) = match s.strip_prefix('[') {
+        Some(rest) => {
+            let (inner, port) = rest.split_once("]:")?;
+            let (ip, zone) = inner.split_once('%')?;
+            (ip, zone, port.parse::<u16>().ok()?)
+        }
+        None => {
+            let (ip, zone) = s.split_once('%')?;
+            (ip, zone, DNS_PORT)
+        }
+    };
+    Some(Nameserver::zoned(ip.parse().ok()?, port, zone))
+}
+
+/// An IPv6 zone as written after `%`.
+pub(super) enum Zone {
+    /// All digits: an interface index (`%2`).
+    Index(u32),
+    /// An interface name (`%eth0`), by the rules of [`interface`] without
+    /// the trailing `*`.
+    Name(String),
+}
+
+/// What the zone `z` (the text after `%`) is, or why it is neither.
+pub(super) fn zone_of(z: &str) -> Result<Zone, String> {
+    if !z.is_empty() && z.bytes().all(|b| b.is_ascii_digit()) {
+        return z
+            .parse()
+            .map(Zone::Index)
+            .map_err(|_| format!("has zone {z:?}: too large for an interface index"));
+    }
+    if !is_interface_name(z) {
+        return Err(format!(
+            "has zone {z:?}: not an interface name (at most 15 characters, no `/`, `:`, \
+             `*` or blanks) or index"
+        ));
+    }
+    Ok(Zone::Name(z.to_owned()))
 }
 
 /// Explains a zone that names an interface instead of numbering it.
@@ -110,13 +156,19 @@ pub(super) fn nat64_prefix(s: &str) -> Result<ipnet::Ipv6Net, String> {
 /// prefix of one ending in `*`.
 pub(super) fn interface(s: &str) -> Result<String, String> {
     let name = s.strip_suffix('*').unwrap_or(s);
-    let bad = |c: char| c == '/' || c == ':' || c == '*' || c.is_whitespace();
-    if (name.is_empty() && !s.ends_with('*')) || name.len() > 15 || name.contains(bad) {
+    if !(is_interface_name(name) || name.is_empty() && s.ends_with('*')) {
         return Err(
             "is not an interface name (at most 15 characters, `*` only at the end)".to_owned(),
         );
     }
     Ok(s.to_owned())
+}
+
+/// A Linux interface name: 1 to 15 bytes, no `/`, `:` or blanks (and no
+/// `*`, which our lists use for prefixes).
+fn is_interface_name(name: &str) -> bool {
+    let bad = |c: char| c == '/' || c == ':' || c == '*' || c.is_whitespace();
+    !name.is_empty() && name.len() <= 15 && !name.contains(bad)
 }
 
 pub(super) fn host_port(s: &str) -> Result<HostPort, String> {

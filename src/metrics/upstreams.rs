@@ -1,7 +1,7 @@
 //! The upstream families: latency of accepted replies and failed tries,
 //! per upstream, handed to the upstream pool.
 
-use std::net::SocketAddr;
+use std::fmt::Display;
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -9,7 +9,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 
-/// One upstream, as `IP:PORT`.
+/// One upstream, as `IP:PORT` (`[fe80::1%eth0]:53` with a zone).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub(super) struct UpstreamLabels {
     upstream: String,
@@ -64,7 +64,7 @@ impl Upstreams {
     /// The latency series of `upstream`: the pool keeps it and observes
     /// into it directly, without formatting and looking up the label for
     /// every reply.
-    pub fn latency_of(&self, upstream: SocketAddr) -> Histogram {
+    pub fn latency_of(&self, upstream: impl Display) -> Histogram {
         self.latency
             .get_or_create(&UpstreamLabels {
                 upstream: upstream.to_string(),
@@ -73,7 +73,7 @@ impl Upstreams {
     }
 
     /// `upstream` gave a reply the pool accepted, `took` after the try began.
-    pub fn answered(&self, upstream: SocketAddr, took: Duration) {
+    pub fn answered(&self, upstream: impl Display, took: Duration) {
         self.latency
             .get_or_create(&UpstreamLabels {
                 upstream: upstream.to_string(),
@@ -81,7 +81,7 @@ impl Upstreams {
             .observe(took.as_secs_f64());
     }
 
-    pub fn failed(&self, upstream: SocketAddr, reason: UpstreamFailure) {
+    pub fn failed(&self, upstream: impl Display, reason: UpstreamFailure) {
         self.failures
             .get_or_create(&UpstreamFailureLabels {
                 upstream: upstream.to_string(),

@@ -9,10 +9,16 @@
 //! long-lived ports would save them but let an off-path attacker learn the
 //! ports. A connected socket also reports ICMP port-unreachable at once,
 //! so a dead upstream fails over without waiting for the timeout.
+//!
+//! An upstream with a zone by interface name (`fe80::1%eth0`) is sent to
+//! with the index the interface has: looked up when the pool is built, and
+//! again when a send fails at once (the interface was re-created under a
+//! new index) or while there is no such interface (it may appear later).
+//! Until it exists, that upstream fails like an unreachable one.
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -21,6 +27,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::wire::{self, Query, Reply, rcode};
+use crate::config::Nameserver;
 use crate::metrics::{UpstreamFailure, Upstreams};
 use crate::sync::lock;
 
@@ -57,7 +64,12 @@ pub struct Pool {
 
 #[derive(Debug)]
 struct Server {
-    addr: SocketAddr,
+    nameserver: Nameserver,
+    /// How logs and metrics show it: `192.0.2.1:53`, `[fe80::1%eth0]:53`.
+    label: String,
+    /// With a zone by name, the interface's index as last looked up; 0 =
+    /// no such interface.
+    index: AtomicU32,
     last_warning: Mutex<Option<Instant>>,
     rtt: Mutex<Rtt>,
     /// Its series of `getapr_upstream_latency_seconds`, found once: the
@@ -68,12 +80,21 @@ struct Server {
 }
 
 impl Pool {
-    pub fn new(addrs: Vec<SocketAddr>, timeout: Duration, max_inflight: usize) -> Pool {
+    /// The upstreams in order; the interfaces of zones by name are looked
+    /// up now.
+    pub fn new(servers: Vec<Nameserver>, timeout: Duration, max_inflight: usize) -> Pool {
         Pool {
-            servers: addrs
+            servers: servers
                 .into_iter()
-                .map(|addr| Server {
-                    addr,
+                .map(|nameserver| Server {
+                    label: nameserver.to_string(),
+                    index: AtomicU32::new(
+                        nameserver
+                            .interface()
+                            .and_then(addresses::index_of)
+                            .unwrap_or(0),
+                    ),
+                    nameserver,
                     last_warning: Mutex::new(None),
                     rtt: Mutex::new(Rtt::default()),
                     latency: OnceLock::new(),
@@ -85,8 +106,9 @@ impl Pool {
         }
     }
 
-    pub fn addrs(&self) -> impl Iterator<Item = SocketAddr> + '_ {
-        self.servers.iter().map(|s| s.addr)
+    /// The upstreams, as configured (a zone by name as the name).
+    pub fn addrs(&self) -> impl Iterator<Item = &Nameserver> + '_ {
+        self.servers.iter().map(|s| &s.nameserver)
     }
 
     /// Lookups in flight at once (`dns.max_inflight`): the server's
@@ -124,19 +146,19 @@ impl Pool {
                 Ok(reply) => {
                     let rc = reply.rcode();
                     if rc == rcode::SERVFAIL || rc == rcode::REFUSED {
-                        metrics.failed(server.addr, rcode_failure(rc));
+                        metrics.failed(&server.label, rcode_failure(rc));
                         self.warn(server, &format!("answered rcode {rc}"));
                         continue;
                     }
                     server
                         .latency
-                        .get_or_init(|| metrics.latency_of(server.addr))
+                        .get_or_init(|| metrics.latency_of(&server.label))
                         .observe(sent.elapsed().as_secs_f64());
                     self.preferred.store(idx, Ordering::Relaxed);
                     return Ok(reply);
                 }
                 Err(e) => {
-                    metrics.failed(server.addr, io_failure(&e));
+                    metrics.failed(&server.label, io_failure(&e));
                     self.warn(server, &e.to_string());
                 }
             }
@@ -144,15 +166,35 @@ impl Pool {
         Err(Failure::AllFailed)
     }
 
-    /// One upstream: UDP, then TCP when the reply is truncated, then once
-    /// more without EDNS when it answers FORMERR to an OPT (RFC 6891 §7).
+    /// One upstream. With a zone by name, a try that failed at once (not
+    /// by our timeout) is made once more when the interface has another
+    /// index now: it was re-created, and the old index is gone.
     async fn try_server(&self, server: &Server, packet: &mut Vec<u8>) -> io::Result<Reply> {
-        let reply = match self.udp(server, packet).await? {
+        let addr = server.target()?;
+        match self.try_addr(server, addr, packet).await {
+            Err(e) if e.kind() != io::ErrorKind::TimedOut && server.moved(addr) => {
+                let addr = server.target()?;
+                self.try_addr(server, addr, packet).await
+            }
+            r => r,
+        }
+    }
+
+    /// One upstream at `addr`: UDP, then TCP when the reply is truncated,
+    /// then once more without EDNS when it answers FORMERR to an OPT (RFC
+    /// 6891 §7).
+    async fn try_addr(
+        &self,
+        server: &Server,
+        addr: SocketAddr,
+        packet: &mut Vec<u8>,
+    ) -> io::Result<Reply> {
+        let reply = match self.udp(server, addr, packet).await? {
             Udp::Reply(reply) if !reply.header().tc() => reply,
-            Udp::Reply(_) | Udp::Oversize => self.tcp(server.addr, packet).await?,
+            Udp::Reply(_) | Udp::Oversize => self.tcp(addr, packet).await?,
         };
         if reply.rcode() == rcode::FORMERR && strip_opt(packet) {
-            return Box::pin(self.try_server(server, packet)).await;
+            return Box::pin(self.try_addr(server, addr, packet)).await;
         }
         Ok(reply)
     }
@@ -188,8 +230,50 @@ impl Pool {
         let now = Instant::now();
         if last.is_none_or(|t| now.duration_since(t) >= WARN_EVERY) {
             *last = Some(now);
-            tracing::warn!(upstream = %server.addr, "upstream failed: {what}");
+            tracing::warn!(upstream = %server.label, "upstream failed: {what}");
         }
+    }
+}
+
+impl Server {
+    /// Where to send: the address, with a zone by name the interface's
+    /// index (looked up again while there is no such interface). An error
+    /// when there is none: the upstream is unreachable for now.
+    fn target(&self) -> io::Result<SocketAddr> {
+        let Some(name) = self.nameserver.interface() else {
+            return Ok(self.nameserver.addr());
+        };
+        let mut index = self.index.load(Ordering::Relaxed);
+        if index == 0 {
+            index = self.look_up(name);
+        }
+        if index == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("no interface {name}"),
+            ));
+        }
+        Ok(self.nameserver.with_index(index))
+    }
+
+    /// After a failed send to `tried`: whether the interface of a zone by
+    /// name has another index now (looked up again and kept).
+    fn moved(&self, tried: SocketAddr) -> bool {
+        let Some(name) = self.nameserver.interface() else {
+            return false;
+        };
+        let index = self.look_up(name);
+        let old = match tried {
+            SocketAddr::V6(v6) => v6.scope_id(),
+            SocketAddr::V4(_) => 0,
+        };
+        index != 0 && index != old
+    }
+
+    fn look_up(&self, name: &str) -> u32 {
+        let index = addresses::index_of(name).unwrap_or(0);
+        self.index.store(index, Ordering::Relaxed);
+        index
     }
 }
 

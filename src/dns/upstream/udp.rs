@@ -26,8 +26,12 @@ impl Pool {
     /// One UDP try: the query is sent again (same port and ID, so a late
     /// reply to an earlier send still counts) each time the retransmission
     /// timeout passes, doubling it, until the try's timeout.
-    pub(super) async fn udp(&self, server: &Server, packet: &mut [u8]) -> io::Result<Udp> {
-        let addr = server.addr;
+    pub(super) async fn udp(
+        &self,
+        server: &Server,
+        addr: SocketAddr,
+        packet: &mut [u8],
+    ) -> io::Result<Udp> {
         let id = new_id(packet);
         let sock = connected(addr, packet)?;
         let query = Query::parse(packet).ok();
@@ -61,7 +65,7 @@ impl Pool {
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
                     r => r?,
                 };
-                Ok(judge(buf, n, from == addr, id, question))
+                Ok(judge(buf, n, same_peer(from, addr), id, question))
             })?;
             match got {
                 Some(Udp::Reply(r)) => {
@@ -74,6 +78,21 @@ impl Pool {
                 None => {}
             }
         }
+    }
+}
+
+/// Whether a datagram from `from` comes from `upstream`. The kernel
+/// reports the scope id of a link-local sender (the interface it came in
+/// on), and none for any other, whatever zone the upstream was written
+/// with.
+fn same_peer(from: SocketAddr, upstream: SocketAddr) -> bool {
+    match (from, upstream) {
+        (SocketAddr::V6(f), SocketAddr::V6(u)) => {
+            f.ip() == u.ip()
+                && f.port() == u.port()
+                && (!u.ip().is_unicast_link_local() || f.scope_id() == u.scope_id())
+        }
+        _ => from == upstream,
     }
 }
 
