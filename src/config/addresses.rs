@@ -26,7 +26,9 @@ pub fn allows(allow: &[IpNet], peer: IpAddr) -> bool {
 /// On the sending side, an IPv4-mapped upstream (`::ffff:127.0.0.1`) is
 /// sent over IPv4, and an unspecified one means loopback: Linux connects
 /// `0.0.0.0` to 127.0.0.1 and `::` to `::1`. A link-local address is ours
-/// only on the same link (scope id).
+/// only on the same link (scope id). An upstream with a zone by interface
+/// name ([`super::Nameserver`]) is asked with the index its interface has
+/// (`dns::upstream::addresses` looks it up: validation asks the OS nothing).
 pub(crate) fn is_own(upstream: SocketAddr, listen: &[SocketAddr]) -> bool {
     let to = destination(upstream);
     listen.iter().any(|l| {

@@ -1,7 +1,7 @@
 //! Unit tests of the upstreams: the retransmission timeout, the
 //! resolv.conf and our own addresses, and the no-EDNS retry's OPT removal.
 
-use super::udp::{INITIAL_RTO, MIN_RTO};
+use super::udp::{INITIAL_RTO, MIN_RTO, same_peer};
 use super::*;
 use crate::config;
 
@@ -275,6 +275,22 @@ async fn a_missing_interface_fails_over_at_once() {
     let text = metrics.encode();
     let failed = r#"getapr_upstream_failures_total{upstream="[fe80::1%getapr-none0]:53",reason="network"} 1"#;
     assert!(text.contains(failed), "{text}");
+}
+
+/// The kernel reports a link-local sender with the index of the interface
+/// it came in on, and any other sender without a scope id, whatever zone
+/// the upstream was written with.
+#[test]
+fn replies_come_from_the_upstream_on_its_link() {
+    let sa = |s: &str| s.parse::<SocketAddr>().unwrap();
+    assert!(same_peer(sa("[fe80::1%3]:53"), sa("[fe80::1%3]:53")));
+    assert!(!same_peer(sa("[fe80::1%4]:53"), sa("[fe80::1%3]:53")));
+    assert!(!same_peer(sa("[fe80::1%3]:5353"), sa("[fe80::1%3]:53")));
+    assert!(!same_peer(sa("[fe80::2%3]:53"), sa("[fe80::1%3]:53")));
+    assert!(same_peer(sa("[2001:db8::1]:53"), sa("[2001:db8::1%3]:53")));
+    assert!(!same_peer(sa("[2001:db8::2]:53"), sa("[2001:db8::1%3]:53")));
+    assert!(same_peer(sa("192.0.2.1:53"), sa("192.0.2.1:53")));
+    assert!(!same_peer(sa("192.0.2.1:54"), sa("192.0.2.1:53")));
 }
 
 #[test]

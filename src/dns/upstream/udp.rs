@@ -85,7 +85,7 @@ impl Pool {
 /// reports the scope id of a link-local sender (the interface it came in
 /// on), and none for any other, whatever zone the upstream was written
 /// with.
-fn same_peer(from: SocketAddr, upstream: SocketAddr) -> bool {
+pub(super) fn same_peer(from: SocketAddr, upstream: SocketAddr) -> bool {
     match (from, upstream) {
         (SocketAddr::V6(f), SocketAddr::V6(u)) => {
             f.ip() == u.ip()
