@@ -481,8 +481,9 @@ fn a_resolv_conf_with_only_a_zoned_link_local_nameserver() {
 }
 
 /// `dns.upstreams = ["fe80::53%uplink0"]`; then the interface is deleted
-/// and created again under the same name (a new index, as after hotplug):
-/// the same daemon follows it without a reload.
+/// (the upstream fails at once) and created again under the same name (a
+/// new index, as after hotplug): the same daemon follows it without a
+/// reload.
 #[test]
 fn a_configured_zoned_upstream_follows_its_interface() {
     if !lab::root_or_skip("linklocal_lab::a_configured_zoned_upstream_follows_its_interface") {
@@ -493,6 +494,20 @@ fn a_configured_zoned_upstream_follows_its_interface() {
     check_answers(&link, &daemon, "r1");
     let before = link.index();
     link.unplug();
+    // While no interface has the name, the upstream fails at once
+    // (SERVFAIL, no timeout); the config stays.
+    let started = Instant::now();
+    let gone = link.kdig("@127.0.0.53", &["+notcp", "one.gap.lab.example", "A"]);
+    assert!(
+        gone.contains("status: SERVFAIL"),
+        "{gone}\n{}",
+        daemon.log()
+    );
+    assert!(
+        started.elapsed() < Duration::from_millis(900),
+        "{:?}",
+        started.elapsed()
+    );
     link.plug();
     let after = link.index();
     assert_ne!(before, after, "a re-created interface gets a new index");
