@@ -114,7 +114,9 @@ enum Serve {
     /// `peer=IP\n` at once, then, after the client's half-close, the bytes
     /// it sent, then close.
     ReportAndEcho,
-    /// A reset at once (SO_LINGER 0).
+    /// A reset (SO_LINGER 0) once the client half-closes: at once after
+    /// the accept, the reset could reach the client before its connect
+    /// had reported success, and the race would call the pair failed.
     Reset,
     /// Bytes until the connection breaks.
     Flood,
@@ -148,6 +150,10 @@ impl Server {
                         }
                     }
                     Serve::Reset => {
+                        stream
+                            .set_read_timeout(Some(Duration::from_secs(10)))
+                            .unwrap();
+                        let _ = stream.read_to_end(&mut Vec::new());
                         socket2::SockRef::from(&stream)
                             .set_linger(Some(Duration::ZERO))
                             .unwrap();
