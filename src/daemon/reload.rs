@@ -9,6 +9,7 @@ use super::listeners::{bind_http, bind_listener, http_hosts};
 use super::probes::start_probes;
 use super::{Daemon, Error, settings};
 use crate::config::Config;
+use crate::probe::driver::Input;
 use crate::sync::lock;
 
 impl Daemon {
@@ -77,10 +78,23 @@ impl Daemon {
                 config.probe.exclude_interfaces.clone(),
             );
         }
+        self.api.set_dns64(config.dns64.synthesize);
         if config.probe != self.config.probe {
             self.probes.cancel();
             self.probes = CancellationToken::new();
-            start_probes(&self.shared, &config.probe, &self.probes);
+            start_probes(
+                &self.shared,
+                &config.probe,
+                &config.dns64.prefixes,
+                &self.probes,
+            );
+        } else if config.dns64.prefixes != self.config.dns64.prefixes
+            && let Some(inputs) = self.shared.probe_inputs.load_full()
+        {
+            // The engine goes on; only its configured prefixes change.
+            // The channel has room for 1,024 inputs; were it full, the
+            // prefixes would wait for the next reload: never block here.
+            let _ = inputs.try_send(Input::Nat64Config(config.dns64.prefixes.clone()));
         }
         self.config = config;
         Ok(())

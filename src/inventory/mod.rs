@@ -55,6 +55,7 @@ use std::io;
 use std::net::IpAddr;
 
 pub mod class;
+pub mod ndopt;
 pub mod netlink;
 pub mod procfs;
 pub mod system;
