@@ -85,6 +85,8 @@ mod table;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_nat64;
+#[cfg(test)]
 mod tests_pairs;
 
 pub use destination::sort_destinations;

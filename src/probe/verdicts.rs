@@ -795,4 +795,63 @@ mod tests {
         none.keep_close_rtts(&old);
         assert_ne!(none, old);
     }
+
+    /// A host with these IPv4 addresses (and a working GUA), each source
+    /// in the state given, the IPv4 family as the engine would say.
+    fn literals(v4: &[(&str, State)], nat64: bool) -> Verdicts {
+        let mut addrs: Vec<_> = v4.iter().map(|(a, _)| address(a)).collect();
+        addrs.push(address("2001:db8:1::2"));
+        let mut sources: Vec<_> = (v4.iter().zip(&addrs))
+            .map(|((_, s), a)| source_verdict(a, *s, None))
+            .collect();
+        sources.push(source_verdict(&address("2001:db8:1::2"), State::Ok, None));
+        let mut v = verdicts(sources, vec![]);
+        v.families = Families {
+            ipv4: State::any_ok(v4.iter().map(|(_, s)| *s)),
+            ipv6: State::Ok,
+        };
+        if v4.is_empty() {
+            v.families.ipv4 = State::Failed;
+        }
+        v.host = Arc::new(Snapshot {
+            addresses: addrs,
+            ..Snapshot::default()
+        });
+        if nat64 {
+            v.nat64_prefixes = vec!["64:ff9b::/96".parse().unwrap()];
+        }
+        v
+    }
+
+    #[test]
+    fn ipv4_literals_native_clat_nat64_pairs_none_unknown() {
+        use Ipv4Literals::*;
+        let cases = [
+            (vec![("192.168.1.2", State::Ok)], true, Native, false),
+            (
+                vec![("192.168.1.2", State::Ok), ("192.0.0.2", State::Ok)],
+                true,
+                Native,
+                true,
+            ),
+            (
+                vec![("192.168.1.2", State::Failed), ("192.0.0.2", State::Ok)],
+                true,
+                Clat,
+                true,
+            ),
+            (vec![("192.0.0.4", State::Failed)], true, Nat64Pairs, true),
+            (vec![], true, Nat64Pairs, false),
+            (vec![], false, None, false),
+            (vec![("192.0.0.2", State::Unknown)], true, Unknown, true),
+            // 192.0.0.8 (RFC 7600) is outside 192.0.0.0/29: no CLAT.
+            (vec![("192.0.0.8", State::Failed)], false, None, false),
+        ];
+        for (v4, nat64, want, clat) in cases {
+            let v = literals(&v4, nat64);
+            assert_eq!(v.ipv4_literals(), want, "{v4:?} nat64 {nat64}");
+            assert_eq!(v.clat(), clat, "{v4:?}");
+        }
+        assert_eq!(Verdicts::default().ipv4_literals(), Unknown);
+    }
 }

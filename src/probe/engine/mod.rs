@@ -109,6 +109,8 @@ mod tests_confirm;
 #[cfg(test)]
 mod tests_mtu;
 #[cfg(test)]
+mod tests_nat64;
+#[cfg(test)]
 mod tests_random;
 
 pub use config::EngineConfig;
