@@ -175,22 +175,25 @@ impl Api {
         self.note_rtt_lead(&asked.given, &pairs, lead, options.rtt_margin);
         let mut out = String::with_capacity(256 + 160 * pairs.len());
         let list = json::array(&pairs, |o, p| {
-            let nat64 = p.nat64.map(|v4| v4.to_string());
             let family = if p.destination.is_ipv4() {
                 "ipv4"
             } else {
                 "ipv6"
             };
-            Object::new(o)
-                .str("family", family)
+            let mut pair = Object::new(o);
+            pair.str("family", family)
                 .str("source", &p.source.addr.to_canonical().to_string())
                 .str("destination", &p.destination.to_string())
                 .uint("port", u64::from(asked.port))
                 .str("interface", &p.source.interface)
                 .uint("scope_id", u64::from(p.source.scope_id))
-                .millis("rtt_ms", p.rtt)
-                .opt_str("nat64", nat64.as_deref())
-                .finish();
+                .millis("rtt_ms", p.rtt);
+            // Only a NAT64 pair has it: the fields of every other pair stay
+            // the contract's.
+            if let Some(v4) = p.nat64 {
+                pair.str("nat64", &v4.to_string());
+            }
+            pair.finish();
         });
         Object::new(&mut out)
             .str("host", &asked.given)
