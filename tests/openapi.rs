@@ -839,6 +839,8 @@ async fn nat64_status_and_pairs_are_valid() {
     let doc = Doc::load();
     let auth = AuthUpstream::start().await;
     let (handle, http) = start_daemon(auth.addr()).await;
+    // Answered: the daemon runs, and stores no verdicts of its own.
+    assert_eq!(get(http, "/status").await.status, 200);
     let gua: std::net::IpAddr = "2001:db8:1::2".parse().unwrap();
     let address = Address {
         addr: gua,
@@ -945,6 +947,49 @@ async fn nat64_status_and_pairs_are_valid() {
     assert_eq!(pairs["pairs"][0]["destination"], "2001:db8:9::1", "{pairs}");
     assert!(pairs["pairs"][0].get("nat64").is_none(), "{pairs}");
     handle.shutdown();
+}
+
+/// `dns64.prefixes` and `dns64.synthesize` reach `/status` with probing
+/// off, and follow a reload.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_nat64_prefixes_follow_a_reload() {
+    let doc = Doc::load();
+    let auth = AuthUpstream::start().await;
+    let dns64 = |mode: &str, prefix: &str| {
+        format!("\n[dns64]\nsynthesize = \"{mode}\"\nprefixes = [\"{prefix}\"]\n")
+    };
+    let s = common::http::sidecar_with(
+        auth.addr(),
+        Limits::default(),
+        &dns64("on", "2001:db8:64::/96"),
+    )
+    .await;
+    let status = get(s.http, "/status").await.json();
+    assert_valid(&doc, doc.response_schema("/status", 200), &status);
+    assert_eq!(status["nat64_prefixes"], json!(["2001:db8:64::/96"]));
+    assert_eq!(
+        status["nat64"],
+        json!([{"prefix": "2001:db8:64::/96", "source": "config", "interface": null,
+                "router": null, "expires_in_s": null}])
+    );
+    assert_eq!(status["dns64"], json!({"synthesize": "on", "active": true}));
+    // Probing is off: nothing is known of the families.
+    assert_eq!(status["ipv4_literals"], "unknown");
+
+    let config = common::http::config_with(
+        auth.addr(),
+        "\"127.0.0.1:0\"",
+        &dns64("off", "64:ff9b::/96"),
+    );
+    s.handle.reload(config).await.expect("reload");
+    let status = get(s.http, "/status").await.json();
+    assert_eq!(status["nat64_prefixes"], json!(["64:ff9b::/96"]));
+    assert_eq!(status["nat64"][0]["source"], "config");
+    assert_eq!(
+        status["dns64"],
+        json!({"synthesize": "off", "active": false})
+    );
+    s.handle.shutdown();
 }
 
 /// The CLI against the real sidecar: `--json` passes a valid body through,

@@ -13,6 +13,8 @@ use crate::dns::server::Shared;
 use crate::dns::wire::rtype;
 use crate::inventory::{self, Snapshot, ndopt};
 use crate::metrics::Limit;
+use crate::probe::known64::Known64;
+use crate::probe::verdicts::Verdicts;
 use crate::probe::{driver, engine};
 
 /// Starts the inventory watch and the probe engine, unless the
@@ -26,6 +28,11 @@ pub(super) fn start_probes(
     stop: &CancellationToken,
 ) {
     if probe.targets.is_empty() && probe.stun.is_empty() && !probe.destinations {
+        // None configured: the verdicts hold none already (and are left
+        // alone, for whoever stores them: tests do).
+        if !nat64.is_empty() {
+            publish_config_nat64(shared, nat64);
+        }
         return;
     }
     let shared = Arc::clone(shared);
@@ -71,6 +78,32 @@ pub(super) fn start_probes(
         nat64.abort();
         watcher.abort();
     });
+}
+
+/// A reload changed `dns64.prefixes` and nothing else of the engine's: the
+/// running engine takes them, or, with probing off, they are published
+/// directly.
+pub(super) fn config_nat64_changed(shared: &Shared, nat64: &[ipnet::Ipv6Net]) {
+    match shared.probe_inputs.load_full() {
+        // The channel has room for 1,024 inputs; were it full, the prefixes
+        // would wait for the next reload: a reload never blocks here.
+        Some(inputs) => {
+            let _ = inputs.try_send(driver::Input::Nat64Config(nat64.to_vec()));
+        }
+        None => publish_config_nat64(shared, nat64),
+    }
+}
+
+/// With probing off there is no engine to publish the configured NAT64
+/// prefixes: they go into the verdicts as they are, which keep generation
+/// 0 (nothing else is known, so nothing is rewritten).
+fn publish_config_nat64(shared: &Shared, nat64: &[ipnet::Ipv6Net]) {
+    let mut known = Known64::default();
+    known.set_config(nat64);
+    let mut v = Verdicts::clone(&shared.verdicts.load());
+    v.nat64_prefixes = known.union();
+    v.nat64 = known.list();
+    shared.verdicts.store(Arc::new(v));
 }
 
 /// RFC 7050: the AAAA records of `ipv4only.arpa`, asked through our

@@ -6,10 +6,9 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 use super::listeners::{bind_http, bind_listener, http_hosts};
-use super::probes::start_probes;
+use super::probes::{config_nat64_changed, start_probes};
 use super::{Daemon, Error, settings};
 use crate::config::Config;
-use crate::probe::driver::Input;
 use crate::sync::lock;
 
 impl Daemon {
@@ -88,13 +87,9 @@ impl Daemon {
                 &config.dns64.prefixes,
                 &self.probes,
             );
-        } else if config.dns64.prefixes != self.config.dns64.prefixes
-            && let Some(inputs) = self.shared.probe_inputs.load_full()
-        {
+        } else if config.dns64.prefixes != self.config.dns64.prefixes {
             // The engine goes on; only its configured prefixes change.
-            // The channel has room for 1,024 inputs; were it full, the
-            // prefixes would wait for the next reload: never block here.
-            let _ = inputs.try_send(Input::Nat64Config(config.dns64.prefixes.clone()));
+            config_nat64_changed(&self.shared, &config.dns64.prefixes);
         }
         self.config = config;
         Ok(())
