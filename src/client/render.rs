@@ -31,6 +31,9 @@ struct Pair {
     scope_id: u32,
     #[serde(default)]
     rtt_ms: Option<f64>,
+    /// The IPv4 destination a NAT64 pair reaches.
+    #[serde(default)]
+    nat64: Option<String>,
 }
 
 /// The body of `GET /status`.
@@ -102,7 +105,10 @@ pub fn pairs(host: &str, answer: &PairsAnswer) -> String {
         vec![
             p.family.clone(),
             scoped(&p.source, &p.interface, p.scope_id),
-            scoped(&p.destination, &p.interface, p.scope_id),
+            match &p.nat64 {
+                Some(v4) => format!("{} (NAT64 to {v4})", p.destination),
+                None => scoped(&p.destination, &p.interface, p.scope_id),
+            },
             p.port.to_string(),
             rtt(p.rtt_ms),
         ]
@@ -310,6 +316,25 @@ ipv4    192.168.1.2    203.0.113.10       443   -
         )
         .unwrap();
         assert!(pairs("printer.local", &answer).contains("fe80::2%wlan0  fe80::10%wlan0  631"));
+    }
+
+    #[test]
+    fn a_nat64_pair_names_its_ipv4_destination() {
+        let answer = serde_json::from_str(
+            r#"{"host": "203.0.113.20", "port": 443, "pairs": [
+                {"family": "ipv6", "source": "2001:db8:1::2",
+                 "destination": "2001:db8:64::cb00:7114", "port": 443,
+                 "interface": "eth0", "scope_id": 0, "rtt_ms": null,
+                 "nat64": "203.0.113.20"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            pairs("203.0.113.20", &answer),
+            "\
+FAMILY  SOURCE         DESTINATION                                     PORT  RTT
+ipv6    2001:db8:1::2  2001:db8:64::cb00:7114 (NAT64 to 203.0.113.20)  443   -
+"
+        );
     }
 
     #[test]
