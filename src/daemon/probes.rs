@@ -28,9 +28,10 @@ pub(super) fn start_probes(
     stop: &CancellationToken,
 ) {
     if probe.targets.is_empty() && probe.stun.is_empty() && !probe.destinations {
-        // None configured: the verdicts hold none already (and are left
-        // alone, for whoever stores them: tests do).
-        if !nat64.is_empty() {
+        // Nothing configured and nothing known (from an engine stopped by
+        // a reload): the verdicts are left alone, for whoever stores them
+        // (tests do).
+        if !nat64.is_empty() || !shared.verdicts.load().nat64.is_empty() {
             publish_config_nat64(shared, nat64);
         }
         return;

@@ -145,9 +145,15 @@ pub async fn run(
                     let evicted =
                         engine.router_advertisement(Instant::now(), ra.ifindex, ra.router, &ra.pref64);
                     if evicted > 0 {
-                        tracing::warn!(
-                            "NAT64: {evicted} advertised prefix(es) gave way to the table's bound"
-                        );
+                        // Once: a flood of advertisements must not flood
+                        // the log too; the counter has the rest.
+                        if nat64_evicted.get() == 0 {
+                            tracing::warn!(
+                                "NAT64: advertised prefixes give way to the table's bound (16 \
+                                 per interface, 64 in all); counted in \
+                                 getapr_limits_hit_total{{limit=\"nat64_prefixes\"}}"
+                            );
+                        }
                         nat64_evicted.inc_by(evicted as u64);
                     }
                 }
