@@ -215,6 +215,12 @@ impl Metrics {
         self.limits[limit as usize].inc();
     }
 
+    /// The counter of `limit`, for a task that counts without the rest of
+    /// the metrics (the probe driver).
+    pub fn limit_counter(&self, limit: Limit) -> Counter {
+        self.limits[limit as usize].clone()
+    }
+
     /// How often `limit` has bitten so far (for tests and the flood suite).
     pub fn limit_count(&self, limit: Limit) -> u64 {
         self.limits[limit as usize].get()
