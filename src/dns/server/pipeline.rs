@@ -14,7 +14,7 @@ use tokio::sync::oneshot;
 
 use super::Shared;
 use super::lookup::DAEMON;
-use super::view::{Cached, Stamp, View, context, view_from_cache};
+use super::view::{Cached, Env, Stamp, View, age_secs, view_from_cache};
 use super::waiters::{Resolution, Sink, Waiter};
 use crate::dns::cache::{self, Key};
 use crate::dns::flight::{Admission, Limits};
@@ -64,7 +64,7 @@ impl Shared {
     pub(super) fn moment(&self) -> Moment {
         let settings = self.settings.load();
         let verdicts = self.verdicts.load();
-        let stamp = Stamp::new(&verdicts, &settings.policy);
+        let stamp = Stamp::new(&verdicts, &settings);
         Moment {
             settings,
             verdicts,
@@ -171,18 +171,23 @@ impl Shared {
         moment.hits += 1;
         if let Some((s, view)) = &entry.view
             && *s == stamp
+            && view.holds(now)
         {
             view.reply.render(&shape, age_secs(age), out);
             moment.count(&self.metrics, view.reply.rcode(), qtype);
             if let Some(rewrite) = view.rewrite {
                 self.metrics.rewritten(rewrite);
             }
+            if view.synthesized {
+                self.metrics.dns64_synthesized(qtype);
+            }
             return Step::Reply;
         }
-        // The verdicts moved since this entry was last answered from.
+        // The verdicts moved since this entry was last answered from (or
+        // the answer DNS64 made it from ran out).
         let upstream = Arc::clone(&entry.reply);
-        let ctx = context(&moment.verdicts, &settings.policy);
-        match view_from_cache(&mut cache, &key, &upstream, &ctx, stamp, now) {
+        let env = Env::new(&moment.verdicts, settings, stamp);
+        match view_from_cache(&mut cache, &key, &upstream, age_secs(age), &env, now) {
             Some(view) => {
                 self.answer(&view, qtype, &shape, age_secs(age), out);
                 Step::Reply
@@ -356,7 +361,7 @@ impl Flight {
                 // family would start a lookup that asks for this one,
                 // without end when both fail at once.
                 if self.client != DAEMON {
-                    beside = shared.other_family_beside(&self.key, &settings.policy);
+                    beside = shared.other_family_beside(&self.key, &settings);
                 }
                 let resolution = shared.resolve(&self.pool, &self.key, &self.packet);
                 tokio::pin!(resolution);
@@ -465,14 +470,18 @@ impl Flight {
             return;
         }
         let settings = shared.settings.load_full();
-        let policy = &settings.policy;
         let (view, age) = match (&ending, stale) {
-            (Ok((reply, age)), _) => (shared.view(&self.key, reply, policy, beside).await, *age),
+            (Ok((reply, age)), _) => (
+                shared.view(&self.key, reply, *age, &settings, beside).await,
+                *age,
+            ),
             (Err(_), Some(stale)) => {
                 let view = match &stale.view {
                     Some(view) => view.clone(),
                     None => {
-                        let view = shared.view(&self.key, &stale.reply, policy, None).await;
+                        let view = shared
+                            .view(&self.key, &stale.reply, 0, &settings, None)
+                            .await;
                         stale.view = Some(view.clone());
                         view
                     }
@@ -538,6 +547,9 @@ impl Shared {
         if let Some(rewrite) = view.rewrite {
             self.metrics.rewritten(rewrite);
         }
+        if view.synthesized {
+            self.metrics.dns64_synthesized(qtype);
+        }
     }
 
     /// Writes the stub's own error answer into `out`, and counts it.
@@ -560,8 +572,4 @@ impl Moment {
             }
         }
     }
-}
-
-fn age_secs(age: Duration) -> u32 {
-    u32::try_from(age.as_secs()).unwrap_or(u32::MAX)
 }
