@@ -14,12 +14,12 @@ use tokio::sync::oneshot;
 
 use super::Shared;
 use super::lookup::DAEMON;
-use super::view::{Cached, Env, Stamp, View, age_secs, view_from_cache};
+use super::view::{Cached, Env, Stamp, View, age_secs, dns64_prefixes, view_from_cache};
 use super::waiters::{Resolution, Sink, Waiter};
 use crate::dns::cache::{self, Key};
 use crate::dns::flight::{Admission, Limits};
 use crate::dns::upstream::{Failure, Pool};
-use crate::dns::wire::{self, Header, Query, Reply, Shape, rcode};
+use crate::dns::wire::{self, Header, Query, Reply, Shape, rcode, rtype};
 use crate::metrics::Limit;
 
 /// RFC 8767 §5: with a stale answer at hand, a client waits this long for
@@ -162,6 +162,9 @@ impl Shared {
             if self.failed_recently(&key, now, settings)
                 && (settings.serve_stale.is_zero()
                     || cache.get_stale(&key, now, settings.serve_stale).is_none())
+                // DNS64 answers a failed AAAA lookup from the A records
+                // (RFC 6147 §5.1.2), which the flight looks up.
+                && (qtype != rtype::AAAA || dns64_prefixes(&moment.verdicts, settings).is_empty())
             {
                 self.error_answer(&shape, 0, rcode::SERVFAIL, qtype, out);
                 return Step::Reply;
@@ -489,13 +492,27 @@ impl Flight {
                 shared.metrics.stale_answers.inc_by(clients.len() as u64);
                 (view, 0)
             }
-            (Err(_), None) => {
-                for w in clients {
-                    let mut out = Vec::new();
-                    shared.servfail(&w.packet, w.udp(), &mut out);
-                    w.to.send(out).await;
+            (Err(e), None) => {
+                // RFC 6147 §5.1.2: an AAAA lookup that failed counts as
+                // one without AAAA records.
+                let made = match **e {
+                    Failure::AllFailed => {
+                        shared
+                            .dns64_after_failure(&self.key, &self.packet, &settings, beside)
+                            .await
+                    }
+                    Failure::Busy => None,
+                };
+                if let Some(view) = made {
+                    (view, 0)
+                } else {
+                    for w in clients {
+                        let mut out = Vec::new();
+                        shared.servfail(&w.packet, w.udp(), &mut out);
+                        w.to.send(out).await;
+                    }
+                    return;
                 }
-                return;
             }
         };
         let udp_cap = settings.udp_cap;

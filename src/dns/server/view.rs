@@ -423,4 +423,29 @@ impl Shared {
         }
         view
     }
+
+    /// RFC 6147 §5.1.2: when the upstreams failed to answer a client's AAAA
+    /// query, DNS64 (while active) answers from the A records as it does
+    /// for an answer without AAAA; `None` when it does not apply or there
+    /// is nothing to synthesize from (then the client gets SERVFAIL).
+    pub(super) async fn dns64_after_failure(
+        self: &Arc<Self>,
+        key: &Key,
+        packet: &[u8],
+        settings: &Settings,
+        beside: Option<tokio::task::JoinHandle<Option<Arc<Reply>>>>,
+    ) -> Option<View> {
+        if key.qtype() != wire::rtype::AAAA
+            || dns64_prefixes(&self.verdicts.load(), settings).is_empty()
+        {
+            return None;
+        }
+        // The failure as a reply: SERVFAIL to the query, no records.
+        let query = wire::Query::parse(packet).ok()?;
+        let mut out = Vec::new();
+        wire::error_reply(&query.shape(None), 0, wire::rcode::SERVFAIL, &mut out);
+        let failed = Arc::new(Reply::parse(&out).ok()?);
+        let view = self.view(key, &failed, 0, settings, beside).await;
+        view.synthesized.then_some(view)
+    }
 }
