@@ -12,6 +12,7 @@ mod common;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
+use std::time::Duration;
 
 use common::client::parse;
 use common::fake::reply_to;
@@ -166,7 +167,13 @@ struct Setup {
 
 /// getapr with `[dns64]` as given, forwarding to the scripted zone.
 async fn setup(dns64: &str) -> Setup {
-    let upstream = FakeUpstream::start(|q, _| vec![Action::Reply(zone(q))]).await;
+    setup_slow(dns64, Duration::ZERO).await
+}
+
+/// [`setup`] with an upstream that answers each query `delay` late.
+async fn setup_slow(dns64: &str, delay: Duration) -> Setup {
+    let upstream =
+        FakeUpstream::start(move |q, _| vec![Action::Delay(delay), Action::Reply(zone(q))]).await;
     let toml = format!(
         "{}\n[dns64]\n{dns64}\n",
         config_toml(&[upstream.addr()], "")
@@ -353,6 +360,40 @@ async fn ptr_under_the_prefix_is_answered_from_in_addr_arpa() {
     let outside = ip6_arpa("2001:db8:1::c000:20a".parse().unwrap());
     let m = s.ask(&outside, RecordType::PTR).await;
     assert_eq!(m.metadata.response_code, ResponseCode::NXDomain, "{m}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiters_of_one_lookup_all_get_the_synthesized_answer_from_one_a_query() {
+    let s = setup_slow("synthesize = \"on\"", Duration::from_millis(100)).await;
+    s.publish(State::Ok, State::Ok, &[PREFIX]);
+    let asks: Vec<_> = (0..5)
+        .map(|_| {
+            let q = query(V4ONLY, RecordType::AAAA).bytes();
+            let getapr = s.getapr;
+            tokio::spawn(async move { udp_exchange(getapr, &q).await })
+        })
+        .collect();
+    for ask in asks {
+        one_synthesized(&parse(&ask.await.unwrap()), V4ONLY_V4);
+    }
+    // A client's A query now joins the cache the synthesis filled.
+    let a = s.ask(V4ONLY, RecordType::A).await;
+    assert_eq!(addresses(&a), vec![IpAddr::V4(V4ONLY_V4)]);
+    let types: Vec<RecordType> = s
+        .upstream
+        .received_messages()
+        .iter()
+        .map(|m| m.queries[0].query_type())
+        .collect();
+    assert_eq!(
+        (
+            types.iter().filter(|t| **t == RecordType::AAAA).count(),
+            types.iter().filter(|t| **t == RecordType::A).count()
+        ),
+        (1, 1),
+        "one AAAA and one A query upstream: {types:?}"
+    );
+    assert_eq!(s.synthesized("AAAA"), 5);
 }
 
 /// `dns64.prefixes` alone (no published prefix) synthesizes: the config's
