@@ -396,6 +396,33 @@ async fn waiters_of_one_lookup_all_get_the_synthesized_answer_from_one_a_query()
     assert_eq!(s.synthesized("AAAA"), 5);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_filter_judges_synthesized_aaaa_by_the_ipv6_family() {
+    let upstream = FakeUpstream::start(|q, _| vec![Action::Reply(zone(q))]).await;
+    let toml = config_toml(&[upstream.addr()], "").replace("filter = \"off\"", "filter = \"auto\"");
+    let toml = format!("{toml}\n[dns64]\nsynthesize = \"on\"\n");
+    let (handle, getapr) = common::start_getapr(&toml).await;
+    let s = Setup {
+        upstream,
+        getapr,
+        handle,
+    };
+    // IPv6 works: the synthesized AAAA stays.
+    s.publish(State::Failed, State::Ok, &[PREFIX]);
+    one_synthesized(&s.ask(V4ONLY, RecordType::AAAA).await, V4ONLY_V4);
+    // IPv6 fails while the A record can work: the AAAA goes (EDE 17).
+    s.publish(State::Ok, State::Failed, &[PREFIX]);
+    let raw = udp_exchange(s.getapr, &query(V4ONLY, RecordType::AAAA).bytes()).await;
+    let m = parse(&raw);
+    nodata(&m);
+    let ede = getapr::dns::rewrite::extended_errors(&raw);
+    assert!(
+        ede.iter()
+            .any(|(code, _)| *code == getapr::dns::rewrite::EDE_FILTERED),
+        "filtered: {ede:?} {m}"
+    );
+}
+
 /// `dns64.prefixes` alone (no published prefix) synthesizes: the config's
 /// prefixes reach the verdicts through the probe side (issue 20, part 1).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -210,18 +210,22 @@ fn keep(
 }
 
 /// The cache keys of DNS64's second lookup: with the client's DO and CD,
-/// else as the daemon asks it.
+/// else as the daemon asks it; for a DO client only the first, since an
+/// answer asked without DO hides the RRSIGs that forbid synthesis.
 fn need_keys(key: &Key, need: &dns64::Need) -> [Key; 2] {
-    [
-        Key::new(
-            &need.qname,
-            need.qtype,
-            key.qclass(),
-            key.do_bit(),
-            key.cd(),
-        ),
-        Key::new(&need.qname, need.qtype, key.qclass(), false, false),
-    ]
+    let exact = Key::new(
+        &need.qname,
+        need.qtype,
+        key.qclass(),
+        key.do_bit(),
+        key.cd(),
+    );
+    let plain = if key.do_bit() {
+        exact.clone()
+    } else {
+        Key::new(&need.qname, need.qtype, key.qclass(), false, false)
+    };
+    [exact, plain]
 }
 
 /// The DNS64 view of `upstream` made from `other` (the A or PTR answer):
