@@ -3,7 +3,8 @@
 //! names); a miss goes to [`Shared::submit`], which joins it to the flight
 //! for its key or starts one; the flight's task resolves once through the
 //! upstreams (serving a stale answer to clients that waited too long),
-//! rewrites the reply under the verdicts and renders it for every waiter.
+//! rewrites the reply under the verdicts (DNS64's synthesis included,
+//! [`view`](super::view)) and renders it for every waiter.
 
 use crate::sync::lock;
 use std::net::IpAddr;
