@@ -12,6 +12,7 @@ mod common;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use common::client::parse;
@@ -40,6 +41,8 @@ const SIGNED: &str = "signed.example.test.";
 /// AAAA: SERVFAIL; A: 192.0.2.12.
 const BROKEN: &str = "broken.example.test.";
 const MISSING: &str = "missing.example.test.";
+/// A and AAAA NODATA that may be cached for 1 s only.
+const SHORT: &str = "short.example.test.";
 const IPV4ONLY: &str = "ipv4only.arpa.";
 /// The SOA of every negative answer: TTL 3600, MINIMUM 60.
 const NEGATIVE_TTL: u32 = 60;
@@ -50,6 +53,11 @@ fn name(s: &str) -> Name {
 }
 
 fn soa() -> Record {
+    soa_of(3600, NEGATIVE_TTL)
+}
+
+/// The zone's SOA with this TTL and MINIMUM.
+fn soa_of(ttl: u32, minimum: u32) -> Record {
     let soa = SOA::new(
         name("ns.example.test."),
         name("hostmaster.example.test."),
@@ -57,9 +65,9 @@ fn soa() -> Record {
         3600,
         600,
         86400,
-        NEGATIVE_TTL,
+        minimum,
     );
-    Record::from_rdata(name("example.test."), 3600, RData::SOA(soa))
+    Record::from_rdata(name("example.test."), ttl, RData::SOA(soa))
 }
 
 fn rrsig(owner: &str, covered: RecordType) -> Record {
@@ -146,6 +154,12 @@ fn zone(q: &Message) -> Message {
             900,
             RData::PTR(PTR(name(V4ONLY))),
         )),
+        (SHORT, RecordType::A) => {
+            let mut record = a(SHORT, Ipv4Addr::new(192, 0, 2, 14));
+            record.ttl = 1;
+            r.answers.push(record);
+        }
+        (SHORT, _) => r.authorities.push(soa_of(1, 1)),
         (MISSING, _) => {
             r.metadata.response_code = ResponseCode::NXDomain;
             nodata(&mut r);
@@ -172,8 +186,19 @@ async fn setup(dns64: &str) -> Setup {
 
 /// [`setup`] with an upstream that answers each query `delay` late.
 async fn setup_slow(dns64: &str, delay: Duration) -> Setup {
-    let upstream =
-        FakeUpstream::start(move |q, _| vec![Action::Delay(delay), Action::Reply(zone(q))]).await;
+    setup_with(dns64, delay, Arc::new(AtomicBool::new(false))).await
+}
+
+/// [`setup_slow`] with an upstream that answers nothing while `down`.
+async fn setup_with(dns64: &str, delay: Duration, down: Arc<AtomicBool>) -> Setup {
+    let upstream = FakeUpstream::start(move |q, _| {
+        if down.load(Ordering::SeqCst) {
+            vec![Action::Drop]
+        } else {
+            vec![Action::Delay(delay), Action::Reply(zone(q))]
+        }
+    })
+    .await;
     let toml = format!(
         "{}\n[dns64]\n{dns64}\n",
         config_toml(&[upstream.addr()], "")
@@ -421,6 +446,25 @@ async fn the_filter_judges_synthesized_aaaa_by_the_ipv6_family() {
             .any(|(code, _)| *code == getapr::dns::rewrite::EDE_FILTERED),
         "filtered: {ede:?} {m}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_answer_is_synthesized_from_the_stale_a_answer() {
+    let down = Arc::new(AtomicBool::new(false));
+    let s = setup_with("synthesize = \"on\"", Duration::ZERO, Arc::clone(&down)).await;
+    s.publish(State::Ok, State::Ok, &[PREFIX]);
+    let v4 = Ipv4Addr::new(192, 0, 2, 14);
+    one_synthesized(&s.ask(SHORT, RecordType::AAAA).await, v4);
+    down.store(true, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // Both answers expired, the upstream is silent: after the client
+    // response timer, the stale NODATA synthesized from the stale A
+    // answer, with no lookup of the failing upstream.
+    let started = std::time::Instant::now();
+    one_synthesized(&s.ask(SHORT, RecordType::AAAA).await, v4);
+    let took = started.elapsed();
+    assert!(took < Duration::from_millis(2500), "{took:?}");
+    assert_eq!(s.synthesized("AAAA"), 2);
 }
 
 /// `dns64.prefixes` alone (no published prefix) synthesizes: the config's

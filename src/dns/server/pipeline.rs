@@ -484,7 +484,7 @@ impl Flight {
                     Some(view) => view.clone(),
                     None => {
                         let view = shared
-                            .view(&self.key, &stale.reply, 0, &settings, None)
+                            .stale_view(&self.key, &stale.reply, &settings, STALE_TTL)
                             .await;
                         stale.view = Some(view.clone());
                         view

@@ -428,6 +428,40 @@ impl Shared {
         view
     }
 
+    /// [`Shared::view`] of a stale answer (RFC 8767), served because the
+    /// upstreams fail. DNS64 synthesizes it from the A (or PTR) answer in
+    /// the cache, fresh or else stale itself (TTLs `stale_ttl`), and never
+    /// looks it up: a lookup now would keep the client waiting past the
+    /// client response timer for an upstream that is failing.
+    pub(super) async fn stale_view(
+        self: &Arc<Self>,
+        key: &Key,
+        stale: &Arc<Reply>,
+        settings: &Settings,
+        stale_ttl: u32,
+    ) -> View {
+        let verdicts = self.verdicts.load_full();
+        let prefixes = dns64_prefixes(&verdicts, settings);
+        let Some(need) = dns64::need(key.qname(), key.qtype(), key.do_bit(), stale, prefixes)
+        else {
+            return self.view(key, stale, 0, settings, None).await;
+        };
+        let env = Env::new(&verdicts, settings, Stamp::new(&verdicts, settings));
+        let now = Instant::now();
+        let mut cache = lock(&self.cache);
+        if let Some(view) = view_from_cache(&mut cache, key, stale, 0, &env, now) {
+            return view;
+        }
+        let other = need_keys(key, &need).iter().find_map(|k| {
+            let (e, _) = cache.get_stale(k, now, settings.serve_stale)?;
+            Some(e.reply.stale(stale_ttl))
+        });
+        match other {
+            Some(other) => synthesized_view(key, stale, 0, &other, 0, &env, now),
+            None => View::plain(stale),
+        }
+    }
+
     /// RFC 6147 §5.1.2: when the upstreams failed to answer a client's AAAA
     /// query, DNS64 (while active) answers from the A records as it does
     /// for an answer without AAAA; `None` when it does not apply or there
