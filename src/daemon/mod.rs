@@ -253,5 +253,6 @@ fn settings(config: &Config) -> Result<Settings, Error> {
         policy: config.policy.clone(),
         serve_stale: config.dns.serve_stale,
         failure_cache: config.dns.failure_cache,
+        dns64: config.dns64.synthesize,
     })
 }
