@@ -470,7 +470,6 @@ async fn a_stale_answer_is_synthesized_from_the_stale_a_answer() {
 /// `dns64.prefixes` alone (no published prefix) synthesizes: the config's
 /// prefixes reach the verdicts through the probe side (issue 20, part 1).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs dns64.prefixes in Verdicts::nat64_prefixes (issue 20 part 1, another branch)"]
 async fn config_prefixes_synthesize() {
     let s = setup("synthesize = \"on\"\nprefixes = [\"2001:db8:64::/96\"]").await;
     one_synthesized(&s.ask(V4ONLY, RecordType::AAAA).await, V4ONLY_V4);

@@ -205,14 +205,23 @@ impl Known64 {
         out
     }
 
-    /// Every prefix once, sorted.
+    /// Every prefix once, in order of preference (RFC 9872: a router's,
+    /// then configured, then RFC 7050's; the lowest prefix first within a
+    /// source), so that the first is the one to synthesize and translate
+    /// under.
     pub fn union(&self) -> Vec<Ipv6Net> {
-        let mut all: Vec<Ipv6Net> = (self.ra.iter().map(|a| a.prefix))
+        let mut ra: Vec<Ipv6Net> = self.ra.iter().map(|a| a.prefix).collect();
+        ra.sort();
+        let mut all: Vec<Ipv6Net> = Vec::new();
+        for p in ra
+            .into_iter()
             .chain(self.config.iter().copied())
             .chain(self.rfc7050.iter().copied())
-            .collect();
-        all.sort();
-        all.dedup();
+        {
+            if !all.contains(&p) {
+                all.push(p);
+            }
+        }
         all
     }
 }
@@ -274,8 +283,8 @@ mod tests {
         assert_eq!(
             k.union(),
             [
-                net("64:ff9b::/96"),
                 net("2001:db8:64::/96"),
+                net("64:ff9b::/96"),
                 net("2001:db8:7050::/96")
             ]
         );

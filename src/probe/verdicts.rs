@@ -67,8 +67,9 @@ pub struct Verdicts {
     /// least one probe result.
     pub destinations: Vec<DestinationVerdict>,
     pub flags: Flags,
-    /// Every known NAT64 prefix once, sorted: what rewriting, DNS64 and
-    /// `/pairs` use.
+    /// Every known NAT64 prefix once, the preferred first (router
+    /// advertisement, config, RFC 7050; see [`Verdicts::nat64`]): what
+    /// rewriting, DNS64 and `/pairs` use.
     pub nat64_prefixes: Vec<Ipv6Net>,
     /// The same prefixes with where each came from, in order of preference
     /// (router advertisement, config, RFC 7050), one entry per (prefix,
