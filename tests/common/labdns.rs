@@ -23,8 +23,10 @@
 //! | `v4only.lab.example` | A [`V4ONLY4`] |
 //! | `multi.lab.example` | A [`MULTI_DEAD`] (sorts first), [`MULTI_LIVE`] |
 //! | `*.wild.lab.example` | A [`DUAL4`], AAAA [`DUAL6`] (fresh names for cache misses) |
+//! | `*.v4wild.lab.example` | A [`V4ONLY4`] (fresh IPv4-only names, for DNS64 misses) |
 //! | `ipv4only.arpa` | A 192.0.0.170, 192.0.0.171 (RFC 7050) |
 //! | `dual.signed.example` | A [`DUAL4`], AAAA [`DUAL6`]; the zone is signed by Knot (ECDSA P-256 CSK, NSEC) |
+//! | `v4only.signed.example` | A [`V4ONLY4`], signed (DNS64 must not synthesize for DO, RFC 6147 §5.5) |
 //!
 //! The SOA minimum is 300 s, so a negative answer straight from Knot says
 //! 300: a filtered answer whose SOA says at most 60 was synthesized.
@@ -279,7 +281,8 @@ impl LabDns {
                  v6only AAAA {V6ONLY6}\n\
                  v4only A {V4ONLY4}\n\
                  multi A {MULTI_DEAD}\nmulti A {live1}\nmulti A {live2}\n\
-                 *.wild A {DUAL4}\n*.wild AAAA {DUAL6}\n"
+                 *.wild A {DUAL4}\n*.wild AAAA {DUAL6}\n\
+                 *.v4wild A {V4ONLY4}\n"
             ),
         );
         self.write(
@@ -293,7 +296,8 @@ impl LabDns {
             "signed.example.zone",
             &format!(
                 "$ORIGIN {SIGNED_ZONE}.\n$TTL {SOA_MINIMUM}\n{soa}\
-                 dual A {DUAL4}\ndual AAAA {DUAL6}\n"
+                 dual A {DUAL4}\ndual AAAA {DUAL6}\n\
+                 v4only A {V4ONLY4}\n"
             ),
         );
         // knot.conf(5) of Knot 3.2: keys are made by Knot itself when it
@@ -616,6 +620,9 @@ pub struct GetaprConfig {
     pub break_dnssec: bool,
     /// `http.listen = ["127.0.0.1:PORT"]` when given, else `[]`.
     pub http_port: Option<u16>,
+    /// TOML appended to the config as it is (tables of its own, e.g.
+    /// `[dns64]`); empty by default.
+    pub extra: String,
 }
 
 /// Between probe rounds, and per probe.
@@ -629,6 +636,7 @@ impl GetaprConfig {
             destinations: false,
             break_dnssec: false,
             http_port: None,
+            extra: String::new(),
         }
     }
 
@@ -641,7 +649,7 @@ impl GetaprConfig {
              [http]\nlisten = [{http}]\n\
              [probe]\ninterval_ms = {}\ntimeout_ms = {}\n\
              targets = [\"{}:443\", \"[{}]:443\"]\nstun = []\ndestinations = {}\n\
-             [policy]\nfilter = \"auto\"\nbreak_dnssec = {}\n",
+             [policy]\nfilter = \"auto\"\nbreak_dnssec = {}\n{}",
             self.upstream,
             PROBE_INTERVAL.as_millis(),
             PROBE_TIMEOUT.as_millis(),
@@ -649,6 +657,7 @@ impl GetaprConfig {
             lab::TARGET6,
             self.destinations,
             self.break_dnssec,
+            self.extra,
         )
     }
 }
