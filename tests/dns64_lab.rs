@@ -13,8 +13,8 @@
 //! - [`ra_prefix_in_status_within_an_interval_and_gone_after_its_lifetime`]
 //!   (bullet 1): `/status` lists the prefix with source `ra`, the host's
 //!   interface, the router and the time left within one RA interval, DNS64
-//!   turns active, and the prefix goes when its lifetime runs out after the
-//!   RAs stop.
+//!   turns active, the prefix goes when its lifetime runs out after the
+//!   RAs stop, and an RA with lifetime 0 withdraws it at once.
 //! - [`plain_upstream_ipv4_only_names_synthesized_for_apps_and_pairs`]
 //!   (bullets 2, 3 with a plain upstream, 4): Knot (no DNS64) as the
 //!   upstream; an IPv4-only name gets the synthesized AAAA, glibc and
@@ -492,48 +492,90 @@ fn ra_prefix_in_status_within_an_interval_and_gone_after_its_lifetime() {
     }
 
     // The RAs stop: the prefix stays until its lifetime (from the last RA)
-    // runs out, then goes, and DNS64 with it.
+    // runs out, then goes, and DNS64 with it. (Not checked when the
+    // prefix never showed.)
     let last = sender.stop();
-    let lifetime = Duration::from_secs(u64::from(RA_LIFETIME_S));
-    let gone = poll_status(&lab, last, lifetime + PATIENCE, |s| {
-        nat64_entries(s, prefix(), "ra").is_empty()
-    });
-    match gone {
-        Ok((after, s)) => {
-            eprintln!(
-                "MEASURED RA prefix gone {after:?} after the last RA (lifetime {lifetime:?}): \"nat64\": {}, \"nat64_prefixes\": {}, \"dns64\": {}",
-                s["nat64"], s["nat64_prefixes"], s["dns64"]
-            );
-            expect.check(after + EXPIRY_SLACK >= lifetime, || {
-                format!("the prefix went {after:?} after the last RA, before its lifetime {lifetime:?} ran out")
-            });
-            expect.check(after <= lifetime + EXPIRY_SLACK, || {
-                format!("the prefix went {after:?} after the last RA, later than its lifetime {lifetime:?} (+{EXPIRY_SLACK:?})")
-            });
-            expect.check(!lists_prefix(&s, prefix()), || {
-                format!(
-                    "\"nat64_prefixes\" should no longer list {}: {}",
-                    prefix(),
-                    s["nat64_prefixes"]
-                )
-            });
-            expect.check(s["dns64"]["active"] == false, || {
-                format!(
-                    "without a NAT64 prefix DNS64 should not be active: {}",
-                    s["dns64"]
-                )
-            });
-        }
-        Err(last_status) => {
-            expect.check(false, || {
-                format!(
-                    "the RA prefix did not go within {:?} of the last RA: {last_status}",
-                    lifetime + PATIENCE
-                )
-            });
+    if seen.is_ok() {
+        let lifetime = Duration::from_secs(u64::from(RA_LIFETIME_S));
+        let gone = poll_status(&lab, last, lifetime + PATIENCE, |s| {
+            nat64_entries(s, prefix(), "ra").is_empty()
+        });
+        match gone {
+            Ok((after, s)) => {
+                eprintln!(
+                    "MEASURED RA prefix gone {after:?} after the last RA (lifetime {lifetime:?}): \"nat64\": {}, \"nat64_prefixes\": {}, \"dns64\": {}",
+                    s["nat64"], s["nat64_prefixes"], s["dns64"]
+                );
+                expect.check(after + EXPIRY_SLACK >= lifetime, || {
+                    format!("the prefix went {after:?} after the last RA, before its lifetime {lifetime:?} ran out")
+                });
+                expect.check(after <= lifetime + EXPIRY_SLACK, || {
+                    format!("the prefix went {after:?} after the last RA, later than its lifetime {lifetime:?} (+{EXPIRY_SLACK:?})")
+                });
+                expect.check(!lists_prefix(&s, prefix()), || {
+                    format!(
+                        "\"nat64_prefixes\" should no longer list {}: {}",
+                        prefix(),
+                        s["nat64_prefixes"]
+                    )
+                });
+                expect.check(s["dns64"]["active"] == false, || {
+                    format!(
+                        "without a NAT64 prefix DNS64 should not be active: {}",
+                        s["dns64"]
+                    )
+                });
+            }
+            Err(last_status) => {
+                expect.check(false, || {
+                    format!(
+                        "the RA prefix did not go within {:?} of the last RA: {last_status}",
+                        lifetime + PATIENCE
+                    )
+                });
+            }
         }
     }
+
+    // An RA with lifetime 0 withdraws the prefix at once (RFC 8781 §4).
+    if seen.is_ok() {
+        withdrawal(&lab, &mut expect);
+    }
     expect.finish(TEST, Some(&getapr));
+}
+
+/// RAs again, then one with lifetime 0: the prefix goes within an RA
+/// interval.
+fn withdrawal(lab: &Lab, expect: &mut Expectations) {
+    let mut sender = lab.send_pref64_ras(Ns::Router, ras());
+    let back = poll_status(lab, sender.first_sent(), PATIENCE, |s| {
+        !nat64_entries(s, prefix(), "ra").is_empty()
+    });
+    sender.stop();
+    if back.is_ok() {
+        let withdraw = lab.send_pref64_ras(Ns::Router, Pref64Ras::new(prefix(), 0, RA_INTERVAL));
+        match poll_status(lab, withdraw.first_sent(), PATIENCE, |s| {
+            nat64_entries(s, prefix(), "ra").is_empty()
+        }) {
+            Ok((took, _)) => {
+                eprintln!("MEASURED RA prefix withdrawn {took:?} after an RA with lifetime 0");
+                expect.check(took <= RA_INTERVAL, || {
+                    format!(
+                        "an RA with lifetime 0 should withdraw the prefix at once; it took {took:?}"
+                    )
+                });
+            }
+            Err(last_status) => {
+                expect.check(false, || {
+                    format!("an RA with lifetime 0 did not withdraw the prefix within {PATIENCE:?}: {last_status}")
+                });
+            }
+        }
+    } else {
+        expect.check(false, || {
+            "the prefix did not come back with new RAs; the withdrawal (lifetime 0) was not checked".to_owned()
+        });
+    }
 }
 
 /// Bullets 2, 3 (plain upstream) and 4, with Knot (no DNS64) as getapr's
