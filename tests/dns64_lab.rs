@@ -286,6 +286,15 @@ fn in_nat64_prefix(addr: &IpAddr) -> bool {
     }
 }
 
+/// The ip6.arpa name of `addr` (RFC 3596 §2.5).
+fn ip6_arpa(addr: Ipv6Addr) -> String {
+    let mut name = String::new();
+    for byte in addr.octets().iter().rev() {
+        name.push_str(&format!("{:x}.{:x}.", byte & 0xf, byte >> 4));
+    }
+    name + "ip6.arpa."
+}
+
 /// The host's LAN interface index.
 fn host_ifindex(lab: &Lab) -> u32 {
     let out = lab.run(Ns::Host, &["ip", "-o", "link", "show", "dev", HOST_IF]);
@@ -658,6 +667,43 @@ fn plain_upstream_ipv4_only_names_synthesized_for_apps_and_pairs() {
         )
     });
 
+    // Beyond the acceptance bullets (issue 20, Deliver 2): the PTR of the
+    // synthesized address is answered from the IPv4's in-addr.arpa (RFC
+    // 6147 §5.3.1; with a CNAME to it, or with the ip6.arpa owner).
+    let in_addr = format!("{}.{}.", V4ONLY4.octets()[3], labdns::REVERSE_ZONE);
+    let premise = ask(
+        &lab,
+        Ns::Host,
+        dns(KNOT6),
+        &query(&in_addr, RecordType::PTR),
+    );
+    expect.check(
+        premise.answers.iter().any(|r| r.data.to_string() == v4only),
+        || {
+            format!(
+                "Knot should answer PTR {in_addr} with {v4only} (the test's premise): {}",
+                summary(&premise)
+            )
+        },
+    );
+    let reverse = ip6_arpa(lab::nat64(V4ONLY4));
+    let ptr = ask(&lab, Ns::Host, stub(), &query(&reverse, RecordType::PTR));
+    eprintln!("PTR {reverse} through getapr: {}", summary(&ptr));
+    let targets: Vec<String> = ptr
+        .answers
+        .iter()
+        .filter(|r| r.record_type() == RecordType::PTR)
+        .map(|r| r.data.to_string())
+        .collect();
+    expect.check(targets == [v4only.clone()], || {
+        format!(
+            "PTR {reverse} should be answered from {}.{}'s PTR ({v4only}), got {}",
+            V4ONLY4.octets()[3],
+            labdns::REVERSE_ZONE,
+            summary(&ptr)
+        )
+    });
+
     // (3) A dual-stack name's real AAAA passes untouched, nothing added.
     let dual = labdns::name("dual");
     let dual_direct = ask(&lab, Ns::Host, dns(KNOT6), &query(&dual, RecordType::AAAA));
@@ -922,4 +968,8 @@ fn helpers_read_kdig_and_the_prefix() {
     assert!(nat64_entries(&s, "2001:db8:64::/96", "rfc7050").is_empty());
     assert!(lists_prefix(&s, "2001:db8:64::/96"));
     assert!(dns64_active(&s));
+    assert_eq!(
+        ip6_arpa(lab::nat64(V4ONLY4)),
+        "2.5.1.7.0.0.b.c.0.0.0.0.0.0.0.0.0.0.0.0.4.6.0.0.8.b.d.0.1.0.0.2.ip6.arpa."
+    );
 }

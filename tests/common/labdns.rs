@@ -25,6 +25,7 @@
 //! | `*.wild.lab.example` | A [`DUAL4`], AAAA [`DUAL6`] (fresh names for cache misses) |
 //! | `*.v4wild.lab.example` | A [`V4ONLY4`] (fresh IPv4-only names, for DNS64 misses) |
 //! | `ipv4only.arpa` | A 192.0.0.170, 192.0.0.171 (RFC 7050) |
+//! | `82.113.0.203.in-addr.arpa` | PTR `v4only.lab.example` ([`V4ONLY4`]'s reverse, zone [`REVERSE_ZONE`]) |
 //! | `dual.signed.example` | A [`DUAL4`], AAAA [`DUAL6`]; the zone is signed by Knot (ECDSA P-256 CSK, NSEC) |
 //! | `v4only.signed.example` | A [`V4ONLY4`], signed (DNS64 must not synthesize for DO, RFC 6147 §5.5) |
 //!
@@ -57,6 +58,8 @@ use super::lab::{self, Lab, LabChild, Ns};
 /// The lab's zone of plain names, and the signed one.
 pub const ZONE: &str = "lab.example";
 pub const SIGNED_ZONE: &str = "signed.example";
+/// The reverse zone of 203.0.113.0/24 (for DNS64's PTR mapping).
+pub const REVERSE_ZONE: &str = "113.0.203.in-addr.arpa";
 
 /// Knot, authoritative for every lab zone, in inet.
 pub const KNOT4: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 53);
@@ -293,6 +296,14 @@ impl LabDns {
             ),
         );
         self.write(
+            "reverse.zone",
+            &format!(
+                "$ORIGIN {REVERSE_ZONE}.\n$TTL {SOA_MINIMUM}\n{soa}\
+                 {} PTR v4only.{ZONE}.\n",
+                V4ONLY4.octets()[3]
+            ),
+        );
+        self.write(
             "signed.example.zone",
             &format!(
                 "$ORIGIN {SIGNED_ZONE}.\n$TTL {SOA_MINIMUM}\n{soa}\
@@ -315,6 +326,7 @@ impl LabDns {
                  \x20   zonefile-sync: -1\n    journal-content: none\n\
                  zone:\n  - domain: {ZONE}\n    file: lab.example.zone\n\
                  \x20 - domain: ipv4only.arpa\n    file: ipv4only.arpa.zone\n\
+                 \x20 - domain: {REVERSE_ZONE}\n    file: reverse.zone\n\
                  \x20 - domain: {SIGNED_ZONE}\n    file: signed.example.zone\n\
                  \x20   dnssec-signing: on\n    dnssec-policy: lab\n\
                  \x20   journal-content: changes\n"
@@ -323,7 +335,12 @@ impl LabDns {
         let conf = conf.display().to_string();
         self.knot = Some(lab.spawn(Ns::Inet, &["knotd", "-c", conf.as_str()]));
         let server = IpAddr::from(KNOT4);
-        for (zone, dnssec) in [(ZONE, false), ("ipv4only.arpa", false), (SIGNED_ZONE, true)] {
+        for (zone, dnssec) in [
+            (ZONE, false),
+            ("ipv4only.arpa", false),
+            (REVERSE_ZONE, false),
+            (SIGNED_ZONE, true),
+        ] {
             self.wait_answer(lab, "knotd", server, &["SOA", zone], |out| {
                 out.contains("status: NOERROR")
                     && out.contains("\tSOA\t")
