@@ -53,6 +53,11 @@ fn stun_corpus_replays_without_panic() {
 }
 
 #[test]
+fn ndopt_corpus_replays_without_panic() {
+    replay("ndopt", getapr::fuzzing::ndopt);
+}
+
+#[test]
 fn config_corpus_replays_without_panic() {
     replay("config", getapr::fuzzing::config);
 }

@@ -443,6 +443,45 @@ fn the_checker_rejects_what_breaks_the_schema() {
         "below the minimum",
     );
 
+    assert_rejected(
+        &doc,
+        status,
+        STATUS,
+        |v| v["ipv4_literals"] = json!("maybe"),
+        "is not one of",
+    );
+    assert_rejected(
+        &doc,
+        status,
+        STATUS,
+        |v| {
+            v["nat64"] = json!([{"prefix": "64:ff9b::/96", "source": "dhcp",
+                                 "interface": null, "router": null, "expires_in_s": null}])
+        },
+        "$.nat64[0].source",
+    );
+    assert_rejected(
+        &doc,
+        status,
+        STATUS,
+        |v| v["nat64"] = json!([{"prefix": "64:ff9b::/96", "source": "ra"}]),
+        "\"expires_in_s\" is missing",
+    );
+    assert_rejected(
+        &doc,
+        status,
+        STATUS,
+        |v| v["dns64"] = json!({"synthesize": "yes", "active": true}),
+        "is not one of",
+    );
+    assert_rejected(
+        &doc,
+        status,
+        STATUS,
+        |v| v["CLAT"] = Value::Null,
+        "not nullable",
+    );
+
     let pairs = doc.response_schema("/pairs", 200);
     for field in [
         "family",
@@ -782,6 +821,175 @@ async fn real_status_metrics_and_healthz_answers_are_valid() {
         "{answer:?}"
     );
     handle.shutdown();
+}
+
+/// On a NAT64 network (no IPv4, IPv6 working, prefixes from a router and
+/// the config): `/status` lists the prefixes with their sources, DNS64,
+/// CLAT and IPv4 literals, `/pairs` of an IPv4 literal is the NAT64 pair,
+/// and both are valid.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nat64_status_and_pairs_are_valid() {
+    use std::sync::Arc;
+    use std::time::Instant;
+
+    use getapr::inventory::{Address, Snapshot, classify};
+    use getapr::probe::known64::{Nat64Prefix, Source};
+    use getapr::probe::verdicts::{Families, SourceVerdict, State, Verdicts};
+
+    let doc = Doc::load();
+    let auth = AuthUpstream::start().await;
+    let (handle, http) = start_daemon(auth.addr()).await;
+    // Answered: the daemon runs, and stores no verdicts of its own.
+    assert_eq!(get(http, "/status").await.status, 200);
+    let gua: std::net::IpAddr = "2001:db8:1::2".parse().unwrap();
+    let address = Address {
+        addr: gua,
+        prefix_len: 64,
+        interface: "eth0".into(),
+        ifindex: 2,
+        scope_id: 0,
+        class: classify(gua),
+        deprecated: false,
+        temporary: false,
+    };
+    let nat64 = vec![
+        Nat64Prefix {
+            source: Source::Ra,
+            prefix: "2001:db8:64::/96".parse().unwrap(),
+            interface: Some("eth0".into()),
+            router: Some("fe80::1".parse().unwrap()),
+            expires: Some(Instant::now() + Duration::from_secs(1800)),
+        },
+        Nat64Prefix {
+            source: Source::Config,
+            prefix: "64:ff9b::/96".parse().unwrap(),
+            interface: None,
+            router: None,
+            expires: None,
+        },
+    ];
+    let published = Verdicts {
+        generation: 3,
+        sources: vec![SourceVerdict {
+            address: gua,
+            scope_id: 0,
+            interface: "eth0".into(),
+            class: address.class,
+            state: State::Ok,
+            link: State::Ok,
+            rtt: None,
+            mapped: None,
+        }],
+        families: Families {
+            ipv4: State::Failed,
+            ipv6: State::Ok,
+        },
+        nat64_prefixes: vec![
+            "64:ff9b::/96".parse().unwrap(),
+            "2001:db8:64::/96".parse().unwrap(),
+        ],
+        nat64,
+        host: Arc::new(Snapshot {
+            addresses: vec![address],
+            ..Snapshot::default()
+        }),
+        ..Verdicts::default()
+    };
+    handle.verdicts().store(Arc::new(published));
+
+    let status = get(http, "/status").await.json();
+    assert_valid(&doc, doc.response_schema("/status", 200), &status);
+    let ra = &status["nat64"][0];
+    assert_eq!(
+        (
+            &ra["prefix"],
+            &ra["source"],
+            &ra["interface"],
+            &ra["router"]
+        ),
+        (
+            &json!("2001:db8:64::/96"),
+            &json!("ra"),
+            &json!("eth0"),
+            &json!("fe80::1")
+        )
+    );
+    let left = ra["expires_in_s"].as_u64().unwrap();
+    assert!((1790..=1800).contains(&left), "{left}");
+    assert_eq!(
+        status["nat64"][1],
+        json!({"prefix": "64:ff9b::/96", "source": "config", "interface": null,
+               "router": null, "expires_in_s": null})
+    );
+    assert_eq!(
+        status["nat64_prefixes"],
+        json!(["64:ff9b::/96", "2001:db8:64::/96"])
+    );
+    // The test config leaves dns64.synthesize at its default.
+    assert_eq!(
+        status["dns64"],
+        json!({"synthesize": "auto", "active": true})
+    );
+    assert_eq!(status["CLAT"], false);
+    assert_eq!(status["ipv4_literals"], "nat64_pairs");
+
+    let pairs = get(http, "/pairs?host=203.0.113.20").await.json();
+    assert_valid(&doc, doc.response_schema("/pairs", 200), &pairs);
+    assert_eq!(
+        pairs["pairs"],
+        json!([{"family": "ipv6", "source": "2001:db8:1::2",
+                "destination": "2001:db8:64::cb00:7114", "port": 443,
+                "interface": "eth0", "scope_id": 0, "rtt_ms": null,
+                "nat64": "203.0.113.20"}])
+    );
+    // A native IPv6 literal is no NAT64 pair: no `nat64` key.
+    let pairs = get(http, "/pairs?host=2001%3Adb8%3A9%3A%3A1").await.json();
+    assert_eq!(pairs["pairs"][0]["destination"], "2001:db8:9::1", "{pairs}");
+    assert!(pairs["pairs"][0].get("nat64").is_none(), "{pairs}");
+    handle.shutdown();
+}
+
+/// `dns64.prefixes` and `dns64.synthesize` reach `/status` with probing
+/// off, and follow a reload.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_nat64_prefixes_follow_a_reload() {
+    let doc = Doc::load();
+    let auth = AuthUpstream::start().await;
+    let dns64 = |mode: &str, prefix: &str| {
+        format!("\n[dns64]\nsynthesize = \"{mode}\"\nprefixes = [\"{prefix}\"]\n")
+    };
+    let s = common::http::sidecar_with(
+        auth.addr(),
+        Limits::default(),
+        &dns64("on", "2001:db8:64::/96"),
+    )
+    .await;
+    let status = get(s.http, "/status").await.json();
+    assert_valid(&doc, doc.response_schema("/status", 200), &status);
+    assert_eq!(status["nat64_prefixes"], json!(["2001:db8:64::/96"]));
+    assert_eq!(
+        status["nat64"],
+        json!([{"prefix": "2001:db8:64::/96", "source": "config", "interface": null,
+                "router": null, "expires_in_s": null}])
+    );
+    assert_eq!(status["dns64"], json!({"synthesize": "on", "active": true}));
+    // Probing is off: nothing is known of the families.
+    assert_eq!(status["ipv4_literals"], "unknown");
+
+    let config = common::http::config_with(
+        auth.addr(),
+        "\"127.0.0.1:0\"",
+        &dns64("off", "64:ff9b::/96"),
+    );
+    s.handle.reload(config).await.expect("reload");
+    let status = get(s.http, "/status").await.json();
+    assert_eq!(status["nat64_prefixes"], json!(["64:ff9b::/96"]));
+    assert_eq!(status["nat64"][0]["source"], "config");
+    assert_eq!(
+        status["dns64"],
+        json!({"synthesize": "off", "active": false})
+    );
+    s.handle.shutdown();
 }
 
 /// The CLI against the real sidecar: `--json` passes a valid body through,

@@ -110,6 +110,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
+use crate::config::Synthesize;
 use crate::dns::server::Shared;
 use crate::inventory::Snapshot;
 use crate::metrics::Limit;
@@ -169,6 +170,8 @@ pub struct Api {
     /// had both (4 or 6; 0: RFC 6724 chose), so that a change is logged
     /// once, not with every answer.
     rtt_lead: AtomicU8,
+    /// `dns64.synthesize`, for `/status` (0 auto, 1 on, 2 off).
+    dns64: AtomicU8,
 }
 
 /// How long `/pairs` reuses the host's inventory when it reads it itself
@@ -190,6 +193,7 @@ impl Api {
             interfaces: ArcSwap::from_pointee((Vec::new(), Vec::new())),
             inventory: tokio::sync::Mutex::new(None),
             rtt_lead: AtomicU8::new(0),
+            dns64: AtomicU8::new(0),
         }
     }
 
@@ -233,6 +237,26 @@ impl Api {
         };
         self.shared.metrics.limit_hit(limit);
         write_and_close(stream, answer);
+    }
+
+    /// `dns64.synthesize`, which `/status` shows with whether the stub
+    /// synthesizes now.
+    pub fn set_dns64(&self, mode: Synthesize) {
+        let code = match mode {
+            Synthesize::Auto => 0,
+            Synthesize::On => 1,
+            Synthesize::Off => 2,
+        };
+        self.dns64.store(code, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// `dns64.synthesize` as set last.
+    pub fn dns64(&self) -> Synthesize {
+        match self.dns64.load(std::sync::atomic::Ordering::Relaxed) {
+            1 => Synthesize::On,
+            2 => Synthesize::Off,
+            _ => Synthesize::Auto,
+        }
     }
 
     /// The interface filter of `[probe]`, applied to the inventory `/pairs`

@@ -16,6 +16,7 @@ use super::guard::{self, Refusal};
 use super::json::{self, Object};
 use super::query::{self, Target};
 use super::{Api, INVENTORY_TTL, NOT_ALLOWED};
+use crate::config::Synthesize;
 use crate::dns::server::LookupError;
 use crate::dns::wire::{rcode, rtype};
 use crate::inventory::{self, Inventory, Snapshot};
@@ -100,7 +101,10 @@ impl Api {
                     self.busy("too many /pairs requests at once")
                 }
             },
-            Route::Status => json_answer(StatusCode::OK, status(&self.shared.verdicts.load())),
+            Route::Status => json_answer(
+                StatusCode::OK,
+                status(&self.shared.verdicts.load(), self.dns64(), Instant::now()),
+            ),
             Route::Metrics => body(StatusCode::OK, OPENMETRICS, self.shared.metrics.encode()),
             Route::Healthz => body(StatusCode::OK, "text/plain; charset=utf-8", "ok".into()),
         }
@@ -176,15 +180,20 @@ impl Api {
             } else {
                 "ipv6"
             };
-            Object::new(o)
-                .str("family", family)
+            let mut pair = Object::new(o);
+            pair.str("family", family)
                 .str("source", &p.source.addr.to_canonical().to_string())
                 .str("destination", &p.destination.to_string())
                 .uint("port", u64::from(asked.port))
                 .str("interface", &p.source.interface)
                 .uint("scope_id", u64::from(p.source.scope_id))
-                .millis("rtt_ms", p.rtt)
-                .finish();
+                .millis("rtt_ms", p.rtt);
+            // Only a NAT64 pair has it: the fields of every other pair stay
+            // the contract's.
+            if let Some(v4) = p.nat64 {
+                pair.str("nat64", &v4.to_string());
+            }
+            pair.finish();
         });
         Object::new(&mut out)
             .str("host", &asked.given)
@@ -345,8 +354,10 @@ fn on_interface(host: &Snapshot, zone: &str) -> Option<Snapshot> {
 }
 
 /// `/status`: the flags under the contract's names, the gateways, the NAT64
-/// prefixes and every source, plus the family states and the generation.
-fn status(v: &Verdicts) -> String {
+/// prefixes (with their sources), DNS64, CLAT and IPv4 literals, every
+/// source, plus the family states and the generation. `now` counts the
+/// prefixes' lifetimes down.
+fn status(v: &Verdicts, synthesize: Synthesize, now: Instant) -> String {
     let mut out = String::with_capacity(1024);
     let mut obj = Object::new(&mut out);
     for (name, value) in v.flags.named() {
@@ -358,6 +369,35 @@ fn status(v: &Verdicts) -> String {
             "nat64_prefixes",
             &json::array(&v.nat64_prefixes, |o, p| json::string(o, &p.to_string())),
         )
+        .raw(
+            "nat64",
+            &json::array(&v.nat64, |o, p| {
+                let router = p.router.map(|r| r.to_string());
+                let mut entry = Object::new(o);
+                entry
+                    .str("prefix", &p.prefix.to_string())
+                    .str("source", p.source.as_str())
+                    .opt_str("interface", p.interface.as_deref())
+                    .opt_str("router", router.as_deref());
+                match p.expires {
+                    Some(at) => {
+                        entry.uint("expires_in_s", at.saturating_duration_since(now).as_secs())
+                    }
+                    None => entry.raw("expires_in_s", "null"),
+                };
+                entry.finish();
+            }),
+        )
+        .raw("dns64", &{
+            let mut dns64 = String::new();
+            Object::new(&mut dns64)
+                .str("synthesize", synthesize_name(synthesize))
+                .bool("active", crate::dns::dns64::active(synthesize, v))
+                .finish();
+            dns64
+        })
+        .bool("CLAT", v.clat())
+        .str("ipv4_literals", v.ipv4_literals().as_str())
         .raw(
             "sources",
             &json::array(&v.sources, |o, s| {
@@ -385,6 +425,15 @@ fn status(v: &Verdicts) -> String {
         .uint("generation", v.generation)
         .finish();
     out
+}
+
+/// `dns64.synthesize` as the config spells it.
+fn synthesize_name(mode: Synthesize) -> &'static str {
+    match mode {
+        Synthesize::Auto => "auto",
+        Synthesize::On => "on",
+        Synthesize::Off => "off",
+    }
 }
 
 impl Api {

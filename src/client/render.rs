@@ -31,6 +31,9 @@ struct Pair {
     scope_id: u32,
     #[serde(default)]
     rtt_ms: Option<f64>,
+    /// The IPv4 destination a NAT64 pair reaches.
+    #[serde(default)]
+    nat64: Option<String>,
 }
 
 /// The body of `GET /status`.
@@ -48,9 +51,36 @@ pub struct StatusAnswer {
     families: Option<BTreeMap<String, String>>,
     #[serde(default)]
     path_mtu: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    nat64: Vec<Nat64>,
+    #[serde(default)]
+    dns64: Option<Dns64>,
+    #[serde(default, rename = "CLAT")]
+    clat: Option<bool>,
+    #[serde(default)]
+    ipv4_literals: Option<String>,
     /// The flags, and whatever else a newer daemon sends.
     #[serde(flatten)]
     rest: BTreeMap<String, Value>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Nat64 {
+    prefix: String,
+    #[serde(default)]
+    source: String,
+    #[serde(default)]
+    interface: Option<String>,
+    #[serde(default)]
+    router: Option<String>,
+    #[serde(default)]
+    expires_in_s: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Dns64 {
+    synthesize: String,
+    active: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -75,7 +105,10 @@ pub fn pairs(host: &str, answer: &PairsAnswer) -> String {
         vec![
             p.family.clone(),
             scoped(&p.source, &p.interface, p.scope_id),
-            scoped(&p.destination, &p.interface, p.scope_id),
+            match &p.nat64 {
+                Some(v4) => format!("{} (NAT64 to {v4})", p.destination),
+                None => scoped(&p.destination, &p.interface, p.scope_id),
+            },
             p.port.to_string(),
             rtt(p.rtt_ms),
         ]
@@ -85,7 +118,8 @@ pub fn pairs(host: &str, answer: &PairsAnswer) -> String {
 
 /// The flags (the contract's in its order, then any others a daemon adds,
 /// sorted; true ones, then false ones), gateways, NAT64 prefixes and,
-/// when sent, the family states; then the sources table.
+/// when sent, where each came from, DNS64, CLAT, IPv4 literals and the
+/// family states; then the sources table.
 pub fn status(answer: &StatusAnswer) -> String {
     let flags: Vec<(&str, bool)> = FLAG_NAMES
         .iter()
@@ -117,6 +151,20 @@ pub fn status(answer: &StatusAnswer) -> String {
             none_if_empty(answer.nat64_prefixes.join(" ")),
         ),
     ];
+    if !answer.nat64.is_empty() {
+        let sources: Vec<String> = answer.nat64.iter().map(nat64).collect();
+        lines.push(("NAT64 sources", sources.join("; ")));
+    }
+    if let Some(d) = &answer.dns64 {
+        let active = if d.active { "active" } else { "inactive" };
+        lines.push(("DNS64", format!("{}, {active}", d.synthesize)));
+    }
+    if let Some(clat) = answer.clat {
+        lines.push(("CLAT", if clat { "yes" } else { "no" }.to_owned()));
+    }
+    if let Some(literals) = &answer.ipv4_literals {
+        lines.push(("IPv4 literals", literals.clone()));
+    }
     if let Some(families) = &answer.families {
         let states: Vec<String> = families.iter().map(|(f, s)| format!("{f} {s}")).collect();
         lines.push(("families", none_if_empty(states.join(", "))));
@@ -149,6 +197,22 @@ pub fn status(answer: &StatusAnswer) -> String {
         &["ADDRESS", "INTERFACE", "CLASS", "STATE", "RTT"],
         rows,
     ));
+    out
+}
+
+/// `2001:db8:64::/96 ra on eth0 from fe80::1, 1790 s left`, or
+/// `64:ff9b::/96 config`.
+fn nat64(p: &Nat64) -> String {
+    let mut out = format!("{} {}", p.prefix, p.source);
+    if let Some(i) = &p.interface {
+        out.push_str(&format!(" on {i}"));
+    }
+    if let Some(r) = &p.router {
+        out.push_str(&format!(" from {r}"));
+    }
+    if let Some(s) = p.expires_in_s {
+        out.push_str(&format!(", {s} s left"));
+    }
     out
 }
 
@@ -255,6 +319,25 @@ ipv4    192.168.1.2    203.0.113.10       443   -
     }
 
     #[test]
+    fn a_nat64_pair_names_its_ipv4_destination() {
+        let answer = serde_json::from_str(
+            r#"{"host": "203.0.113.20", "port": 443, "pairs": [
+                {"family": "ipv6", "source": "2001:db8:1::2",
+                 "destination": "2001:db8:64::cb00:7114", "port": 443,
+                 "interface": "eth0", "scope_id": 0, "rtt_ms": null,
+                 "nat64": "203.0.113.20"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            pairs("203.0.113.20", &answer),
+            "\
+FAMILY  SOURCE         DESTINATION                                     PORT  RTT
+ipv6    2001:db8:1::2  2001:db8:64::cb00:7114 (NAT64 to 203.0.113.20)  443   -
+"
+        );
+    }
+
+    #[test]
     fn no_pair_is_a_sentence() {
         let answer =
             serde_json::from_str(r#"{"host": "x.test", "port": 443, "pairs": []}"#).unwrap();
@@ -275,6 +358,9 @@ flags false     ULA_ok NPTv6 NPTv6_tried ULA_present
 gateway IPv4    192.168.1.1
 gateway IPv6    fe80::1%eth0
 NAT64 prefixes  none
+DNS64           auto, inactive
+CLAT            no
+IPv4 literals   native
 path MTU        ipv4 ok, ipv6 ok
 
 ADDRESS        INTERFACE  CLASS  STATE  RTT
@@ -307,5 +393,32 @@ ADDRESS        INTERFACE  CLASS  STATE  RTT
             "{text}"
         );
         assert!(text.ends_with("no source addresses\n"), "{text}");
+        assert!(!text.contains("NAT64 sources"), "{text}");
+    }
+
+    #[test]
+    fn status_shows_where_nat64_prefixes_came_from() {
+        let answer = serde_json::from_str(
+            r#"{"nat64_prefixes": ["64:ff9b::/96", "2001:db8:64::/96"],
+                "nat64": [{"prefix": "2001:db8:64::/96", "source": "ra", "interface": "eth0",
+                           "router": "fe80::1", "expires_in_s": 1790},
+                          {"prefix": "64:ff9b::/96", "source": "config", "interface": null,
+                           "router": null, "expires_in_s": null}],
+                "dns64": {"synthesize": "auto", "active": true},
+                "CLAT": true, "ipv4_literals": "nat64_pairs", "sources": []}"#,
+        )
+        .unwrap();
+        let text = status(&answer);
+        assert!(
+            text.contains(
+                "NAT64 sources   2001:db8:64::/96 ra on eth0 from fe80::1, 1790 s left; \
+                 64:ff9b::/96 config\n"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("DNS64           auto, active\n"), "{text}");
+        assert!(text.contains("CLAT            yes\n"), "{text}");
+        assert!(text.contains("IPv4 literals   nat64_pairs\n"), "{text}");
+        assert!(!text.contains("flags true      CLAT"), "{text}");
     }
 }

@@ -130,6 +130,7 @@ impl Daemon {
         let api = Arc::new(Api::new(Arc::clone(&shared), api::Limits::default()));
         api.set_hosts(http_hosts(&http));
         api.set_allow(config.http.allow.clone());
+        api.set_dns64(config.dns64.synthesize);
         api.set_interfaces(
             config.probe.interfaces.clone(),
             config.probe.exclude_interfaces.clone(),
@@ -168,6 +169,7 @@ impl Daemon {
         let api = Api::new(Arc::clone(&self.shared), limits);
         api.set_hosts(self.api.hosts());
         api.set_allow(self.api.allow());
+        api.set_dns64(self.config.dns64.synthesize);
         api.set_interfaces(
             self.config.probe.interfaces.clone(),
             self.config.probe.exclude_interfaces.clone(),
@@ -188,7 +190,12 @@ impl Daemon {
         for l in &mut self.http {
             l.start(&self.api);
         }
-        start_probes(&self.shared, &self.config.probe, &self.probes);
+        start_probes(
+            &self.shared,
+            &self.config.probe,
+            &self.config.dns64.prefixes,
+            &self.probes,
+        );
         let stop = self.handle.stop.clone();
         loop {
             tokio::select! {
@@ -246,5 +253,6 @@ fn settings(config: &Config) -> Result<Settings, Error> {
         policy: config.policy.clone(),
         serve_stale: config.dns.serve_stale,
         failure_cache: config.dns.failure_cache,
+        dns64: config.dns64.synthesize,
     })
 }

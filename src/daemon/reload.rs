@@ -6,7 +6,7 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 use super::listeners::{bind_http, bind_listener, http_hosts};
-use super::probes::start_probes;
+use super::probes::{config_nat64_changed, start_probes};
 use super::{Daemon, Error, settings};
 use crate::config::Config;
 use crate::sync::lock;
@@ -77,10 +77,19 @@ impl Daemon {
                 config.probe.exclude_interfaces.clone(),
             );
         }
+        self.api.set_dns64(config.dns64.synthesize);
         if config.probe != self.config.probe {
             self.probes.cancel();
             self.probes = CancellationToken::new();
-            start_probes(&self.shared, &config.probe, &self.probes);
+            start_probes(
+                &self.shared,
+                &config.probe,
+                &config.dns64.prefixes,
+                &self.probes,
+            );
+        } else if config.dns64.prefixes != self.config.dns64.prefixes {
+            // The engine goes on; only its configured prefixes change.
+            config_nat64_changed(&self.shared, &config.dns64.prefixes);
         }
         self.config = config;
         Ok(())

@@ -16,6 +16,7 @@
 
 mod api;
 mod config;
+mod ndopt;
 mod query;
 mod reply_cache;
 mod rewrite;
@@ -27,6 +28,7 @@ mod wire;
 
 pub use api::api;
 pub use config::config;
+pub use ndopt::ndopt;
 pub use query::query;
 pub use reply_cache::reply_cache;
 pub use rewrite::rewrite;

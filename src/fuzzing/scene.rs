@@ -63,6 +63,7 @@ pub(super) fn offline(setup: u8, pick: u8) -> Arc<Shared> {
         // failure cache then remembers.
         serve_stale: Config::default().dns.serve_stale,
         failure_cache: Config::default().dns.failure_cache,
+        dns64: Config::default().dns64.synthesize,
     };
     let shared = Shared::new(settings, 64);
     let known: Vec<IpAddr> = (V4.iter().map(|&a| IpAddr::V4(a)))

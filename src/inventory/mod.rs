@@ -36,7 +36,10 @@
 //! when it differs from the last one. rtnetlink can push change events, but
 //! subscribing needs a `bind` with a `sockaddr_nl` or a `setsockopt`
 //! (`NETLINK_ADD_MEMBERSHIP`) that `socket2` has no safe call for, so it
-//! would mean `unsafe` or a netlink crate plus its async glue. A poll is
+//! would mean `unsafe` or a netlink crate plus its async glue (rustix,
+//! already a dependency, has a safe `bind` for `sockaddr_nl` now, which
+//! [`ndopt`] uses for router advertisement options: the kernel sends those
+//! only as events, there is nothing to poll). A poll is
 //! within the "seen within seconds" the design asks for (a change shows
 //! after 2 s at worst), costs two small dumps and three small file reads
 //! per round, cannot miss an event or fall out of sync after a netlink
@@ -55,6 +58,7 @@ use std::io;
 use std::net::IpAddr;
 
 pub mod class;
+pub mod ndopt;
 pub mod netlink;
 pub mod procfs;
 pub mod system;

@@ -20,10 +20,10 @@ use std::time::Duration;
 use socket2::{Domain, Protocol, Socket, Type};
 
 const AF_INET: u8 = 2;
-const AF_NETLINK: i32 = 16;
-const NETLINK_ROUTE: i32 = 0;
+pub(super) const AF_NETLINK: i32 = 16;
+pub(super) const NETLINK_ROUTE: i32 = 0;
 
-const NLMSG_HDRLEN: usize = 16;
+pub(super) const NLMSG_HDRLEN: usize = 16;
 const NLMSG_ERROR: u16 = 2;
 const NLMSG_DONE: u16 = 3;
 const NLM_F_REQUEST: u16 = 0x01;
@@ -223,17 +223,17 @@ fn errno(body: &[u8]) -> i32 {
         .map_or(0, |b| i32::from_ne_bytes(*b).saturating_neg())
 }
 
-struct Message<'a> {
-    kind: u16,
-    flags: u16,
-    seq: u32,
-    body: &'a [u8],
+pub(super) struct Message<'a> {
+    pub(super) kind: u16,
+    pub(super) flags: u16,
+    pub(super) seq: u32,
+    pub(super) body: &'a [u8],
 }
 
 /// Splits the first netlink message off `buf`: the message and what follows
 /// it (after `NLMSG_ALIGN` padding). `None` if the header or its length is
 /// inconsistent with `buf`.
-fn message(buf: &[u8]) -> Option<(Message<'_>, &[u8])> {
+pub(super) fn message(buf: &[u8]) -> Option<(Message<'_>, &[u8])> {
     let hdr = buf.first_chunk::<NLMSG_HDRLEN>()?;
     let len = u32::from_ne_bytes([hdr[0], hdr[1], hdr[2], hdr[3]]) as usize;
     if len < NLMSG_HDRLEN || len > buf.len() {
@@ -295,7 +295,7 @@ fn addr4(body: &[u8]) -> Option<Addr4> {
 }
 
 /// The `rtattr`s of `buf` as (type, value); stops at the first malformed one.
-fn attrs(mut buf: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
+pub(super) fn attrs(mut buf: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
     std::iter::from_fn(move || {
         let hdr = buf.first_chunk::<4>()?;
         let len = usize::from(u16::from_ne_bytes([hdr[0], hdr[1]]));
@@ -310,7 +310,7 @@ fn attrs(mut buf: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
     })
 }
 
-const fn align4(n: usize) -> usize {
+pub(super) const fn align4(n: usize) -> usize {
     (n + 3) & !3
 }
 

@@ -45,10 +45,13 @@ pub enum Limit {
     /// An HTTP request got 503: the sidecar's connections or `/pairs`
     /// lookups were at their bound.
     HttpBusy,
+    /// A NAT64 prefix learned from router advertisements gave way to a new
+    /// one: 16 per interface, 64 in all (the one refreshed longest ago).
+    Nat64Prefixes,
 }
 
 impl Limit {
-    pub const ALL: [Limit; 9] = [
+    pub const ALL: [Limit; 10] = [
         Limit::JoinerDropped,
         Limit::LookupEvicted,
         Limit::LookupRefused,
@@ -58,6 +61,7 @@ impl Limit {
         Limit::TcpNotAllowed,
         Limit::HttpForbidden,
         Limit::HttpBusy,
+        Limit::Nat64Prefixes,
     ];
 
     /// The label value.
@@ -72,6 +76,7 @@ impl Limit {
             Limit::TcpNotAllowed => "tcp_not_allowed",
             Limit::HttpForbidden => "http_forbidden",
             Limit::HttpBusy => "http_busy",
+            Limit::Nat64Prefixes => "nat64_prefixes",
         }
     }
 }

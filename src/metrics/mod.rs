@@ -47,6 +47,12 @@ struct BuildLabels {
     version: &'static str,
 }
 
+/// `getapr_dns64_synthesized`: the query type answered.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct QtypeLabels {
+    qtype: &'static str,
+}
+
 /// `getapr_pairs_rtt_first`: the family put first.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct FamilyLabels {
@@ -78,6 +84,8 @@ pub struct Metrics {
     limits: [Counter; Limit::ALL.len()],
     /// `pairs_rtt_first`, IPv4 then IPv6; both exist from the start.
     pairs_rtt_first: [Counter; 2],
+    /// `dns64_synthesized`, AAAA then PTR; both exist from the start.
+    dns64_synthesized: [Counter; 2],
 }
 
 impl Metrics {
@@ -181,6 +189,15 @@ impl Metrics {
              slower by more than policy.rtt_margin_ms (RFC 6724 alone would have led with it)",
             rtt_first,
         );
+        let synthesized = Family::<QtypeLabels, Counter>::default();
+        let dns64_synthesized =
+            ["AAAA", "PTR"].map(|qtype| synthesized.get_or_create(&QtypeLabels { qtype }).clone());
+        registry.register(
+            "dns64_synthesized",
+            "Answers sent with records DNS64 synthesized (RFC 6147): AAAA from A records \
+             under a NAT64 prefix, PTR under a prefix from the IPv4's in-addr.arpa",
+            synthesized,
+        );
         let build = Family::<BuildLabels, Gauge>::default();
         build
             .get_or_create(&BuildLabels {
@@ -201,7 +218,20 @@ impl Metrics {
             probes,
             limits,
             pairs_rtt_first,
+            dns64_synthesized,
         }
+    }
+
+    /// Counts an answer sent with records DNS64 synthesized, by its query
+    /// type (AAAA or PTR; nothing else is synthesized).
+    pub fn dns64_synthesized(&self, qtype: u16) {
+        let i = usize::from(qtype != crate::dns::wire::rtype::AAAA);
+        self.dns64_synthesized[i].inc();
+    }
+
+    /// How many answers DNS64 synthesized so far: AAAA and PTR.
+    pub fn dns64_synthesized_count(&self) -> [u64; 2] {
+        self.dns64_synthesized.each_ref().map(Counter::get)
     }
 
     /// Counts a `/pairs` answer whose leading family the RTT rule chose
@@ -213,6 +243,12 @@ impl Metrics {
     /// Counts one bite of a limit (see [`Limit`]).
     pub fn limit_hit(&self, limit: Limit) {
         self.limits[limit as usize].inc();
+    }
+
+    /// The counter of `limit`, for a task that counts without the rest of
+    /// the metrics (the probe driver).
+    pub fn limit_counter(&self, limit: Limit) -> Counter {
+        self.limits[limit as usize].clone()
     }
 
     /// How often `limit` has bitten so far (for tests and the flood suite).

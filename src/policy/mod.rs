@@ -8,6 +8,9 @@
 //!
 //! # What [`pairs()`] does
 //!
+//! 0. On a NAT64 network without working IPv4, replaces each IPv4
+//!    destination by its NAT64 address ([`nat64_destinations`]); such a
+//!    pair says which IPv4 destination it reaches ([`Pair::nat64`]).
 //! 1. Drops every destination whose verdict is dead (a learned destination
 //!    whose state is `Failed`), and leaves every `failed` source out of the
 //!    candidate sets, so a pair never has a failed source (the next best
@@ -82,10 +85,14 @@ mod table;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_nat64;
+#[cfg(test)]
 mod tests_pairs;
 
 pub use destination::sort_destinations;
-pub use pairs::{DEFAULT_RTT_MARGIN, Options, Pair, RttLead, interleave, pairs, ranked_pairs};
+pub use pairs::{
+    DEFAULT_RTT_MARGIN, Options, Pair, RttLead, interleave, nat64_destinations, pairs, ranked_pairs,
+};
 pub use source::{Route, select_source};
 pub use table::{PolicyTable, Table, scope};
 

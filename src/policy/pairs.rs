@@ -9,6 +9,7 @@ use super::destination::{Ranked, compare_destinations, faster_family, sort_ranke
 use super::source::{Route, select_source};
 use super::table::{PolicyTable, Table};
 use crate::inventory::{Address, Class, Snapshot};
+use crate::probe::nat64;
 use crate::probe::verdicts::{Mtu, State, Verdicts};
 
 /// What [`pairs`] is asked to do.
@@ -45,6 +46,9 @@ pub struct Pair {
     /// The measured RTT of this path, else of the source; `None` if neither
     /// was measured.
     pub rtt: Option<Duration>,
+    /// The IPv4 destination this pair reaches through NAT64, when the
+    /// destination is its NAT64 address (see [`nat64_destinations`]).
+    pub nat64: Option<Ipv4Addr>,
 }
 
 /// The faster-family rule decided which family leads `/pairs`: RFC 6724
@@ -90,6 +94,7 @@ pub fn ranked_pairs(
         loopback(Ipv4Addr::LOCALHOST.into()),
         loopback(Ipv6Addr::LOCALHOST.into()),
     ];
+    let (destinations, behind) = nat64_destinations(destinations, host, verdicts);
     let ranked: Vec<Ranked<'_>> = destinations
         .iter()
         .filter(|d| !verdicts.is_dead(**d))
@@ -125,6 +130,9 @@ pub fn ranked_pairs(
                     source: r.source?.clone(),
                     destination: r.destination,
                     rtt: r.rtt,
+                    nat64: (behind.iter())
+                        .find(|(v6, _)| IpAddr::V6(*v6) == r.destination)
+                        .map(|(_, v4)| *v4),
                 })
             })
             .collect();
@@ -135,6 +143,62 @@ pub fn ranked_pairs(
     let mut pairs = to_pairs(sorted);
     pairs.extend(to_pairs(sort_ranked(stalling, options.rtt_margin)));
     (pairs, lead)
+}
+
+/// getapr: on a network where IPv4 reaches nothing but NAT64 does
+/// ([`Verdicts::nat64_available`]: the IPv4 family failed, IPv6 works, a
+/// NAT64 prefix is known), each IPv4 destination outside the host's own
+/// subnets becomes its NAT64 address (RFC 6052) under the preferred prefix
+/// ([`Verdicts::preferred_nat64`]: a router's, else the config's, else
+/// RFC 7050's), so it pairs with a working IPv6 source. Never loopback,
+/// link-local, multicast or broadcast, and never a non-global IPv4 under
+/// the Well-Known Prefix (RFC 6052 §3.1, [`nat64::may_embed`]). The same
+/// NAT64 address given by DNS too (a DNS64 answer for the same name) is
+/// listed once. Returns the destinations and which of them are NAT64
+/// addresses of which IPv4 destination.
+pub fn nat64_destinations(
+    destinations: &[IpAddr],
+    host: &Snapshot,
+    verdicts: &Verdicts,
+) -> (Vec<IpAddr>, Vec<(Ipv6Addr, Ipv4Addr)>) {
+    let prefix = verdicts
+        .preferred_nat64()
+        .filter(|_| verdicts.nat64_available());
+    let Some(prefix) = prefix else {
+        return (destinations.to_vec(), Vec::new());
+    };
+    let translate = |v4: Ipv4Addr| {
+        let local = v4.is_loopback()
+            || v4.is_link_local()
+            || v4.is_multicast()
+            || v4.is_broadcast()
+            || v4.is_unspecified()
+            || host.addresses.iter().any(|a| a.contains(IpAddr::V4(v4)));
+        if local || !nat64::may_embed(prefix, v4) {
+            return None;
+        }
+        nat64::embed(prefix, v4)
+    };
+    let mut out: Vec<IpAddr> = Vec::with_capacity(destinations.len());
+    let mut behind = Vec::new();
+    for &d in destinations {
+        let d = match d.to_canonical() {
+            IpAddr::V4(v4) => match translate(v4) {
+                Some(v6) => {
+                    if !behind.iter().any(|(a, _)| *a == v6) {
+                        behind.push((v6, v4));
+                    }
+                    IpAddr::V6(v6)
+                }
+                None => d,
+            },
+            IpAddr::V6(_) => d,
+        };
+        if !out.contains(&d) {
+            out.push(d);
+        }
+    }
+    (out, behind)
 }
 
 /// The source for a loopback destination of `addr`'s family.

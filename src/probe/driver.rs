@@ -21,6 +21,7 @@ use super::syn_sent::{self, SynSent};
 use super::verdicts::{Mtu, Verdicts};
 use super::{stun, tls};
 use crate::inventory::Snapshot;
+use crate::inventory::ndopt::UserOpts;
 use crate::metrics::Probes;
 
 /// What the rest of the daemon tells the engine.
@@ -31,19 +32,26 @@ pub enum Input {
     Learn { addr: IpAddr, public_name: bool },
     /// The NAT64 prefixes found by RFC 7050 discovery.
     Nat64(Vec<ipnet::Ipv6Net>),
+    /// The NAT64 prefixes of the config (`dns64.prefixes`), after a reload.
+    Nat64Config(Vec<ipnet::Ipv6Net>),
+    /// The PREF64 options of a router advertisement (RFC 8781).
+    RouterAdvertisement(UserOpts),
 }
 
 /// Runs `engine` until `stop`: sends the probes it asks for, feeds their
 /// outcomes, inventory changes, applications' connects stuck in SYN-SENT
 /// and `inputs` back, and publishes each new verdict snapshot into
 /// `verdicts` for lock-free readers. Counts each probe in `metrics` by its
-/// source, and each round started early by its trigger.
+/// source, and each round started early by its trigger; each NAT64 prefix
+/// that gave way to the bounds of the table of advertised ones in
+/// `nat64_evicted`.
 pub async fn run(
     mut engine: Engine,
     mut inventory: watch::Receiver<Arc<Snapshot>>,
     mut inputs: mpsc::Receiver<Input>,
     verdicts: Arc<ArcSwap<Verdicts>>,
     metrics: Probes,
+    nat64_evicted: prometheus_client::metrics::counter::Counter,
     stop: CancellationToken,
 ) {
     let (tx, mut rx) = mpsc::channel::<(u64, ProbeResult)>(256);
@@ -132,6 +140,23 @@ pub async fn run(
             Some(input) = inputs.recv() => match input {
                 Input::Learn { addr, public_name } => engine.learn(Instant::now(), addr, public_name),
                 Input::Nat64(prefixes) => engine.set_nat64_prefixes(prefixes),
+                Input::Nat64Config(prefixes) => engine.set_config_nat64(&prefixes),
+                Input::RouterAdvertisement(ra) => {
+                    let evicted =
+                        engine.router_advertisement(Instant::now(), ra.ifindex, ra.router, &ra.pref64);
+                    if evicted > 0 {
+                        // Once: a flood of advertisements must not flood
+                        // the log too; the counter has the rest.
+                        if nat64_evicted.get() == 0 {
+                            tracing::warn!(
+                                "NAT64: advertised prefixes give way to the table's bound (16 \
+                                 per interface, 64 in all); counted in \
+                                 getapr_limits_hit_total{{limit=\"nat64_prefixes\"}}"
+                            );
+                        }
+                        nat64_evicted.inc_by(evicted as u64);
+                    }
+                }
             },
             changed = inventory.changed() => {
                 if changed.is_err() {
@@ -204,6 +229,15 @@ async fn watch_stuck_connects(tx: mpsc::Sender<Vec<SynSent>>, stop: Cancellation
 /// One log line per source whose state changed, so an operator sees an
 /// uplink die or come back without asking.
 fn log_changes(old: &Verdicts, new: &Verdicts) {
+    if old.nat64_prefixes != new.nat64_prefixes {
+        let now: Vec<String> = (new.nat64.iter())
+            .map(|p| match &p.interface {
+                Some(i) => format!("{} ({} on {i})", p.prefix, p.source.as_str()),
+                None => format!("{} ({})", p.prefix, p.source.as_str()),
+            })
+            .collect();
+        tracing::info!("NAT64 prefixes: {}", now.join(", "));
+    }
     if old.flags != new.flags {
         let on: Vec<&str> = new
             .flags

@@ -2,6 +2,7 @@
 
 pub mod driver;
 pub mod engine;
+pub mod known64;
 mod learned;
 pub mod nat64;
 pub mod stun;

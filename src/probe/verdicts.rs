@@ -11,6 +11,7 @@ use std::time::Duration;
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 use crate::inventory::{Class, Snapshot, is_global};
+use crate::probe::known64::Nat64Prefix;
 
 /// A verdict. For a destination, `Failed` is what the design calls dead.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
@@ -66,7 +67,13 @@ pub struct Verdicts {
     /// least one probe result.
     pub destinations: Vec<DestinationVerdict>,
     pub flags: Flags,
+    /// Every known NAT64 prefix once, sorted: what rewriting, DNS64 and
+    /// `/pairs` use.
     pub nat64_prefixes: Vec<Ipv6Net>,
+    /// The same prefixes with where each came from, in order of preference
+    /// (router advertisement, config, RFC 7050), one entry per (prefix,
+    /// source, interface): `/status` lists them.
+    pub nat64: Vec<Nat64Prefix>,
     /// The inventory these verdicts were computed on (after the interface
     /// filter): readers need its subnets and gateways for RFC 6724 source
     /// selection and to tell on-link destinations from Internet ones.
@@ -392,6 +399,110 @@ impl Verdicts {
     }
 }
 
+/// Whether an unmodified application reaches an IPv4 literal
+/// (`/status` `ipv4_literals`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ipv4Literals {
+    /// A native IPv4 source works.
+    Native,
+    /// IPv4 works only through a CLAT (464XLAT, RFC 6877).
+    Clat,
+    /// No IPv4 works, but a NAT64 prefix is known and IPv6 works: only
+    /// through `/pairs` (the NAT64 address of the literal).
+    Nat64Pairs,
+    /// Not at all.
+    None,
+    /// The IPv4 family is not known yet.
+    Unknown,
+}
+
+impl Ipv4Literals {
+    /// The name used in `/status`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Ipv4Literals::Native => "native",
+            Ipv4Literals::Clat => "clat",
+            Ipv4Literals::Nat64Pairs => "nat64_pairs",
+            Ipv4Literals::None => "none",
+            Ipv4Literals::Unknown => "unknown",
+        }
+    }
+}
+
+/// RFC 7335: the IPv4 Service Continuity Prefix, 192.0.0.0/29, from which
+/// a CLAT (clatd, Android) takes its IPv4 address.
+pub const CLAT_PREFIX: Ipv4Net = Ipv4Net::new_assert(std::net::Ipv4Addr::new(192, 0, 0, 0), 29);
+
+fn is_clat(addr: IpAddr) -> bool {
+    matches!(addr, IpAddr::V4(a) if CLAT_PREFIX.contains(&a))
+}
+
+impl Verdicts {
+    /// A CLAT is present: an up interface of the host carries an IPv4
+    /// address from [`CLAT_PREFIX`].
+    pub fn clat(&self) -> bool {
+        self.host.addresses.iter().any(|a| is_clat(a.addr))
+    }
+
+    /// Whether an unmodified application reaches an IPv4 literal: through
+    /// a working native IPv4 source, else through a working CLAT, else
+    /// only through `/pairs` (no IPv4 works, a NAT64 prefix is known and
+    /// IPv6 works); unknown while the IPv4 family is.
+    pub fn ipv4_literals(&self) -> Ipv4Literals {
+        let ok4 = |clat: bool| {
+            self.sources.iter().any(|s| {
+                s.address.is_ipv4()
+                    && s.state == State::Ok
+                    && !matches!(s.class, Class::Lla | Class::LinkLocal4)
+                    && is_clat(s.address) == clat
+            })
+        };
+        if ok4(false) {
+            Ipv4Literals::Native
+        } else if ok4(true) {
+            Ipv4Literals::Clat
+        } else if self.families.ipv4 == State::Unknown {
+            Ipv4Literals::Unknown
+        } else if self.nat64_available() {
+            Ipv4Literals::Nat64Pairs
+        } else {
+            Ipv4Literals::None
+        }
+    }
+
+    /// No IPv4 works (the family failed), IPv6 works and a NAT64 prefix is
+    /// known: IPv4 destinations are reached through NAT64.
+    pub fn nat64_available(&self) -> bool {
+        self.families.ipv4 == State::Failed
+            && self.families.ipv6 == State::Ok
+            && !self.nat64_prefixes.is_empty()
+    }
+
+    /// The NAT64 prefix to reach IPv4 destinations through: a router's
+    /// (PREF64), else a configured one, else one RFC 7050 found (RFC 9872's
+    /// order); the first of [`Verdicts::nat64_prefixes`] when the sources
+    /// are not known.
+    pub fn preferred_nat64(&self) -> Option<Ipv6Net> {
+        self.nat64
+            .first()
+            .map(|p| p.prefix)
+            .or_else(|| self.nat64_prefixes.first().copied())
+    }
+
+    /// [`Verdicts`] equal to `old` but for the expiry of NAT64 prefixes:
+    /// nothing a reader decides on changed (the generation stays).
+    pub(crate) fn same_but_expiries(&self, old: &Verdicts) -> bool {
+        if self.nat64.len() != old.nat64.len()
+            || !(self.nat64.iter().zip(&old.nat64)).all(|(a, b)| a.same_but_expiry(b))
+        {
+            return false;
+        }
+        let mut probe = self.clone();
+        probe.nat64.clone_from(&old.nat64);
+        probe == *old
+    }
+}
+
 impl DestinationVerdict {
     /// The path from the source `source` with `scope_id`, if it was probed.
     pub fn path(&self, source: IpAddr, scope_id: u32) -> Option<&PathVerdict> {
@@ -683,5 +794,64 @@ mod tests {
         none.sources[0].rtt = None;
         none.keep_close_rtts(&old);
         assert_ne!(none, old);
+    }
+
+    /// A host with these IPv4 addresses (and a working GUA), each source
+    /// in the state given, the IPv4 family as the engine would say.
+    fn literals(v4: &[(&str, State)], nat64: bool) -> Verdicts {
+        let mut addrs: Vec<_> = v4.iter().map(|(a, _)| address(a)).collect();
+        addrs.push(address("2001:db8:1::2"));
+        let mut sources: Vec<_> = (v4.iter().zip(&addrs))
+            .map(|((_, s), a)| source_verdict(a, *s, None))
+            .collect();
+        sources.push(source_verdict(&address("2001:db8:1::2"), State::Ok, None));
+        let mut v = verdicts(sources, vec![]);
+        v.families = Families {
+            ipv4: State::any_ok(v4.iter().map(|(_, s)| *s)),
+            ipv6: State::Ok,
+        };
+        if v4.is_empty() {
+            v.families.ipv4 = State::Failed;
+        }
+        v.host = Arc::new(Snapshot {
+            addresses: addrs,
+            ..Snapshot::default()
+        });
+        if nat64 {
+            v.nat64_prefixes = vec!["64:ff9b::/96".parse().unwrap()];
+        }
+        v
+    }
+
+    #[test]
+    fn ipv4_literals_native_clat_nat64_pairs_none_unknown() {
+        use Ipv4Literals::*;
+        let cases = [
+            (vec![("192.168.1.2", State::Ok)], true, Native, false),
+            (
+                vec![("192.168.1.2", State::Ok), ("192.0.0.2", State::Ok)],
+                true,
+                Native,
+                true,
+            ),
+            (
+                vec![("192.168.1.2", State::Failed), ("192.0.0.2", State::Ok)],
+                true,
+                Clat,
+                true,
+            ),
+            (vec![("192.0.0.4", State::Failed)], true, Nat64Pairs, true),
+            (vec![], true, Nat64Pairs, false),
+            (vec![], false, None, false),
+            (vec![("192.0.0.2", State::Unknown)], true, Unknown, true),
+            // 192.0.0.8 (RFC 7600) is outside 192.0.0.0/29: no CLAT.
+            (vec![("192.0.0.8", State::Failed)], false, None, false),
+        ];
+        for (v4, nat64, want, clat) in cases {
+            let v = literals(&v4, nat64);
+            assert_eq!(v.ipv4_literals(), want, "{v4:?} nat64 {nat64}");
+            assert_eq!(v.clat(), clat, "{v4:?}");
+        }
+        assert_eq!(Verdicts::default().ipv4_literals(), Unknown);
     }
 }

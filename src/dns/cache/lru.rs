@@ -140,6 +140,16 @@ impl<V> Cache<V> {
         is_live(node.expires, Duration::ZERO, now).then_some(&mut node.value)
     }
 
+    /// [`peek_mut`](Self::peek_mut) with the entry's age: the fresh entry
+    /// for `key`, neither promoted nor counted (DNS64 reads the A answer a
+    /// synthesized AAAA is made from, and its age, this way).
+    pub fn peek_aged(&mut self, key: &Key, now: Instant) -> Option<(&mut V, Duration)> {
+        let idx = self.map.get(&self.nodes, key)?;
+        let node = &mut self.nodes[slot(idx)];
+        let age = now.saturating_duration_since(node.inserted);
+        is_live(node.expires, Duration::ZERO, now).then_some((&mut node.value, age))
+    }
+
     /// Stores `value` for `key` as the most recently used entry, fresh until
     /// `now + ttl`.
     ///

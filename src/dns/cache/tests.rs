@@ -106,6 +106,27 @@ fn returns_age_since_insert() {
 }
 
 #[test]
+fn peek_aged_gives_the_age_without_promoting_or_counting() {
+    let t0 = Instant::now();
+    let mut cache = Cache::new(2);
+    cache.insert(cache_key("a"), 'a', t0, secs(10));
+    cache.insert(cache_key("b"), 'b', t0, secs(10));
+    let before = cache.stats();
+    let (v, age) = cache.peek_aged(&cache_key("a"), t0 + secs(3)).unwrap();
+    assert_eq!((*v, age), ('a', secs(3)));
+    assert_eq!(
+        cache.peek_aged(&cache_key("a"), t0 + secs(10)),
+        None,
+        "expired"
+    );
+    assert_eq!(cache.peek_aged(&cache_key("c"), t0), None);
+    assert_eq!(cache.stats(), before, "neither a hit nor a miss");
+    // Not promoted: "a" is still the least recently used.
+    cache.insert(cache_key("c"), 'c', t0, secs(10));
+    assert_eq!(cache.get(&cache_key("a"), t0), None);
+}
+
+#[test]
 fn stale_window() {
     let t0 = Instant::now();
     let ttl = secs(10);

@@ -39,22 +39,48 @@ impl Shared {
         qtype: u16,
         qclass: u16,
     ) -> Result<Arc<Reply>, LookupError> {
-        let mut packet = Vec::with_capacity(HEADER_LEN_HINT + qname.len());
+        self.lookup_wire_with(qname, qtype, qclass, false, false)
+            .await
+    }
+
+    /// [`Shared::lookup_wire`] as a client with these DO and CD bits asks
+    /// (an OPT record with DO when `do_bit`): DNS64 asks for the A answer
+    /// its AAAA answer is made of the way the client asked for the AAAA,
+    /// so it joins the flight and cache entry of a client's identical A
+    /// query, and sees the RRSIGs a DO client would.
+    pub(super) async fn lookup_wire_with(
+        self: &Arc<Self>,
+        qname: &[u8],
+        qtype: u16,
+        qclass: u16,
+        do_bit: bool,
+        cd: bool,
+    ) -> Result<Arc<Reply>, LookupError> {
+        let mut packet = Vec::with_capacity(HEADER_LEN_HINT + OPT_LEN + qname.len());
+        let flags = wire::flag::RD | if cd { wire::flag::CD } else { 0 };
         Header {
             id: rand::random(),
-            flags: wire::flag::RD,
+            flags,
             qdcount: 1,
             ancount: 0,
             nscount: 0,
-            arcount: 0,
+            arcount: u16::from(do_bit),
         }
         .write(&mut packet);
         packet.extend_from_slice(qname);
         packet.extend_from_slice(&qtype.to_be_bytes());
         packet.extend_from_slice(&qclass.to_be_bytes());
+        if do_bit {
+            // RFC 6891 §6.1.2: root owner, OPT, our payload size, extended
+            // rcode and version 0, the DO flag, no options.
+            packet.push(0);
+            packet.extend_from_slice(&wire::rtype::OPT.to_be_bytes());
+            packet.extend_from_slice(&1232u16.to_be_bytes());
+            packet.extend_from_slice(&[0, 0, 0x80, 0, 0, 0]);
+        }
         let query = Query::parse(&packet).map_err(|_| LookupError::BadName)?;
         let (qname, _, qclass) = query.parts();
-        let key = Key::new(qname, qtype, qclass, false, false);
+        let key = Key::new(qname, qtype, qclass, query.do_bit(), cd);
         if let Some((entry, _)) = lock(&self.cache).get(&key, Instant::now()) {
             return Ok(Arc::clone(&entry.reply));
         }
@@ -70,6 +96,8 @@ impl Shared {
 
 /// Header plus type and class.
 const HEADER_LEN_HINT: usize = wire::HEADER_LEN + 4;
+/// An OPT record without options.
+const OPT_LEN: usize = 11;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum LookupError {

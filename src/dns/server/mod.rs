@@ -56,6 +56,9 @@ pub struct Settings {
     pub serve_stale: Duration,
     /// `dns.failure_cache_s`; zero = off.
     pub failure_cache: Duration,
+    /// `dns64.synthesize`: when AAAA and PTR answers are synthesized
+    /// ([`crate::dns::dns64`]).
+    pub dns64: crate::config::Synthesize,
 }
 
 /// State shared by every listener of the daemon.

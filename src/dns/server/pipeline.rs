@@ -3,7 +3,8 @@
 //! names); a miss goes to [`Shared::submit`], which joins it to the flight
 //! for its key or starts one; the flight's task resolves once through the
 //! upstreams (serving a stale answer to clients that waited too long),
-//! rewrites the reply under the verdicts and renders it for every waiter.
+//! rewrites the reply under the verdicts (DNS64's synthesis included,
+//! [`view`](super::view)) and renders it for every waiter.
 
 use crate::sync::lock;
 use std::net::IpAddr;
@@ -14,12 +15,12 @@ use tokio::sync::oneshot;
 
 use super::Shared;
 use super::lookup::DAEMON;
-use super::view::{Cached, Stamp, View, context, view_from_cache};
+use super::view::{Cached, Env, Stamp, View, age_secs, dns64_prefixes, view_from_cache};
 use super::waiters::{Resolution, Sink, Waiter};
 use crate::dns::cache::{self, Key};
 use crate::dns::flight::{Admission, Limits};
 use crate::dns::upstream::{Failure, Pool};
-use crate::dns::wire::{self, Header, Query, Reply, Shape, rcode};
+use crate::dns::wire::{self, Header, Query, Reply, Shape, rcode, rtype};
 use crate::metrics::Limit;
 
 /// RFC 8767 §5: with a stale answer at hand, a client waits this long for
@@ -64,7 +65,7 @@ impl Shared {
     pub(super) fn moment(&self) -> Moment {
         let settings = self.settings.load();
         let verdicts = self.verdicts.load();
-        let stamp = Stamp::new(&verdicts, &settings.policy);
+        let stamp = Stamp::new(&verdicts, &settings);
         Moment {
             settings,
             verdicts,
@@ -162,6 +163,9 @@ impl Shared {
             if self.failed_recently(&key, now, settings)
                 && (settings.serve_stale.is_zero()
                     || cache.get_stale(&key, now, settings.serve_stale).is_none())
+                // DNS64 answers a failed AAAA lookup from the A records
+                // (RFC 6147 §5.1.2), which the flight looks up.
+                && (qtype != rtype::AAAA || dns64_prefixes(&moment.verdicts, settings).is_empty())
             {
                 self.error_answer(&shape, 0, rcode::SERVFAIL, qtype, out);
                 return Step::Reply;
@@ -171,18 +175,23 @@ impl Shared {
         moment.hits += 1;
         if let Some((s, view)) = &entry.view
             && *s == stamp
+            && view.holds(now)
         {
             view.reply.render(&shape, age_secs(age), out);
             moment.count(&self.metrics, view.reply.rcode(), qtype);
             if let Some(rewrite) = view.rewrite {
                 self.metrics.rewritten(rewrite);
             }
+            if view.synthesized {
+                self.metrics.dns64_synthesized(qtype);
+            }
             return Step::Reply;
         }
-        // The verdicts moved since this entry was last answered from.
+        // The verdicts moved since this entry was last answered from (or
+        // the answer DNS64 made it from ran out).
         let upstream = Arc::clone(&entry.reply);
-        let ctx = context(&moment.verdicts, &settings.policy);
-        match view_from_cache(&mut cache, &key, &upstream, &ctx, stamp, now) {
+        let env = Env::new(&moment.verdicts, settings, stamp);
+        match view_from_cache(&mut cache, &key, &upstream, age_secs(age), &env, now) {
             Some(view) => {
                 self.answer(&view, qtype, &shape, age_secs(age), out);
                 Step::Reply
@@ -356,7 +365,7 @@ impl Flight {
                 // family would start a lookup that asks for this one,
                 // without end when both fail at once.
                 if self.client != DAEMON {
-                    beside = shared.other_family_beside(&self.key, &settings.policy);
+                    beside = shared.other_family_beside(&self.key, &settings);
                 }
                 let resolution = shared.resolve(&self.pool, &self.key, &self.packet);
                 tokio::pin!(resolution);
@@ -465,14 +474,18 @@ impl Flight {
             return;
         }
         let settings = shared.settings.load_full();
-        let policy = &settings.policy;
         let (view, age) = match (&ending, stale) {
-            (Ok((reply, age)), _) => (shared.view(&self.key, reply, policy, beside).await, *age),
+            (Ok((reply, age)), _) => (
+                shared.view(&self.key, reply, *age, &settings, beside).await,
+                *age,
+            ),
             (Err(_), Some(stale)) => {
                 let view = match &stale.view {
                     Some(view) => view.clone(),
                     None => {
-                        let view = shared.view(&self.key, &stale.reply, policy, None).await;
+                        let view = shared
+                            .stale_view(&self.key, &stale.reply, &settings, STALE_TTL)
+                            .await;
                         stale.view = Some(view.clone());
                         view
                     }
@@ -480,13 +493,27 @@ impl Flight {
                 shared.metrics.stale_answers.inc_by(clients.len() as u64);
                 (view, 0)
             }
-            (Err(_), None) => {
-                for w in clients {
-                    let mut out = Vec::new();
-                    shared.servfail(&w.packet, w.udp(), &mut out);
-                    w.to.send(out).await;
+            (Err(e), None) => {
+                // RFC 6147 §5.1.2: an AAAA lookup that failed counts as
+                // one without AAAA records.
+                let made = match **e {
+                    Failure::AllFailed => {
+                        shared
+                            .dns64_after_failure(&self.key, &self.packet, &settings, beside)
+                            .await
+                    }
+                    Failure::Busy => None,
+                };
+                if let Some(view) = made {
+                    (view, 0)
+                } else {
+                    for w in clients {
+                        let mut out = Vec::new();
+                        shared.servfail(&w.packet, w.udp(), &mut out);
+                        w.to.send(out).await;
+                    }
+                    return;
                 }
-                return;
             }
         };
         let udp_cap = settings.udp_cap;
@@ -538,6 +565,9 @@ impl Shared {
         if let Some(rewrite) = view.rewrite {
             self.metrics.rewritten(rewrite);
         }
+        if view.synthesized {
+            self.metrics.dns64_synthesized(qtype);
+        }
     }
 
     /// Writes the stub's own error answer into `out`, and counts it.
@@ -560,8 +590,4 @@ impl Moment {
             }
         }
     }
-}
-
-fn age_secs(age: Duration) -> u32 {
-    u32::try_from(age.as_secs()).unwrap_or(u32::MAX)
 }

@@ -23,6 +23,7 @@ fn offline() -> Arc<Shared> {
         policy: crate::config::Config::default().policy,
         serve_stale: Duration::ZERO,
         failure_cache: Duration::ZERO,
+        dns64: crate::config::Synthesize::Off,
     };
     Arc::new(Shared::new(settings, 16))
 }

@@ -86,8 +86,10 @@ use std::time::Instant;
 
 use ipnet::Ipv6Net;
 
+use super::known64::Known64;
 use super::learned::Table;
 use super::verdicts::Verdicts;
+use crate::inventory::ndopt::Pref64;
 use crate::inventory::{Gateway, Snapshot};
 
 mod addresses;
@@ -106,6 +108,8 @@ mod tests;
 mod tests_confirm;
 #[cfg(test)]
 mod tests_mtu;
+#[cfg(test)]
+mod tests_nat64;
 #[cfg(test)]
 mod tests_random;
 
@@ -131,6 +135,9 @@ pub struct Engine {
     next_id: u64,
     paths: HashMap<(SourceKey, IpAddr), Path>,
     learned: Table,
+    /// The NAT64 prefixes known, by source.
+    known64: Known64,
+    /// Their union, sorted: what the verdicts use.
     nat64: Vec<Ipv6Net>,
     published: Arc<Verdicts>,
     dirty: bool,
@@ -212,6 +219,17 @@ impl Engine {
         self.paths.retain(|(s, d), p| {
             self.sources.contains_key(s) && (!p.gateway || gateways.contains(d))
         });
+        // A router's NAT64 prefix goes with its interface: gone, down, or
+        // left out by the interface filter (the snapshot is filtered).
+        let present: HashSet<(u32, &str)> = (snapshot.addresses.iter())
+            .map(|a| (a.ifindex, a.interface.as_str()))
+            .collect();
+        if self
+            .known64
+            .retain_interfaces(|i, name| present.contains(&(i, name)))
+        {
+            self.nat64 = self.known64.union();
+        }
         let again: Vec<SourceKey> = (self.sources.iter())
             .filter(|(k, s)| moved[usize::from(k.addr.is_ipv6())] && s.round.is_none())
             .map(|(k, _)| *k)
@@ -255,11 +273,63 @@ impl Engine {
         }
     }
 
-    /// The NAT64 prefixes found by the driver (RFC 7050), published as is.
-    pub fn set_nat64_prefixes(&mut self, mut prefixes: Vec<Ipv6Net>) {
-        prefixes.sort();
-        prefixes.dedup();
-        self.nat64 = prefixes;
+    /// The NAT64 prefixes found by RFC 7050 discovery; they replace the
+    /// last ones found.
+    pub fn set_nat64_prefixes(&mut self, prefixes: Vec<Ipv6Net>) {
+        if self.known64.set_rfc7050(&prefixes) {
+            self.nat64_changed();
+        }
+    }
+
+    /// The NAT64 prefixes of the config (`dns64.prefixes`); they replace
+    /// the last ones.
+    pub fn set_config_nat64(&mut self, prefixes: &[Ipv6Net]) {
+        if self.known64.set_config(prefixes) {
+            self.nat64_changed();
+        }
+    }
+
+    /// The PREF64 options (RFC 8781) of a router advertisement that came
+    /// in on `ifindex` from `router`. Ignored when the interface is not in
+    /// the inventory (down, or left out by the interface filter): its
+    /// prefixes would go at once anyway. Returns how many known prefixes
+    /// gave way to the table's bounds ([`crate::probe::known64`]).
+    pub fn router_advertisement(
+        &mut self,
+        now: Instant,
+        ifindex: u32,
+        router: Option<std::net::Ipv6Addr>,
+        options: &[Pref64],
+    ) -> usize {
+        let Some(name) = (self.host.addresses.iter())
+            .find(|a| a.ifindex == ifindex)
+            .map(|a| a.interface.clone())
+        else {
+            return 0;
+        };
+        let (changed, evicted) = self
+            .known64
+            .advertised(now, ifindex, &name, router, options);
+        if changed {
+            self.nat64_changed();
+        }
+        evicted
+    }
+
+    /// When the next NAT64 prefix learned from a router expires.
+    pub(super) fn nat64_expiry(&self) -> Option<Instant> {
+        self.known64.next_expiry()
+    }
+
+    /// Drops the NAT64 prefixes whose lifetime ran out by `now`.
+    pub(super) fn expire_nat64(&mut self, now: Instant) {
+        if self.known64.expire(now) {
+            self.nat64_changed();
+        }
+    }
+
+    fn nat64_changed(&mut self) {
+        self.nat64 = self.known64.union();
         self.dirty = true;
     }
 }

@@ -31,7 +31,12 @@ impl Engine {
         if v == **old {
             return None;
         }
-        v.generation += 1;
+        // A refreshed or counted-down NAT64 lifetime is published (for
+        // `/status`) under the same generation: no reader decides
+        // differently.
+        if !v.same_but_expiries(old) {
+            v.generation += 1;
+        }
         self.published = Arc::new(v);
         Some(self.published.clone())
     }
@@ -130,6 +135,7 @@ impl Engine {
             destinations,
             flags,
             nat64_prefixes: self.nat64.clone(),
+            nat64: self.known64.list(),
             host: Arc::clone(&self.host),
         }
     }

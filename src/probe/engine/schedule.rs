@@ -32,6 +32,7 @@ impl Engine {
             }
         }
         self.expire_flights(now);
+        self.expire_nat64(now);
         let mut out = Vec::new();
         if self.config.silent() {
             return out;
@@ -57,7 +58,8 @@ impl Engine {
         let tries = self
             .learned
             .wakeup(|ip| try_sources(&self.sources, ip).len());
-        deadlines.chain(rounds).chain(tries).min()
+        let nat64 = self.nat64_expiry();
+        deadlines.chain(rounds).chain(tries).chain(nat64).min()
     }
 
     fn start_round(&mut self, now: Instant, key: SourceKey, out: &mut Vec<ProbeRequest>) {
