@@ -656,6 +656,35 @@ fn plain_upstream_ipv4_only_names_synthesized_for_apps_and_pairs() {
         summary(&a)
     );
 
+    // Cache consistency: a client's A answer is the same whether or not
+    // DNS64 asked for the A records first (beside a AAAA miss).
+    let a_first = labdns::name("cold-a.v4wild");
+    let aaaa_first = labdns::name("cold-b.v4wild");
+    let plain_a = ask(&lab, Ns::Host, stub(), &query(&a_first, RecordType::A));
+    let _ = ask(
+        &lab,
+        Ns::Host,
+        stub(),
+        &query(&aaaa_first, RecordType::AAAA),
+    );
+    let after_dns64_a = ask(&lab, Ns::Host, stub(), &query(&aaaa_first, RecordType::A));
+    eprintln!(
+        "A {a_first} (asked first): {}\nA {aaaa_first} (after its AAAA): {}",
+        summary(&plain_a),
+        summary(&after_dns64_a)
+    );
+    expect.check(
+        addresses(&plain_a.answers) == addresses(&after_dns64_a.answers)
+            && plain_a.metadata.response_code == after_dns64_a.metadata.response_code,
+        || {
+            format!(
+                "the A answer of an IPv4-only name should not depend on whether DNS64 asked for it first: A {a_first} {} vs A {aaaa_first} after its AAAA {}",
+                summary(&plain_a),
+                summary(&after_dns64_a)
+            )
+        },
+    );
+
     // RFC 7050's name is never synthesized.
     let wka = "ipv4only.arpa.";
     let wka_reply = ask(&lab, Ns::Host, stub(), &query(wka, RecordType::AAAA));

@@ -26,6 +26,7 @@
 //! | `*.v4wild.lab.example` | A [`V4ONLY4`] (fresh IPv4-only names, for DNS64 misses) |
 //! | `ipv4only.arpa` | A 192.0.0.170, 192.0.0.171 (RFC 7050) |
 //! | `82.113.0.203.in-addr.arpa` | PTR `v4only.lab.example` ([`V4ONLY4`]'s reverse, zone [`REVERSE_ZONE`]) |
+//! | `8.b.d.0.1.0.0.2.ip6.arpa` | empty ([`REVERSE6_ZONE`]): NXDOMAIN below it, as resolvers serve it locally (RFC 6303 §4.6), not REFUSED |
 //! | `dual.signed.example` | A [`DUAL4`], AAAA [`DUAL6`]; the zone is signed by Knot (ECDSA P-256 CSK, NSEC) |
 //! | `v4only.signed.example` | A [`V4ONLY4`], signed (DNS64 must not synthesize for DO, RFC 6147 §5.5) |
 //!
@@ -60,6 +61,8 @@ pub const ZONE: &str = "lab.example";
 pub const SIGNED_ZONE: &str = "signed.example";
 /// The reverse zone of 203.0.113.0/24 (for DNS64's PTR mapping).
 pub const REVERSE_ZONE: &str = "113.0.203.in-addr.arpa";
+/// The reverse zone of 2001:db8::/32, empty (RFC 6303 §4.6).
+pub const REVERSE6_ZONE: &str = "8.b.d.0.1.0.0.2.ip6.arpa";
 
 /// Knot, authoritative for every lab zone, in inet.
 pub const KNOT4: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 53);
@@ -304,6 +307,10 @@ impl LabDns {
             ),
         );
         self.write(
+            "reverse6.zone",
+            &format!("$ORIGIN {REVERSE6_ZONE}.\n$TTL {SOA_MINIMUM}\n{soa}"),
+        );
+        self.write(
             "signed.example.zone",
             &format!(
                 "$ORIGIN {SIGNED_ZONE}.\n$TTL {SOA_MINIMUM}\n{soa}\
@@ -327,6 +334,7 @@ impl LabDns {
                  zone:\n  - domain: {ZONE}\n    file: lab.example.zone\n\
                  \x20 - domain: ipv4only.arpa\n    file: ipv4only.arpa.zone\n\
                  \x20 - domain: {REVERSE_ZONE}\n    file: reverse.zone\n\
+                 \x20 - domain: {REVERSE6_ZONE}\n    file: reverse6.zone\n\
                  \x20 - domain: {SIGNED_ZONE}\n    file: signed.example.zone\n\
                  \x20   dnssec-signing: on\n    dnssec-policy: lab\n\
                  \x20   journal-content: changes\n"
@@ -339,6 +347,7 @@ impl LabDns {
             (ZONE, false),
             ("ipv4only.arpa", false),
             (REVERSE_ZONE, false),
+            (REVERSE6_ZONE, false),
             (SIGNED_ZONE, true),
         ] {
             self.wait_answer(lab, "knotd", server, &["SOA", zone], |out| {
