@@ -50,6 +50,14 @@
 //! make the router silently drop (blackhole, no ICMP) forwarded packets of a
 //! family; [`Lab::drop_forwarding`] does it on any router.
 //!
+//! Router advertisements: [`Lab::send_pref64_ras`] makes a router advertise
+//! NAT64 prefixes (PREF64, RFC 8781) on the LAN every few seconds
+//! (`tests/lab/ra.py`; Debian's radvd has no PREF64) until the returned
+//! [`RaSender`] drops. Their router lifetime is 0, so the host adds no
+//! default route from them and the lab's static routes stay as they are.
+//! [`Lab::watch_nd_user_options`] shows what the host's kernel passes up
+//! of them (RTM_NEWNDUSEROPT, `tests/lab/nduseropt.py`).
+//!
 //! Namespaces are named `getapr-PID-N-ROLE`, deleted (after killing what
 //! still runs in them) when the [`Lab`] drops, which unwinding from a panic
 //! does too; a lab left behind by a killed test process is removed by the
@@ -912,6 +920,171 @@ impl Lab {
             ],
         );
         out.trim().to_owned()
+    }
+}
+
+/// How a router advertises NAT64 prefixes ([`Lab::send_pref64_ras`]).
+#[derive(Debug, Clone)]
+pub struct Pref64Ras {
+    /// The prefixes, one PREF64 option each (lengths 32, 40, 48, 56, 64,
+    /// 96).
+    pub prefixes: Vec<String>,
+    /// The option's lifetime, in seconds (rounded up to 8 s units; 0
+    /// withdraws the prefixes).
+    pub lifetime_s: u32,
+    /// Between two RAs.
+    pub interval: Duration,
+}
+
+impl Pref64Ras {
+    /// `prefix` with `lifetime_s`, an RA every `interval`.
+    pub fn new(prefix: &str, lifetime_s: u32, interval: Duration) -> Pref64Ras {
+        Pref64Ras {
+            prefixes: vec![prefix.to_owned()],
+            lifetime_s,
+            interval,
+        }
+    }
+}
+
+/// `tests/lab/ra.py` sending RAs from a router; stopping it (or dropping
+/// it) stops the RAs.
+#[derive(Debug)]
+pub struct RaSender {
+    child: Option<LabChild>,
+    /// When each RA went out (as this process read ra.py's line about it).
+    sent: Arc<Mutex<Vec<Instant>>>,
+    pub options: Pref64Ras,
+}
+
+impl RaSender {
+    /// When each RA so far went out.
+    pub fn sent(&self) -> Vec<Instant> {
+        lock(&self.sent).clone()
+    }
+
+    /// When the first RA went out.
+    pub fn first_sent(&self) -> Instant {
+        *lock(&self.sent)
+            .first()
+            .expect("send_pref64_ras waits for the first RA")
+    }
+
+    /// When the last RA so far went out.
+    pub fn last_sent(&self) -> Instant {
+        *lock(&self.sent)
+            .last()
+            .expect("send_pref64_ras waits for the first RA")
+    }
+
+    /// Stops the RAs (kills ra.py and waits for it); returns when the last
+    /// one went out.
+    pub fn stop(&mut self) -> Instant {
+        self.child = None;
+        self.last_sent()
+    }
+}
+
+impl Lab {
+    /// Starts RAs with PREF64 options from `router`'s LAN interface to
+    /// ff02::1 (see `tests/lab/ra.py`), after making sure the host accepts
+    /// RAs on `eth0` (accept_ra=1; the host does not forward), and waits
+    /// for the first one to go out.
+    pub fn send_pref64_ras(&self, router: Ns, options: Pref64Ras) -> RaSender {
+        assert!(
+            matches!(router, Ns::Router | Ns::Router2) && self.created.contains(&router),
+            "send_pref64_ras: {router:?} is not a router of this lab"
+        );
+        self.run(
+            Ns::Host,
+            &[
+                "sysctl",
+                "-qw",
+                "net.ipv6.conf.all.forwarding=0",
+                "net.ipv6.conf.eth0.accept_ra=1",
+            ],
+        );
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lab/ra.py");
+        let mut args: Vec<String> = vec![
+            python().to_string_lossy().into_owned(),
+            "-S".into(),
+            script.display().to_string(),
+            "--interface".into(),
+            "lan0".into(),
+            "--lifetime".into(),
+            options.lifetime_s.to_string(),
+            "--interval".into(),
+            options.interval.as_secs_f64().to_string(),
+        ];
+        for prefix in &options.prefixes {
+            args.extend(["--prefix".into(), prefix.clone()]);
+        }
+        let mut command = self.command(router, &args);
+        // ra.py exits when its stdin closes: with this process.
+        command.stdin(Stdio::piped()).stdout(Stdio::piped());
+        let mut child = LabChild::spawn(&mut command);
+        let stdout = child.0.stdout.take().expect("stdout is piped");
+        let sent = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&sent);
+        let (first_tx, first_rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if line.starts_with("sent ") {
+                    lock(&sink).push(Instant::now());
+                    let _ = first_tx.send(());
+                }
+            }
+        });
+        if first_rx.recv_timeout(Duration::from_secs(10)).is_err() {
+            panic!(
+                "{} sent no RA within 10 s (see its stderr above)",
+                command_line(&command)
+            );
+        }
+        RaSender {
+            child: Some(child),
+            sent,
+            options,
+        }
+    }
+
+    /// Watches the ND user options `ns`'s kernel passes up (rtnetlink
+    /// RTM_NEWNDUSEROPT) for up to `within`, calling `during` once the
+    /// watch is subscribed; returns the lines of `tests/lab/nduseropt.py`:
+    /// `pref64 IFINDEX ROUTER PREFIX/LEN LIFETIME_S` for each PREF64
+    /// option, `other IFINDEX TYPE` for other options. It stops after the
+    /// first message with a PREF64 option.
+    pub fn watch_nd_user_options(
+        &self,
+        ns: Ns,
+        within: Duration,
+        during: impl FnOnce(),
+    ) -> Vec<String> {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lab/nduseropt.py");
+        let mut command = self.command(
+            ns,
+            &[
+                python(),
+                OsStr::new("-S"),
+                script.as_os_str(),
+                OsStr::new(&within.as_secs_f64().to_string()),
+            ],
+        );
+        command.stdin(Stdio::null()).stdout(Stdio::piped());
+        let mut child = LabChild::spawn(&mut command);
+        let mut stdout = BufReader::new(child.0.stdout.take().expect("stdout is piped"));
+        let mut line = String::new();
+        let _ = stdout.read_line(&mut line);
+        assert_eq!(
+            line.trim(),
+            "ready",
+            "{} did not subscribe (see its stderr above)",
+            command_line(&command)
+        );
+        during();
+        let lines: Vec<String> = stdout.lines().map_while(Result::ok).collect();
+        let _ = child.0.wait();
+        lines
     }
 }
 

@@ -23,8 +23,12 @@
 //! | `v4only.lab.example` | A [`V4ONLY4`] |
 //! | `multi.lab.example` | A [`MULTI_DEAD`] (sorts first), [`MULTI_LIVE`] |
 //! | `*.wild.lab.example` | A [`DUAL4`], AAAA [`DUAL6`] (fresh names for cache misses) |
+//! | `*.v4wild.lab.example` | A [`V4ONLY4`] (fresh IPv4-only names, for DNS64 misses) |
 //! | `ipv4only.arpa` | A 192.0.0.170, 192.0.0.171 (RFC 7050) |
+//! | `82.113.0.203.in-addr.arpa` | PTR `v4only.lab.example` ([`V4ONLY4`]'s reverse, zone [`REVERSE_ZONE`]) |
+//! | `8.b.d.0.1.0.0.2.ip6.arpa` | empty ([`REVERSE6_ZONE`]): NXDOMAIN below it, as resolvers serve it locally (RFC 6303 §4.6), not REFUSED |
 //! | `dual.signed.example` | A [`DUAL4`], AAAA [`DUAL6`]; the zone is signed by Knot (ECDSA P-256 CSK, NSEC) |
+//! | `v4only.signed.example` | A [`V4ONLY4`], signed (DNS64 must not synthesize for DO, RFC 6147 §5.5) |
 //!
 //! The SOA minimum is 300 s, so a negative answer straight from Knot says
 //! 300: a filtered answer whose SOA says at most 60 was synthesized.
@@ -55,6 +59,10 @@ use super::lab::{self, Lab, LabChild, Ns};
 /// The lab's zone of plain names, and the signed one.
 pub const ZONE: &str = "lab.example";
 pub const SIGNED_ZONE: &str = "signed.example";
+/// The reverse zone of 203.0.113.0/24 (for DNS64's PTR mapping).
+pub const REVERSE_ZONE: &str = "113.0.203.in-addr.arpa";
+/// The reverse zone of 2001:db8::/32, empty (RFC 6303 §4.6).
+pub const REVERSE6_ZONE: &str = "8.b.d.0.1.0.0.2.ip6.arpa";
 
 /// Knot, authoritative for every lab zone, in inet.
 pub const KNOT4: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 53);
@@ -279,7 +287,8 @@ impl LabDns {
                  v6only AAAA {V6ONLY6}\n\
                  v4only A {V4ONLY4}\n\
                  multi A {MULTI_DEAD}\nmulti A {live1}\nmulti A {live2}\n\
-                 *.wild A {DUAL4}\n*.wild AAAA {DUAL6}\n"
+                 *.wild A {DUAL4}\n*.wild AAAA {DUAL6}\n\
+                 *.v4wild A {V4ONLY4}\n"
             ),
         );
         self.write(
@@ -290,10 +299,23 @@ impl LabDns {
             ),
         );
         self.write(
+            "reverse.zone",
+            &format!(
+                "$ORIGIN {REVERSE_ZONE}.\n$TTL {SOA_MINIMUM}\n{soa}\
+                 {} PTR v4only.{ZONE}.\n",
+                V4ONLY4.octets()[3]
+            ),
+        );
+        self.write(
+            "reverse6.zone",
+            &format!("$ORIGIN {REVERSE6_ZONE}.\n$TTL {SOA_MINIMUM}\n{soa}"),
+        );
+        self.write(
             "signed.example.zone",
             &format!(
                 "$ORIGIN {SIGNED_ZONE}.\n$TTL {SOA_MINIMUM}\n{soa}\
-                 dual A {DUAL4}\ndual AAAA {DUAL6}\n"
+                 dual A {DUAL4}\ndual AAAA {DUAL6}\n\
+                 v4only A {V4ONLY4}\n"
             ),
         );
         // knot.conf(5) of Knot 3.2: keys are made by Knot itself when it
@@ -311,6 +333,8 @@ impl LabDns {
                  \x20   zonefile-sync: -1\n    journal-content: none\n\
                  zone:\n  - domain: {ZONE}\n    file: lab.example.zone\n\
                  \x20 - domain: ipv4only.arpa\n    file: ipv4only.arpa.zone\n\
+                 \x20 - domain: {REVERSE_ZONE}\n    file: reverse.zone\n\
+                 \x20 - domain: {REVERSE6_ZONE}\n    file: reverse6.zone\n\
                  \x20 - domain: {SIGNED_ZONE}\n    file: signed.example.zone\n\
                  \x20   dnssec-signing: on\n    dnssec-policy: lab\n\
                  \x20   journal-content: changes\n"
@@ -319,7 +343,13 @@ impl LabDns {
         let conf = conf.display().to_string();
         self.knot = Some(lab.spawn(Ns::Inet, &["knotd", "-c", conf.as_str()]));
         let server = IpAddr::from(KNOT4);
-        for (zone, dnssec) in [(ZONE, false), ("ipv4only.arpa", false), (SIGNED_ZONE, true)] {
+        for (zone, dnssec) in [
+            (ZONE, false),
+            ("ipv4only.arpa", false),
+            (REVERSE_ZONE, false),
+            (REVERSE6_ZONE, false),
+            (SIGNED_ZONE, true),
+        ] {
             self.wait_answer(lab, "knotd", server, &["SOA", zone], |out| {
                 out.contains("status: NOERROR")
                     && out.contains("\tSOA\t")
@@ -616,6 +646,9 @@ pub struct GetaprConfig {
     pub break_dnssec: bool,
     /// `http.listen = ["127.0.0.1:PORT"]` when given, else `[]`.
     pub http_port: Option<u16>,
+    /// TOML appended to the config as it is (tables of its own, e.g.
+    /// `[dns64]`); empty by default.
+    pub extra: String,
 }
 
 /// Between probe rounds, and per probe.
@@ -629,6 +662,7 @@ impl GetaprConfig {
             destinations: false,
             break_dnssec: false,
             http_port: None,
+            extra: String::new(),
         }
     }
 
@@ -641,7 +675,7 @@ impl GetaprConfig {
              [http]\nlisten = [{http}]\n\
              [probe]\ninterval_ms = {}\ntimeout_ms = {}\n\
              targets = [\"{}:443\", \"[{}]:443\"]\nstun = []\ndestinations = {}\n\
-             [policy]\nfilter = \"auto\"\nbreak_dnssec = {}\n",
+             [policy]\nfilter = \"auto\"\nbreak_dnssec = {}\n{}",
             self.upstream,
             PROBE_INTERVAL.as_millis(),
             PROBE_TIMEOUT.as_millis(),
@@ -649,6 +683,7 @@ impl GetaprConfig {
             lab::TARGET6,
             self.destinations,
             self.break_dnssec,
+            self.extra,
         )
     }
 }
