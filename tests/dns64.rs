@@ -44,6 +44,9 @@ const MISSING: &str = "missing.example.test.";
 /// A and AAAA NODATA that may be cached for 1 s only.
 const SHORT: &str = "short.example.test.";
 const IPV4ONLY: &str = "ipv4only.arpa.";
+/// The IPv4 address whose NAT64 address's `ip6.arpa` name the upstream
+/// refuses (an authoritative-only server that has no such zone).
+const REFUSING_V4: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 20);
 /// The SOA of every negative answer: TTL 3600, MINIMUM 60.
 const NEGATIVE_TTL: u32 = 60;
 const TTL: u32 = 300;
@@ -163,6 +166,14 @@ fn zone(q: &Message) -> Message {
         (MISSING, _) => {
             r.metadata.response_code = ResponseCode::NXDomain;
             nodata(&mut r);
+        }
+        ("20.2.0.192.in-addr.arpa.", RecordType::PTR) => r.answers.push(Record::from_rdata(
+            query.name().clone(),
+            900,
+            RData::PTR(PTR(name(DUAL))),
+        )),
+        (n, _) if n == ip6_arpa(synthesized(REFUSING_V4)) => {
+            r.metadata.response_code = ResponseCode::Refused;
         }
         (n, _) if n.ends_with(".ip6.arpa.") => {
             r.metadata.response_code = ResponseCode::NXDomain;
@@ -381,6 +392,15 @@ async fn ptr_under_the_prefix_is_answered_from_in_addr_arpa() {
     );
     assert_eq!(m.answers[1].data, RData::PTR(PTR(name(V4ONLY))), "{m}");
     assert_eq!(s.synthesized("PTR"), 1);
+    // An upstream that refuses the ip6.arpa name (it has no such zone)
+    // fails that lookup: the name is still answered from in-addr.arpa.
+    let m = s
+        .ask(&ip6_arpa(synthesized(REFUSING_V4)), RecordType::PTR)
+        .await;
+    assert_eq!(m.metadata.response_code, ResponseCode::NoError, "{m}");
+    assert_eq!(m.answers.len(), 2, "{m}");
+    assert_eq!(m.answers[1].data, RData::PTR(PTR(name(DUAL))), "{m}");
+    assert_eq!(s.synthesized("PTR"), 2);
     // Outside the prefix: the upstream's answer.
     let outside = ip6_arpa("2001:db8:1::c000:20a".parse().unwrap());
     let m = s.ask(&outside, RecordType::PTR).await;

@@ -108,6 +108,16 @@ pub fn need(
     }
 }
 
+/// Whether a failed upstream lookup of this type (timeouts, SERVFAIL,
+/// REFUSED: no reply to read) may still be synthesized: AAAA (§5.1.2
+/// counts it as an answer without AAAA records) and PTR (the `ip6.arpa`
+/// name of a NAT64 address is the DNS64's to answer, §5.3.1, and an
+/// upstream that is only authoritative refuses it). [`need`] then reads
+/// the failure as a SERVFAIL reply without records.
+pub fn answers_failures(qtype: u16) -> bool {
+    qtype == rtype::AAAA || qtype == rtype::PTR
+}
+
 /// Whether the stub synthesizes now under `mode`: `On` whenever a NAT64
 /// prefix is known; `Auto` only when, besides, the host's IPv4 is known to
 /// fail (no native IPv4, no CLAT: a CLAT gives a working IPv4 source) and

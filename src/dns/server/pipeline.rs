@@ -20,7 +20,7 @@ use super::waiters::{Resolution, Sink, Waiter};
 use crate::dns::cache::{self, Key};
 use crate::dns::flight::{Admission, Limits};
 use crate::dns::upstream::{Failure, Pool};
-use crate::dns::wire::{self, Header, Query, Reply, Shape, rcode, rtype};
+use crate::dns::wire::{self, Header, Query, Reply, Shape, rcode};
 use crate::metrics::Limit;
 
 /// RFC 8767 §5: with a stale answer at hand, a client waits this long for
@@ -164,8 +164,10 @@ impl Shared {
                 && (settings.serve_stale.is_zero()
                     || cache.get_stale(&key, now, settings.serve_stale).is_none())
                 // DNS64 answers a failed AAAA lookup from the A records
-                // (RFC 6147 §5.1.2), which the flight looks up.
-                && (qtype != rtype::AAAA || dns64_prefixes(&moment.verdicts, settings).is_empty())
+                // (RFC 6147 §5.1.2), and a failed PTR under a prefix from
+                // in-addr.arpa, which the flight looks up.
+                && (!crate::dns::dns64::answers_failures(qtype)
+                    || dns64_prefixes(&moment.verdicts, settings).is_empty())
             {
                 self.error_answer(&shape, 0, rcode::SERVFAIL, qtype, out);
                 return Step::Reply;

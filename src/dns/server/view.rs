@@ -473,7 +473,7 @@ impl Shared {
         settings: &Settings,
         beside: Option<tokio::task::JoinHandle<Option<Arc<Reply>>>>,
     ) -> Option<View> {
-        if key.qtype() != wire::rtype::AAAA
+        if !dns64::answers_failures(key.qtype())
             || dns64_prefixes(&self.verdicts.load(), settings).is_empty()
         {
             return None;
