@@ -21,7 +21,7 @@
 //!   Python connect through the NAT64 in under 1 s, a dual-stack name's
 //!   AAAA and `ipv4only.arpa` pass untouched, a signed IPv4-only name asked
 //!   with DO gets no synthesized AAAA, and `/pairs` of an IPv4 literal
-//!   gives the NAT64 pair.
+//!   and of an IPv4-only name gives the NAT64 pair.
 //! - [`dns64_upstream_answers_are_not_synthesized_twice`] (bullet 3 with
 //!   Unbound doing DNS64): getapr's AAAA answers equal Unbound's.
 //!
@@ -820,22 +820,27 @@ fn plain_upstream_ipv4_only_names_synthesized_for_apps_and_pairs() {
 
     // (4) /pairs of an IPv4 literal on this IPv6-only host: the NAT64
     // destination with a working IPv6 source.
-    check_literal_pairs(&lab, &mut expect);
+    check_nat64_pairs(&lab, &STUN4.to_string(), STUN4, &mut expect);
+    // ... and of an IPv4-only name: its A record's NAT64 address.
+    check_nat64_pairs(&lab, &labdns::name("v4only"), V4ONLY4, &mut expect);
     expect.finish(TEST, Some(&getapr));
 }
 
-/// Bullet 4: `/pairs?host=203.0.113.20` gives the NAT64 pair first, and
-/// the pair reaches the destination.
-fn check_literal_pairs(lab: &Lab, expect: &mut Expectations) {
-    let literal = STUN4;
+/// Bullet 4: `/pairs?host=203.0.113.20` (or an IPv4-only name, `v4` its
+/// A record) gives the NAT64 pair first, and the pair reaches the
+/// destination.
+fn check_nat64_pairs(lab: &Lab, host: &str, v4: Ipv4Addr, expect: &mut Expectations) {
+    let literal = v4;
     let nat64_dest = lab::nat64(literal);
-    assert_eq!(
-        nat64_dest,
-        "2001:db8:64::cb00:7114"
-            .parse::<Ipv6Addr>()
-            .expect("an IPv6 address")
-    );
-    let url = format!("http://127.0.0.1:{HTTP_PORT}/pairs?host={literal}");
+    if v4 == STUN4 {
+        assert_eq!(
+            nat64_dest,
+            "2001:db8:64::cb00:7114"
+                .parse::<Ipv6Addr>()
+                .expect("an IPv6 address")
+        );
+    }
+    let url = format!("http://127.0.0.1:{HTTP_PORT}/pairs?host={host}");
     let (code, body) = curl(lab, &url);
     eprintln!("GET {url}: HTTP {code}: {body}");
     let json: Value = match (code, serde_json::from_str(&body)) {
