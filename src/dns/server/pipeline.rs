@@ -497,7 +497,8 @@ impl Flight {
             }
             (Err(e), None) => {
                 // RFC 6147 §5.1.2: an AAAA lookup that failed counts as
-                // one without AAAA records.
+                // one without AAAA records; a failed PTR under a NAT64
+                // prefix is still answered from in-addr.arpa (§5.3.1).
                 let made = match **e {
                     Failure::AllFailed => {
                         shared
