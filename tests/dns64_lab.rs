@@ -31,7 +31,6 @@
 
 mod common;
 
-use std::ffi::OsStr;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -43,7 +42,7 @@ use serde_json::Value;
 use common::lab::{self, Connect, HOST6, Lab, Ns, Pref64Ras, RaSender, STUN4};
 use common::labdns::{
     self, DUAL6, GetaprConfig, KNOT6, LabDns, LabGetapr, UNBOUND6, V4ONLY4, addresses, ask, dns,
-    kdig, summary,
+    getent_ahosts, kdig, python_connect, summary,
 };
 use common::query;
 
@@ -199,64 +198,6 @@ fn wait_dns64_active(lab: &Lab, since: Instant, expect: &mut Expectations) -> bo
                 prefix()
             )
         }),
-    }
-}
-
-/// The distinct addresses `getent ahosts NAME` lists in the host
-/// namespace, in its order.
-fn getent_ahosts(lab: &Lab, name: &str) -> Vec<IpAddr> {
-    let out = lab.exec(Ns::Host, &["getent", "ahosts", name]);
-    let mut seen = Vec::new();
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        if let Some(ip) = line.split_whitespace().next().and_then(|w| w.parse().ok())
-            && !seen.contains(&ip)
-        {
-            seen.push(ip);
-        }
-    }
-    seen
-}
-
-/// What `socket.create_connection((NAME, PORT), timeout=5)` did in the host
-/// namespace, name resolution through glibc included in the time.
-#[derive(Debug)]
-struct PyConnect {
-    connected: bool,
-    seconds: f64,
-    /// The peer connected to, or the error.
-    detail: String,
-}
-
-fn python_connect(lab: &Lab, name: &str, port: u16) -> PyConnect {
-    let script = "import socket, sys, time\n\
-                  t = time.perf_counter()\n\
-                  try:\n\
-                  \x20   s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=5)\n\
-                  \x20   print('connected', time.perf_counter() - t, s.getpeername()[0])\n\
-                  except Exception as e:\n\
-                  \x20   print('error', time.perf_counter() - t, repr(e))\n";
-    let port = port.to_string();
-    let out = lab.run(
-        Ns::Host,
-        &[
-            lab::python(),
-            OsStr::new("-S"),
-            OsStr::new("-c"),
-            OsStr::new(script),
-            OsStr::new(name),
-            OsStr::new(&port),
-        ],
-    );
-    let mut words = out.trim().splitn(3, ' ');
-    let status = words.next().unwrap_or_default();
-    let seconds = words
-        .next()
-        .and_then(|w| w.parse().ok())
-        .unwrap_or(f64::NAN);
-    PyConnect {
-        connected: status == "connected",
-        seconds,
-        detail: words.next().unwrap_or_default().to_owned(),
     }
 }
 

@@ -10,7 +10,6 @@
 
 mod common;
 
-use std::ffi::OsStr;
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -23,7 +22,7 @@ use common::lab::{self, Connect, HOST4, HOST6, Lab, Ns};
 use common::labdns::{
     self, DUAL4, DUAL6, GetaprConfig, KNOT4, LabDns, LabGetapr, MULTI_DEAD, MULTI_LIVE,
     PROBE_INTERVAL, PROBE_TIMEOUT, UNBOUND6, V4ONLY4, V6ONLY6, addresses, ask, dns, exchange,
-    filtered_problems, kdig, rrsigs_cover, summary,
+    filtered_problems, getent_ahosts, kdig, python_connect, rrsigs_cover, summary,
 };
 use common::query;
 
@@ -46,64 +45,6 @@ fn wait_verdicts(getapr: &LabGetapr, since: Instant, v6: &str, v4: Option<&str>)
     if let Some(v4) = v4 {
         let (t, _) = getapr.wait(since, &[v4, &format!("source={HOST4}")], VERDICT);
         eprintln!("getapr: IPv4 source {HOST4} {v4} after {t:?}");
-    }
-}
-
-/// The distinct addresses `getent ahosts NAME` lists in the host
-/// namespace, in its order (glibc's getaddrinfo after RFC 6724 sorting).
-fn getent_ahosts(lab: &Lab, name: &str) -> Vec<IpAddr> {
-    let out = lab.exec(Ns::Host, &["getent", "ahosts", name]);
-    let mut seen = Vec::new();
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        if let Some(ip) = line.split_whitespace().next().and_then(|w| w.parse().ok())
-            && !seen.contains(&ip)
-        {
-            seen.push(ip);
-        }
-    }
-    seen
-}
-
-/// What `socket.create_connection((NAME, PORT), timeout=5)` did in the host
-/// namespace (name resolution through glibc included in the time).
-#[derive(Debug)]
-struct PyConnect {
-    connected: bool,
-    seconds: f64,
-    /// The peer connected to, or the error.
-    detail: String,
-}
-
-fn python_connect(lab: &Lab, name: &str, port: u16) -> PyConnect {
-    let script = "import socket, sys, time\n\
-                  t = time.perf_counter()\n\
-                  try:\n\
-                  \x20   s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=5)\n\
-                  \x20   print('connected', time.perf_counter() - t, s.getpeername()[0])\n\
-                  except Exception as e:\n\
-                  \x20   print('error', time.perf_counter() - t, repr(e))\n";
-    let port = port.to_string();
-    let out = lab.run(
-        Ns::Host,
-        &[
-            lab::python(),
-            OsStr::new("-S"),
-            OsStr::new("-c"),
-            OsStr::new(script),
-            OsStr::new(name),
-            OsStr::new(&port),
-        ],
-    );
-    let mut words = out.trim().splitn(3, ' ');
-    let status = words.next().unwrap_or_default();
-    let seconds = words
-        .next()
-        .and_then(|w| w.parse().ok())
-        .unwrap_or(f64::NAN);
-    PyConnect {
-        connected: status == "connected",
-        seconds,
-        detail: words.next().unwrap_or_default().to_owned(),
     }
 }
 

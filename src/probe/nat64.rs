@@ -121,7 +121,7 @@ pub fn discover(aaaa: &[Ipv6Addr]) -> Vec<Ipv6Net> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn net(s: &str) -> Ipv6Net {
@@ -132,8 +132,8 @@ mod tests {
     }
 
     /// RFC 6052 §2.4, the table of examples for 192.0.2.33, plus the
-    /// well-known prefix of §2.1.
-    const TABLE: [(&str, &str); 7] = [
+    /// well-known prefix of §2.1 (DNS64's tests synthesize from it too).
+    pub(crate) const TABLE: [(&str, &str); 7] = [
         ("2001:db8::/32", "2001:db8:c000:221::"),
         ("2001:db8:100::/40", "2001:db8:1c0:2:21::"),
         ("2001:db8:122::/48", "2001:db8:122:c000:2:2100::"),

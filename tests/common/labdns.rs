@@ -943,3 +943,61 @@ pub fn assert_glibc_uses_resolv_conf() {
         "the glibc lab tests need `hosts: files dns` in /etc/nsswitch.conf, found `{hosts}`"
     );
 }
+
+/// The distinct addresses `getent ahosts NAME` lists in the host
+/// namespace, in its order (glibc's getaddrinfo after RFC 6724 sorting).
+pub fn getent_ahosts(lab: &Lab, name: &str) -> Vec<IpAddr> {
+    let out = lab.exec(Ns::Host, &["getent", "ahosts", name]);
+    let mut seen = Vec::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        if let Some(ip) = line.split_whitespace().next().and_then(|w| w.parse().ok())
+            && !seen.contains(&ip)
+        {
+            seen.push(ip);
+        }
+    }
+    seen
+}
+
+/// What `socket.create_connection((NAME, PORT), timeout=5)` did in the host
+/// namespace (name resolution through glibc included in the time).
+#[derive(Debug)]
+pub struct PyConnect {
+    pub connected: bool,
+    pub seconds: f64,
+    /// The peer connected to, or the error.
+    pub detail: String,
+}
+
+pub fn python_connect(lab: &Lab, name: &str, port: u16) -> PyConnect {
+    let script = "import socket, sys, time\n\
+                  t = time.perf_counter()\n\
+                  try:\n\
+                  \x20   s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=5)\n\
+                  \x20   print('connected', time.perf_counter() - t, s.getpeername()[0])\n\
+                  except Exception as e:\n\
+                  \x20   print('error', time.perf_counter() - t, repr(e))\n";
+    let port = port.to_string();
+    let out = lab.run(
+        Ns::Host,
+        &[
+            lab::python(),
+            OsStr::new("-S"),
+            OsStr::new("-c"),
+            OsStr::new(script),
+            OsStr::new(name),
+            OsStr::new(&port),
+        ],
+    );
+    let mut words = out.trim().splitn(3, ' ');
+    let status = words.next().unwrap_or_default();
+    let seconds = words
+        .next()
+        .and_then(|w| w.parse().ok())
+        .unwrap_or(f64::NAN);
+    PyConnect {
+        connected: status == "connected",
+        seconds,
+        detail: words.next().unwrap_or_default().to_owned(),
+    }
+}

@@ -189,16 +189,8 @@ fn auto_synthesizes_only_without_ipv4_with_ipv6_and_a_prefix() {
     assert!(!active(Synthesize::Off, &with(Failed, Ok, &wkp)));
 }
 
-/// RFC 6052 §2.4's examples for 192.0.2.33, and the Well-Known Prefix.
-const TABLE: [(&str, &str); 7] = [
-    ("2001:db8::/32", "2001:db8:c000:221::"),
-    ("2001:db8:100::/40", "2001:db8:1c0:2:21::"),
-    ("2001:db8:122::/48", "2001:db8:122:c000:2:2100::"),
-    ("2001:db8:122:300::/56", "2001:db8:122:3c0:0:221::"),
-    ("2001:db8:122:344::/64", "2001:db8:122:344:c0:2:2100:0"),
-    ("2001:db8:122:344::/96", "2001:db8:122:344::192.0.2.33"),
-    ("64:ff9b::/96", "64:ff9b::192.0.2.33"),
-];
+// RFC 6052 §2.4's examples for 192.0.2.33, and the Well-Known Prefix.
+use crate::probe::nat64::tests::TABLE;
 
 #[test]
 fn synthesizes_at_every_prefix_length() {
