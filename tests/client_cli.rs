@@ -3,12 +3,16 @@
 //! canned response (the contract's example bodies, sent with a
 //! `Content-Length` or chunked as hyper may) and reports the request it got.
 
+mod common;
+
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Command, Output};
 use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
+
+use common::bin::{assert_exit, stderr, stdout};
 
 const BIN: &str = env!("CARGO_BIN_EXE_getapr");
 
@@ -111,25 +115,6 @@ fn read_head(stream: &mut TcpStream) -> String {
 
 fn getapr(args: &[&str]) -> Output {
     Command::new(BIN).args(args).output().unwrap()
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-#[track_caller]
-fn assert_exit(output: &Output, code: i32) {
-    assert_eq!(
-        output.status.code(),
-        Some(code),
-        "stdout:\n{}\nstderr:\n{}",
-        stdout(output),
-        stderr(output)
-    );
 }
 
 /// The value of header `name` in a request head.

@@ -12,6 +12,8 @@
 //! Every destination of one test shares the port asked for (the pairs give
 //! addresses; the port is the user's), on different 127.0.0.x addresses.
 
+mod common;
+
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::process::{Command, Output, Stdio};
@@ -20,6 +22,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use socket2::{Domain, Socket, Type};
+
+use common::bin::{assert_exit, stderr, stdout};
 
 const BIN: &str = env!("CARGO_BIN_EXE_getapr");
 
@@ -230,25 +234,6 @@ fn getapr(args: &[&str], stdin: &[u8]) -> (Output, Duration) {
         stderr(&output)
     );
     (output, start.elapsed())
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-#[track_caller]
-fn assert_exit(output: &Output, code: i32) {
-    assert_eq!(
-        output.status.code(),
-        Some(code),
-        "stdout:\n{}\nstderr:\n{}",
-        stdout(output),
-        stderr(output)
-    );
 }
 
 /// Bytes a text protocol would mangle: NUL, 0xff, CR without LF, no final newline.
