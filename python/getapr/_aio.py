@@ -5,12 +5,11 @@ connecting a non-blocking socket bound to its pair's source with
 from __future__ import annotations
 
 import asyncio
-import errno
 import socket
 from typing import Dict, List, Optional, Sequence
 
 from ._pairs import Pair
-from ._race import CONNECTION_ATTEMPT_DELAY, Failure, RaceLost, open_socket
+from ._race import CONNECTION_ATTEMPT_DELAY, Failure, RaceLost, open_socket, wait_or_lose
 
 
 async def race(
@@ -39,21 +38,12 @@ async def race(
                 started += 1
                 running[loop.create_task(_attempt(loop, pair))] = pair
                 next_start = now + delay
-            if not running:
-                raise RaceLost(failures, timed_out=False)
-            if deadline is not None and now >= deadline:
-                failures.extend(
-                    (p, socket.timeout(errno.ETIMEDOUT, "timed out")) for p in running.values()
-                )
-                raise RaceLost(failures, timed_out=True)
-            waits = []
-            if started < len(pairs):
-                waits.append(next_start - now)
-            if deadline is not None:
-                waits.append(deadline - now)
+            wait = wait_or_lose(
+                now, deadline, list(running.values()), started < len(pairs), next_start, failures
+            )
             done, _ = await asyncio.wait(
                 set(running),
-                timeout=max(0.0, min(waits)) if waits else None,
+                timeout=wait,
                 return_when=asyncio.FIRST_COMPLETED,
             )
             # Several at once: the better pair wins, the others are closed.

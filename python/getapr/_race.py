@@ -37,6 +37,32 @@ _IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)
 Failure = Tuple[Pair, OSError]
 
 
+def wait_or_lose(
+    now: float,
+    deadline: Optional[float],
+    running: List[Pair],
+    more: bool,
+    next_start: float,
+    failures: List[Failure],
+) -> Optional[float]:
+    """How long a race may wait for its `running` attempts at `now`: until
+    the next attempt is due (when there are `more`) or the deadline, `None`
+    for as long as it takes. Raises :class:`RaceLost` when nothing runs, or
+    when the deadline has passed (the running attempts then count as timed
+    out). The one rule of :func:`race` and :func:`getapr._aio.race`."""
+    if not running:
+        raise RaceLost(failures, timed_out=False)
+    if deadline is not None and now >= deadline:
+        failures.extend((p, socket.timeout(errno.ETIMEDOUT, "timed out")) for p in running)
+        raise RaceLost(failures, timed_out=True)
+    waits = []
+    if more:
+        waits.append(next_start - now)
+    if deadline is not None:
+        waits.append(deadline - now)
+    return max(0.0, min(waits)) if waits else None
+
+
 def race(
     pairs: Sequence[Pair], timeout: Optional[float], delay: float = CONNECTION_ATTEMPT_DELAY
 ) -> socket.socket:
@@ -77,19 +103,10 @@ def race(
                     running[sock] = pair
                     selector.register(sock, selectors.EVENT_WRITE)
                     next_start = now + delay
-                if not running:
-                    raise RaceLost(failures, timed_out=False)
-                if deadline is not None and now >= deadline:
-                    failures.extend(
-                        (p, socket.timeout(errno.ETIMEDOUT, "timed out")) for p in running.values()
-                    )
-                    raise RaceLost(failures, timed_out=True)
-                waits = []
-                if started < len(pairs):
-                    waits.append(next_start - now)
-                if deadline is not None:
-                    waits.append(deadline - now)
-                ready = selector.select(max(0.0, min(waits)) if waits else None)
+                wait = wait_or_lose(
+                    now, deadline, list(running.values()), started < len(pairs), next_start, failures
+                )
+                ready = selector.select(wait)
                 connected = []
                 for key, _ in ready:
                     sock = key.fileobj  # type: ignore[assignment]
