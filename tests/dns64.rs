@@ -255,15 +255,9 @@ impl Setup {
     }
 }
 
+/// The A and AAAA addresses of `m`'s answer section, in order.
 fn addresses(m: &Message) -> Vec<IpAddr> {
-    m.answers
-        .iter()
-        .filter_map(|r| match &r.data {
-            RData::A(a) => Some(IpAddr::V4(a.0)),
-            RData::AAAA(a) => Some(IpAddr::V6(a.0)),
-            _ => None,
-        })
-        .collect()
+    common::labdns::addresses(&m.answers)
 }
 
 fn one_synthesized(m: &Message, v4: Ipv4Addr) {

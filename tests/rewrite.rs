@@ -16,7 +16,7 @@ use getapr::daemon::Handle;
 use getapr::dns::rewrite::{EDE_FILTERED, extended_errors};
 use getapr::probe::verdicts::{DestinationVerdict, Families, PathVerdict, State, Verdicts};
 use hickory_proto::op::{Message, ResponseCode};
-use hickory_proto::rr::{RData, RecordType};
+use hickory_proto::rr::RecordType;
 
 struct Setup {
     auth: AuthUpstream,
@@ -56,15 +56,9 @@ fn families(ipv4: State, ipv6: State) -> Verdicts {
     }
 }
 
+/// The A and AAAA addresses of `m`'s answer section, in order.
 fn addresses(m: &Message) -> Vec<IpAddr> {
-    m.answers
-        .iter()
-        .filter_map(|r| match &r.data {
-            RData::A(a) => Some(IpAddr::V4(a.0)),
-            RData::AAAA(a) => Some(IpAddr::V6(a.0)),
-            _ => None,
-        })
-        .collect()
+    common::labdns::addresses(&m.answers)
 }
 
 fn assert_filtered_nodata(m: &Message, raw: &[u8]) {
