@@ -8,12 +8,12 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use hickory_proto::op::{
     Edns, Message as HMessage, MessageType, OpCode, Query as HQuery, ResponseCode,
 };
-use hickory_proto::rr::rdata::null::NULL;
 use hickory_proto::rr::rdata::{A, AAAA, CNAME, PTR, SOA};
 use hickory_proto::rr::{Name, RData, Record as HRecord, RecordType};
 use proptest::prelude::*;
 
 use super::*;
+use crate::dns::rewrite::tests::rrsig;
 use crate::dns::wire::rcode;
 use crate::probe::nat64::{WELL_KNOWN_PREFIX, embed};
 use crate::probe::verdicts::Families;
@@ -60,18 +60,6 @@ fn soa(owner: &str, ttl: u32, minimum: u32) -> HRecord {
         minimum,
     );
     HRecord::from_rdata(name(owner), ttl, RData::SOA(soa))
-}
-
-/// An RRSIG-shaped record: only its type matters here.
-fn rrsig(owner: &str, covered: u16) -> HRecord {
-    let mut data = covered.to_be_bytes().to_vec();
-    data.extend_from_slice(&[13, 2, 0, 0, 1, 44, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0]);
-    data.extend_from_slice(b"fakesignature");
-    let rdata = RData::Unknown {
-        code: RecordType::RRSIG,
-        rdata: NULL::with(data),
-    };
-    HRecord::from_rdata(name(owner), 300, rdata)
 }
 
 /// A reply to `qname`/`qtype` with these sections, AD and AA set, an OPT

@@ -80,7 +80,7 @@
 mod filter;
 mod judge;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 #[cfg(test)]
 mod tests_follow;
 #[cfg(test)]

@@ -37,7 +37,7 @@ pub(super) fn cname(owner: &str, target: &str) -> HRecord {
 }
 
 /// An RRSIG-shaped record: only its type-covered field matters here.
-pub(super) fn rrsig(owner: &str, covered: u16) -> HRecord {
+pub(crate) fn rrsig(owner: &str, covered: u16) -> HRecord {
     let mut data = covered.to_be_bytes().to_vec();
     data.extend_from_slice(&[13, 2, 0, 0, 1, 44, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0]);
     data.extend_from_slice(b"fakesignature");
